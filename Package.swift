@@ -1,0 +1,71 @@
+// swift-tools-version: 6.1
+// Forewarn: predictive-maintenance edge gateway. One executable product, `forewarn`,
+// with subcommands; one module per role; only the wrapper modules import the C shims.
+import PackageDescription
+
+let package = Package(
+    name: "forewarn",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "forewarn", targets: ["ForewarnCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C shims: system libraries found through pkg-config, installed from Debian.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // Domain types, codecs, topic mapping and configuration. No I/O beyond reading files.
+        .target(name: "ForewarnCore", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        // Swift faces on the C libraries: the only modules that import the shims.
+        .target(name: "Kafka", dependencies: [
+            "CRdKafka",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "MQTT", dependencies: [
+            "CMosquitto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Journal", dependencies: [
+            "CSQLite", "ForewarnCore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // What every service binary shares: the /metrics + /healthz endpoint (POSIX sockets, no swift-nio),
+        // systemd notify and watchdog, and blocking loops on dedicated threads.
+        .target(name: "ServiceSupport", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "Gateway", dependencies: [
+            "ForewarnCore", "Kafka", "MQTT", "Journal", "ServiceSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "ForewarnCLI", dependencies: [
+            "ForewarnCore", "Kafka", "Gateway", "ServiceSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        .testTarget(name: "ForewarnCoreTests", dependencies: ["ForewarnCore"]),
+        .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Kafka", "MQTT", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["Kafka", "MQTT"], path: "Tests/TestSupport"),
+    ],
+    swiftLanguageModes: [.v6]
+)

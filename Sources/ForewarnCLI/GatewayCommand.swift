@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import ForewarnCore
+import Gateway
+import Logging
+import ServiceLifecycle
+import ServiceSupport
+
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Subscribe to MQTT readings, journal them durably in SQLite, and forward them to Kafka.",
+        discussion: """
+        Configuration comes from --config (default /etc/forewarn/gateway.yaml when it exists), then FOREWARN_* \
+        environment variables (FOREWARN_MQTT_URL sets mqtt.url), then flags. With no file at all it runs on \
+        local-demo defaults: MQTT on 127.0.0.1:1883, Kafka on 127.0.0.1:9092. See README.md for every key.
+        """)
+
+    @Option(help: "YAML configuration file.") var config: String?
+    @Option(help: "MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT (key mqtt.url).") var mqtt: String?
+    @Option(help: "Kafka bootstrap servers, HOST:PORT[,HOST:PORT] (key kafka.bootstrap).") var kafka: String?
+    @Option(name: .customLong("state-dir"), help: "Directory for the journal (key state-dir).") var stateDir: String?
+    @Option(help: "HTTP endpoint for /metrics and /healthz, HOST:PORT or off (key http).") var http: String?
+    @Option(name: .customLong("set"), help: "Set any configuration key, KEY=VALUE (repeatable), e.g. --set journal.max-bytes=64MiB.")
+    var settings: [String] = []
+    @Flag(name: .customLong("check-config"), help: "Validate the configuration, print it, and exit.") var checkConfig = false
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var overrides: [(key: String, value: String, flag: String)] = []
+        if let mqtt { overrides.append(("mqtt.url", mqtt, "--mqtt")) }
+        if let kafka { overrides.append(("kafka.bootstrap", kafka, "--kafka")) }
+        if let stateDir { overrides.append(("state-dir", stateDir, "--state-dir")) }
+        if let http { overrides.append(("http", http, "--http")) }
+        for s in settings {
+            guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
+            overrides.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
+        }
+        var file = config ?? env["FOREWARN_CONFIG"]
+        if file == nil, FileManager.default.fileExists(atPath: "/etc/forewarn/gateway.yaml") { file = "/etc/forewarn/gateway.yaml" }
+
+        let cfg: GatewayConfiguration
+        do { cfg = try GatewayConfiguration.load(file: file, environment: env, overrides: overrides) } catch {
+            fail("invalid configuration: \(error)")
+        }
+        if checkConfig {
+            print("configuration OK\(file.map { " (\($0))" } ?? " (defaults, no file)")")
+            print("  gateway.id=\(cfg.gatewayID) mqtt.url=\(cfg.mqtt.url) topic=\(cfg.mqtt.topicTemplate) kafka.bootstrap=\(cfg.kafka.bootstrap)")
+            print("  state-dir=\(cfg.stateDirectory) http=\(cfg.http.map(\.description) ?? "off") journal.full-policy=\(cfg.journal.fullPolicy.rawValue) journal.max-bytes=\(cfg.journal.maxBytes)")
+            print("  mqtt.password=\(cfg.mqtt.password == nil ? "unset" : "set (hidden)")")
+            return
+        }
+
+        let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.gateway")
+        let registry = Bootstrap.metrics()
+        let gateway: GatewayServices
+        do { gateway = try GatewayServices(config: cfg, logger: logger) } catch {
+            fail("cannot start the gateway: \(error)", code: 1)
+        }
+        var services: [any Service] = []
+        if let http = cfg.http {
+            let g = gateway
+            do {
+                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger,
+                                               handler: Bootstrap.httpHandler(registry: registry, health: { g.healthResponse() })))
+            } catch { fail("\(error)", code: 1) }
+        }
+        services.append(SystemdService())
+        services.append(gateway.forwarder)
+        services.append(gateway.ingest)
+        logger.info("gateway starting", metadata: ["gateway_id": "\(cfg.gatewayID)", "state_dir": "\(cfg.stateDirectory)"])
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        logger.info("gateway stopped")
+    }
+}

@@ -1,0 +1,151 @@
+/// Reads typed values out of a `ConfigSource`, recording which keys were read so that
+/// the rest can be reported as unknown. Every error names the key and the allowed values.
+public struct ConfigReader {
+    public let source: ConfigSource
+    public private(set) var knownKeys: Set<String> = []
+
+    public init(_ source: ConfigSource) { self.source = source }
+
+    public mutating func string(_ key: String, default d: String) -> String {
+        knownKeys.insert(key)
+        return source.value(key) ?? d
+    }
+
+    public mutating func optionalString(_ key: String) -> String? {
+        knownKeys.insert(key)
+        guard let v = source.value(key), !v.isEmpty else { return nil }
+        return v
+    }
+
+    public mutating func int(_ key: String, default d: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        guard let v = Int(raw.trimmedSpaces) else {
+            throw ConfigError(key: key, "'\(raw)' is not a whole number (allowed: \(range.lowerBound)...\(range.upperBound))")
+        }
+        guard range.contains(v) else {
+            throw ConfigError(key: key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
+        }
+        return v
+    }
+
+    public mutating func double(_ key: String, default d: Double, range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        guard let v = Double(raw.trimmedSpaces), v.isFinite else {
+            throw ConfigError(key: key, "'\(raw)' is not a number (allowed: \(range.lowerBound)...\(range.upperBound))")
+        }
+        guard range.contains(v) else {
+            throw ConfigError(key: key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
+        }
+        return v
+    }
+
+    public mutating func bool(_ key: String, default d: Bool) throws(ConfigError) -> Bool {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        switch raw.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw ConfigError(key: key, "'\(raw)' is not a boolean (allowed: true, false)")
+        }
+    }
+
+    public mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) throws(ConfigError) -> E where E.RawValue == String {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        guard let v = E(rawValue: raw) else {
+            throw ConfigError(key: key, "'\(raw)' is not allowed (allowed: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return v
+    }
+
+    /// Durations like `250ms`, `5s`, `2m`, `1h`, `7d`; a bare number means seconds.
+    public mutating func duration(_ key: String, default d: Duration, min: Duration = .zero) throws(ConfigError) -> Duration {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        guard let v = Self.parseDuration(raw) else {
+            throw ConfigError(key: key, "'\(raw)' is not a duration (allowed: a number with ms, s, m, h or d, e.g. 250ms, 30s, 7d)")
+        }
+        guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum \(min)") }
+        return v
+    }
+
+    /// Sizes like `512MiB`, `1GiB`, `100MB`, `64KiB`, or a number of bytes.
+    public mutating func size(_ key: String, default d: Int64, min: Int64 = 0) throws(ConfigError) -> Int64 {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        guard let v = Self.parseSize(raw) else {
+            throw ConfigError(key: key, "'\(raw)' is not a size (allowed: bytes, or a number with KB, MB, GB, KiB, MiB, GiB)")
+        }
+        guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum of \(min) bytes") }
+        return v
+    }
+
+    /// `host:port`, with the port in 1...65535.
+    public mutating func hostPort(_ key: String, default d: HostPort?) throws(ConfigError) -> HostPort? {
+        knownKeys.insert(key)
+        guard let raw = source.value(key) else { return d }
+        if raw == "off" || raw == "none" || raw.isEmpty { return nil }
+        return try HostPort.parse(raw, key: key)
+    }
+
+    public mutating func markKnown(_ key: String) { knownKeys.insert(key) }
+
+    public static func parseDuration(_ raw: String) -> Duration? {
+        let s = raw.trimmedSpaces
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        for (suffix, scale) in units where s.hasSuffix(suffix) {
+            let number = s.dropLast(suffix.count)
+            // "ms" also ends in "s": only accept the longest unit whose prefix is a number.
+            if let v = Double(number), v.isFinite, v >= 0 { return .milliseconds(Int64((v * scale * 1000).rounded())) }
+        }
+        if let v = Double(s), v.isFinite, v >= 0 { return .milliseconds(Int64((v * 1000).rounded())) }
+        return nil
+    }
+
+    public static func parseSize(_ raw: String) -> Int64? {
+        let s = raw.trimmedSpaces
+        let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+                                        ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1)]
+        for (suffix, scale) in units where s.hasSuffix(suffix) {
+            guard let v = Double(s.dropLast(suffix.count).trimmedSpaces), v.isFinite, v >= 0 else { return nil }
+            return Int64(v * Double(scale))
+        }
+        return Int64(s)
+    }
+}
+
+/// A TCP endpoint, `host:port`.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    public var description: String { "\(host):\(port)" }
+
+    public static func parse(_ raw: String, key: String) throws(ConfigError) -> HostPort {
+        guard let colon = raw.lastIndex(of: ":") else {
+            throw ConfigError(key: key, "'\(raw)' must be HOST:PORT")
+        }
+        var host = String(raw[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let portText = raw[raw.index(after: colon)...]
+        guard !host.isEmpty else { throw ConfigError(key: key, "'\(raw)' has no host (expected HOST:PORT)") }
+        guard let port = Int(portText), (1...65535).contains(port) else {
+            throw ConfigError(key: key, "port '\(portText)' is out of range (allowed: 1...65535)")
+        }
+        return HostPort(host: host, port: port)
+    }
+}
+
+extension StringProtocol {
+    var trimmedSpaces: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+
+/// What the journal does when it reaches `journal.max-bytes`.
+public enum JournalFullPolicy: String, Sendable, CaseIterable {
+    /// Delete the oldest journaled readings to make room; drops are counted per machine.
+    case dropOldest = "drop-oldest"
+    /// Stop reading MQTT until the journal drains, so the broker holds data for the persistent session.
+    case backpressure
+}
+
+public enum MQTTProtocolVersion: String, Sendable, CaseIterable {
+    case v311 = "3.1.1"
+    case v5 = "5"
+}
+
+/// SQLite durability of a group commit: `full` survives power loss, `normal` survives a process crash.
+public enum JournalSynchronous: String, Sendable, CaseIterable {
+    case full
+    case normal
+}
+
+/// An MQTT broker address: `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (TLS).
+public struct MQTTURL: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var tls: Bool
+
+    public init(host: String, port: Int, tls: Bool) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+    }
+
+    public var description: String { "\(tls ? "mqtts" : "mqtt")://\(host):\(port)" }
+
+    public static func parse(_ raw: String, key: String) throws(ConfigError) -> MQTTURL {
+        let tls: Bool
+        let rest: Substring
+        if raw.hasPrefix("mqtt://") { tls = false; rest = raw.dropFirst(7) }
+        else if raw.hasPrefix("mqtts://") { tls = true; rest = raw.dropFirst(8) }
+        else { throw ConfigError(key: key, "'\(raw)' must start with mqtt:// or mqtts://") }
+        let hostPort = rest.hasSuffix("/") ? String(rest.dropLast()) : String(rest)
+        if !hostPort.contains(":") {
+            guard !hostPort.isEmpty else { throw ConfigError(key: key, "'\(raw)' has no host") }
+            return MQTTURL(host: hostPort, port: tls ? 8883 : 1883, tls: tls)
+        }
+        let hp = try HostPort.parse(hostPort, key: key)
+        return MQTTURL(host: hp.host, port: hp.port, tls: tls)
+    }
+}
+
+/// Everything the gateway needs. Each field documents its default; `load` validates
+/// at start-up and names the key of the first problem.
+public struct GatewayConfiguration: Sendable {
+    /// `gateway.id`: stamped on every Kafka record as the `gateway` header. Default: the host name.
+    public var gatewayID: String
+    /// `gateway.site`: the site for topics whose template has no `{site}`. Default `default`.
+    public var defaultSite: String
+    /// `state-dir`: where the journal lives. Default `$STATE_DIRECTORY`, else `$XDG_STATE_HOME/forewarn`, else `~/.local/state/forewarn`.
+    public var stateDirectory: String
+    /// `http`: the `/metrics` and `/healthz` endpoint, `HOST:PORT` or `off`. Default `127.0.0.1:9464`.
+    public var http: HostPort?
+    /// `log-level`: trace, debug, info, notice, warning, error, critical. Default `info`.
+    public var logLevel: String
+
+    public var mqtt: MQTT
+    public var kafka: Kafka
+    public var journal: Journal
+    public var health: Health
+
+    public struct MQTT: Sendable {
+        /// `mqtt.url`: default `mqtt://127.0.0.1:1883`. `mqtts://` turns TLS on.
+        public var url: MQTTURL
+        /// `mqtt.client-id`: fixed so the broker keeps the persistent session. Default `forewarn-<gateway.id>`.
+        public var clientID: String
+        /// `mqtt.topic-template`: default `factory/{site}/{machine}/{sensor}`.
+        public var topicTemplate: TopicTemplate
+        /// `mqtt.protocol`: `3.1.1` or `5`. Default `3.1.1`.
+        public var protocolVersion: MQTTProtocolVersion
+        /// `mqtt.clean-session`: default false (persistent session: the broker queues QoS 1 while we are away).
+        public var cleanSession: Bool
+        /// `mqtt.keepalive`: default 30s.
+        public var keepalive: Duration
+        /// `mqtt.reconnect-min` / `mqtt.reconnect-max`: reconnect backoff bounds. Defaults 500ms and 30s.
+        public var reconnectMin: Duration
+        public var reconnectMax: Duration
+        /// `mqtt.max-payload-bytes`: larger payloads are dead-lettered. Default 65536.
+        public var maxPayloadBytes: Int
+        /// `mqtt.username`; the password comes from `mqtt.password-file` or `FOREWARN_MQTT_PASSWORD`, never from the file itself.
+        public var username: String?
+        public var password: String?
+        /// `mqtt.tls.ca-file`, `mqtt.tls.cert-file`, `mqtt.tls.key-file`: TLS trust and client certificate.
+        public var caFile: String?
+        public var certFile: String?
+        public var keyFile: String?
+        /// `mqtt.tls.insecure`: skip host-name verification (never in production). Default false.
+        public var tlsInsecure: Bool
+    }
+
+    public struct Kafka: Sendable {
+        /// `kafka.bootstrap`: default `127.0.0.1:9092`.
+        public var bootstrap: String
+        /// `kafka.readings-topic`: default `forewarn.readings`.
+        public var readingsTopic: String
+        /// `kafka.deadletter-topic`: default `forewarn.deadletter`.
+        public var deadletterTopic: String
+        /// `kafka.max-in-flight`: journal entries handed to librdkafka and not yet reported. Default 10000.
+        public var maxInFlight: Int
+        /// `kafka.flush-timeout`: how long SIGTERM waits for outstanding deliveries. Default 10s.
+        public var flushTimeout: Duration
+        /// `kafka.properties.*`: passed to librdkafka as they are (SASL, TLS, ...).
+        public var properties: [String: String]
+    }
+
+    public struct Journal: Sendable {
+        /// `journal.commit-every`: group commit after this many entries. Default 200.
+        public var commitEvery: Int
+        /// `journal.commit-interval`: or after this long. Default 20ms. Bounds the crash loss window.
+        public var commitInterval: Duration
+        /// `journal.max-bytes`: bound on journaled payload bytes. Default 1GiB.
+        public var maxBytes: Int64
+        /// `journal.max-age`: entries older than this are dropped (counted, reason `max-age`). Default 7d.
+        public var maxAge: Duration
+        /// `journal.full-policy`: `drop-oldest` or `backpressure`. Default `backpressure`.
+        public var fullPolicy: JournalFullPolicy
+        /// `journal.resume-at`: under backpressure, resume MQTT when bytes fall below this fraction of max. Default 0.8.
+        public var resumeFraction: Double
+        /// `journal.synchronous`: `full` or `normal`. Default `full`.
+        public var synchronous: JournalSynchronous
+    }
+
+    public struct Health: Sendable {
+        /// `health.grace`: how long Kafka or MQTT may be unreachable, or drops recent, before /healthz says 503. Default 30s.
+        public var grace: Duration
+    }
+
+    /// Every key this configuration understands (for unknown-key errors and environment names).
+    public static let knownKeys: [String] = {
+        var reader = ConfigReader(ConfigSource())
+        _ = try? GatewayConfiguration.read(&reader, environment: [:])
+        return reader.knownKeys.sorted()
+    }()
+
+    /// Loads from an optional YAML file, the environment, and flag overrides (key → value), then validates.
+    public static func load(file: String?, environment: [String: String], overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> GatewayConfiguration {
+        var source = ConfigSource()
+        if let file { try source.loadYAML(path: file) }
+        try source.loadEnvironment(environment, knownKeys: knownKeys)
+        for o in overrides { source.set(o.key, o.value, origin: "flag \(o.flag)") }
+        var reader = ConfigReader(source)
+        let config = try read(&reader, environment: environment)
+        try source.checkUnknownKeys(known: reader.knownKeys, openPrefixes: ["kafka.properties"])
+        return config
+    }
+
+    static func read(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> GatewayConfiguration {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "gateway"
+        let gatewayID = r.string("gateway.id", default: host)
+        do { try Identifier.validate(gatewayID, field: "gateway.id") } catch { throw ConfigError(key: "gateway.id", error.detail) }
+        let site = r.string("gateway.site", default: "default")
+        do { try Identifier.validate(site, field: "gateway.site") } catch { throw ConfigError(key: "gateway.site", error.detail) }
+
+        let stateDir = r.string("state-dir", default: defaultStateDirectory(environment))
+        let http = try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9464))
+        let logLevel = r.string("log-level", default: "info")
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(logLevel) else { throw ConfigError(key: "log-level", "'\(logLevel)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
+
+        let url = try MQTTURL.parse(r.string("mqtt.url", default: "mqtt://127.0.0.1:1883"), key: "mqtt.url")
+        let templateText = r.string("mqtt.topic-template", default: "factory/{site}/{machine}/{sensor}")
+        let template: TopicTemplate
+        do { template = try TopicTemplate(templateText) } catch { throw ConfigError(key: "mqtt.topic-template", error.description) }
+        var password = environment["FOREWARN_MQTT_PASSWORD"]
+        if let file = r.optionalString("mqtt.password-file") {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigError(key: "mqtt.password-file", "cannot read \(file)")
+            }
+            password = text.trimmingCharacters(in: .newlines)
+        }
+        let mqtt = MQTT(
+            url: url,
+            clientID: r.string("mqtt.client-id", default: "forewarn-\(gatewayID)"),
+            topicTemplate: template,
+            protocolVersion: try r.choice("mqtt.protocol", default: .v311),
+            cleanSession: try r.bool("mqtt.clean-session", default: false),
+            keepalive: try r.duration("mqtt.keepalive", default: .seconds(30), min: .seconds(5)),
+            reconnectMin: try r.duration("mqtt.reconnect-min", default: .milliseconds(500), min: .milliseconds(10)),
+            reconnectMax: try r.duration("mqtt.reconnect-max", default: .seconds(30), min: .milliseconds(10)),
+            maxPayloadBytes: try r.int("mqtt.max-payload-bytes", default: 65_536, range: 16...16_777_216),
+            username: r.optionalString("mqtt.username"),
+            password: password,
+            caFile: r.optionalString("mqtt.tls.ca-file"),
+            certFile: r.optionalString("mqtt.tls.cert-file"),
+            keyFile: r.optionalString("mqtt.tls.key-file"),
+            tlsInsecure: try r.bool("mqtt.tls.insecure", default: false))
+        if (mqtt.certFile == nil) != (mqtt.keyFile == nil) {
+            throw ConfigError(key: mqtt.certFile == nil ? "mqtt.tls.cert-file" : "mqtt.tls.key-file", "client certificates need both mqtt.tls.cert-file and mqtt.tls.key-file")
+        }
+        for (key, path) in [("mqtt.tls.ca-file", mqtt.caFile), ("mqtt.tls.cert-file", mqtt.certFile), ("mqtt.tls.key-file", mqtt.keyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigError(key: key, "cannot read \(path)")
+            }
+        }
+        if mqtt.reconnectMax < mqtt.reconnectMin {
+            throw ConfigError(key: "mqtt.reconnect-max", "must not be below mqtt.reconnect-min")
+        }
+
+        r.markKnown("kafka.properties")
+        let kafka = Kafka(
+            bootstrap: r.string("kafka.bootstrap", default: "127.0.0.1:9092"),
+            readingsTopic: r.string("kafka.readings-topic", default: "forewarn.readings"),
+            deadletterTopic: r.string("kafka.deadletter-topic", default: "forewarn.deadletter"),
+            maxInFlight: try r.int("kafka.max-in-flight", default: 10_000, range: 1...1_000_000),
+            flushTimeout: try r.duration("kafka.flush-timeout", default: .seconds(10)),
+            properties: r.source.values(under: "kafka.properties"))
+        if kafka.bootstrap.isEmpty { throw ConfigError(key: "kafka.bootstrap", "must not be empty (HOST:PORT[,HOST:PORT...])") }
+        for part in kafka.bootstrap.split(separator: ",") { _ = try HostPort.parse(String(part), key: "kafka.bootstrap") }
+
+        let journal = Journal(
+            commitEvery: try r.int("journal.commit-every", default: 200, range: 1...100_000),
+            commitInterval: try r.duration("journal.commit-interval", default: .milliseconds(20), min: .milliseconds(1)),
+            maxBytes: try r.size("journal.max-bytes", default: 1 << 30, min: 4096),
+            maxAge: try r.duration("journal.max-age", default: .seconds(7 * 86_400), min: .seconds(1)),
+            fullPolicy: try r.choice("journal.full-policy", default: .backpressure),
+            resumeFraction: try r.double("journal.resume-at", default: 0.8, range: 0.05...0.99),
+            synchronous: try r.choice("journal.synchronous", default: .full))
+        let health = Health(grace: try r.duration("health.grace", default: .seconds(30)))
+        return GatewayConfiguration(gatewayID: gatewayID, defaultSite: site, stateDirectory: stateDir, http: http,
+                                    logLevel: logLevel, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
+    }
+
+    /// systemd's StateDirectory, else the XDG state directory of the current user.
+    public static func defaultStateDirectory(_ env: [String: String]) -> String {
+        if let d = env["STATE_DIRECTORY"], !d.isEmpty { return d.split(separator: ":").first.map(String.init) ?? d }
+        if let x = env["XDG_STATE_HOME"], !x.isEmpty { return x + "/forewarn" }
+        return (env["HOME"] ?? "/tmp") + "/.local/state/forewarn"
+    }
+}

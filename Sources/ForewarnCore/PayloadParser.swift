@@ -1,0 +1,115 @@
+/// Turns one MQTT message into readings, following DESIGN.md's three input forms:
+/// a plain number (`"3.2"`), a JSON object (`{"ts","value","unit"?,"seq"?}`) and a
+/// JSON batch (`{"ts","values":{sensor: number}}`). Anything else is rejected with a reason.
+public struct PayloadParser: Sendable {
+    public var template: TopicTemplate
+    public var defaultSite: String
+    public var maxPayloadBytes: Int
+
+    /// Readings must be stamped between 1970 and 2100 (epoch milliseconds).
+    public static let maxTimestamp: Int64 = 4_102_444_800_000
+
+    public init(template: TopicTemplate, defaultSite: String = "default", maxPayloadBytes: Int = 65_536) {
+        self.template = template
+        self.defaultSite = defaultSite
+        self.maxPayloadBytes = maxPayloadBytes
+    }
+
+    /// Parses `payload` received on `topic` at `receivedAt` (epoch ms).
+    public func parse(topic: String, payload: [UInt8], receivedAt: Int64) throws(PayloadRejection) -> [Reading] {
+        let fields = try template.match(topic)
+        let site = fields.site ?? defaultSite
+        guard !payload.isEmpty else { throw PayloadRejection(.emptyPayload, "payload is empty") }
+        guard payload.count <= maxPayloadBytes else {
+            throw PayloadRejection(.payloadTooLarge, "payload is \(payload.count) bytes, the limit is \(maxPayloadBytes)")
+        }
+
+        let first = payload.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D })
+        if first != UInt8(ascii: "{") {
+            // Plain number form. JSON number grammar only: no NaN, Infinity, hex or spaces inside.
+            let value: JSONValue
+            do { value = try JSONParser.parse(payload) } catch {
+                let text = String(decoding: payload.prefix(16), as: UTF8.self).lowercased()
+                if text.contains("nan") || text.contains("inf") {
+                    throw PayloadRejection(.nonFinite, "payload '\(text.prefix(16))' is not a finite number")
+                }
+                throw PayloadRejection(.notJSON, "payload is neither a number nor a JSON object (\(error))")
+            }
+            guard let v = value.doubleValue else {
+                throw PayloadRejection(.wrongType, "payload is a JSON \(value.typeName), expected a number or an object")
+            }
+            guard let sensor = fields.sensor else {
+                throw PayloadRejection(.missingField, "topic '\(topic)' names no sensor, so the payload must be a batch with 'values'")
+            }
+            return [Reading(site: site, machine: fields.machine, sensor: sensor, ts: receivedAt, value: v)]
+        }
+
+        let json: JSONValue
+        do { json = try JSONParser.parse(payload) } catch {
+            let text = String(decoding: payload, as: UTF8.self)
+            if text.contains("NaN") || text.contains("Infinity") {
+                throw PayloadRejection(.nonFinite, "payload holds NaN or Infinity, which are not finite numbers (\(error))")
+            }
+            throw PayloadRejection(.notJSON, "payload is not valid JSON: \(error)")
+        }
+        let ts = try timestamp(json["ts"], default: receivedAt)
+        let unit: String?
+        switch json["unit"] {
+        case nil, .null?: unit = nil
+        case let .string(u)?:
+            guard u.utf8.count <= 32 else { throw PayloadRejection(.wrongType, "'unit' is longer than 32 bytes") }
+            unit = u
+        case let other?: throw PayloadRejection(.wrongType, "'unit' must be a string, got \(other.typeName)")
+        }
+        if let seq = json["seq"] {
+            guard case .integer = seq else { throw PayloadRejection(.wrongType, "'seq' must be an integer, got \(seq.typeName)") }
+        }
+
+        if let values = json["values"] {
+            guard case let .object(members) = values else {
+                throw PayloadRejection(.wrongType, "'values' must be an object of sensor: number, got \(values.typeName)")
+            }
+            guard !members.isEmpty else { throw PayloadRejection(.missingField, "'values' is empty") }
+            var readings: [Reading] = []
+            readings.reserveCapacity(members.count)
+            for (sensor, v) in members {
+                try Identifier.validate(sensor, field: "sensor")
+                readings.append(Reading(site: site, machine: fields.machine, sensor: sensor, ts: ts,
+                                        value: try number(v, name: "values.\(sensor)"), unit: nil))
+            }
+            return readings
+        }
+        guard let v = json["value"] else {
+            throw PayloadRejection(.missingField, "JSON payload has neither 'value' nor 'values'")
+        }
+        guard let sensor = fields.sensor else {
+            throw PayloadRejection(.missingField, "topic '\(topic)' names no sensor, so the payload must be a batch with 'values'")
+        }
+        return [Reading(site: site, machine: fields.machine, sensor: sensor, ts: ts, value: try number(v, name: "value"), unit: unit)]
+    }
+
+    private func number(_ v: JSONValue, name: String) throws(PayloadRejection) -> Double {
+        switch v {
+        case let .integer(i): return Double(i)
+        case let .number(d):
+            guard d.isFinite else { throw PayloadRejection(.nonFinite, "'\(name)' is not finite") }
+            return d
+        case let .string(s) where ["nan", "inf", "-inf", "infinity", "-infinity"].contains(s.lowercased()):
+            throw PayloadRejection(.nonFinite, "'\(name)' is \(s), not a finite number")
+        default: throw PayloadRejection(.wrongType, "'\(name)' must be a number, got \(v.typeName)")
+        }
+    }
+
+    private func timestamp(_ v: JSONValue?, default receivedAt: Int64) throws(PayloadRejection) -> Int64 {
+        switch v {
+        case nil, .null?: return receivedAt
+        case let .integer(t)?:
+            guard t >= 0, t <= Self.maxTimestamp else {
+                throw PayloadRejection(.invalidTimestamp, "'ts' \(t) is outside 1970..2100 in epoch milliseconds")
+            }
+            return t
+        case let other?:
+            throw PayloadRejection(.invalidTimestamp, "'ts' must be an integer of epoch milliseconds, got \(other.typeName)")
+        }
+    }
+}

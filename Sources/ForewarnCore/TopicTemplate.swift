@@ -1,0 +1,99 @@
+/// Maps MQTT topics to reading fields, e.g. `factory/{site}/{machine}/{sensor}`.
+///
+/// Named segments become fields; other named segments are allowed and ignored;
+/// literal segments must match exactly. `{machine}` is required. Without `{site}`
+/// the configured default site applies. Without `{sensor}` only batch payloads
+/// (which name their sensors) are accepted.
+public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
+    enum Segment: Sendable, Equatable {
+        case literal(String)
+        case field(String)
+    }
+
+    let segments: [Segment]
+    public let description: String
+
+    public struct Fields: Sendable, Equatable {
+        public var site: String?
+        public var machine: String
+        public var sensor: String?
+    }
+
+    public struct InvalidTemplate: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(_ template: String) throws(InvalidTemplate) {
+        description = template
+        var segs: [Segment] = []
+        for part in template.split(separator: "/", omittingEmptySubsequences: false) {
+            if part.hasPrefix("{") && part.hasSuffix("}") && part.count > 2 {
+                segs.append(.field(String(part.dropFirst().dropLast())))
+            } else if part.contains("{") || part.contains("}") || part.contains("+") || part.contains("#") {
+                throw InvalidTemplate(description: "segment '\(part)' must be a literal or a whole '{name}'")
+            } else if part.isEmpty {
+                throw InvalidTemplate(description: "empty segment in '\(template)'")
+            } else {
+                segs.append(.literal(String(part)))
+            }
+        }
+        guard segs.contains(.field("machine")) else {
+            throw InvalidTemplate(description: "'\(template)' has no {machine} segment")
+        }
+        let names = segs.compactMap { if case let .field(n) = $0 { n } else { nil } }
+        guard Set(names).count == names.count else {
+            throw InvalidTemplate(description: "'\(template)' names a segment twice")
+        }
+        segments = segs
+    }
+
+    /// The MQTT subscription filter: each named segment becomes `+`.
+    public var subscriptionFilter: String {
+        segments.map { if case let .literal(l) = $0 { l } else { "+" } }.joined(separator: "/")
+    }
+
+    public var hasSensor: Bool { segments.contains(.field("sensor")) }
+
+    /// Extracts the fields of `topic`, or explains why it does not match.
+    public func match(_ topic: String) throws(PayloadRejection) -> Fields {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == segments.count else {
+            throw PayloadRejection(.topicMismatch, "topic '\(topic)' does not match template '\(description)'")
+        }
+        var site: String?, machine: String?, sensor: String?
+        for (seg, part) in zip(segments, parts) {
+            switch seg {
+            case let .literal(l):
+                guard part == l else {
+                    throw PayloadRejection(.topicMismatch, "topic '\(topic)' does not match template '\(description)'")
+                }
+            case let .field(name):
+                let value = String(part)
+                switch name {
+                case "site": site = value
+                case "machine": machine = value
+                case "sensor": sensor = value
+                default: continue
+                }
+                try Identifier.validate(value, field: name)
+            }
+        }
+        return Fields(site: site, machine: machine!, sensor: sensor)
+    }
+}
+
+/// Site, machine and sensor identifiers: 1–64 of `A-Z a-z 0-9 _ - .`, so they are safe
+/// as Kafka keys, metric labels and file names.
+public enum Identifier {
+    public static func validate(_ value: String, field: String) throws(PayloadRejection) {
+        guard !value.isEmpty, value.utf8.count <= 64,
+              value.utf8.allSatisfy({ isAllowed($0) }) else {
+            throw PayloadRejection(.invalidIdentifier, "\(field) '\(value.prefix(80))' must be 1-64 characters of A-Z a-z 0-9 _ - .")
+        }
+    }
+
+    static func isAllowed(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+            || c == UInt8(ascii: "_") || c == UInt8(ascii: "-") || c == UInt8(ascii: ".")
+    }
+}

@@ -1,0 +1,220 @@
+import ForewarnCore
+import Journal
+import Kafka
+import Logging
+import Metrics
+import ServiceLifecycle
+import ServiceSupport
+import Foundation
+import Synchronization
+
+/// Journal → Kafka. Reads committed entries in sequence order, produces them with the
+/// idempotent producer (readings keyed by machine to the readings topic, rejects to the
+/// dead-letter topic), and deletes each entry only when its delivery report says it is in Kafka.
+///
+/// A failed delivery (a `message.timeout.ms` expiry, a purge, a broker error) never loses
+/// the entry: the forwarder purges what is still queued in librdkafka, waits for the
+/// in-flight rest to report, then rewinds to the oldest undelivered entry and sends again
+/// in journal order, so each machine's order holds.
+public final class ForwarderService: Service, @unchecked Sendable {
+    let config: GatewayConfiguration
+    let journal: Journal
+    let health: GatewayHealth
+    let logger: Logger
+    let producer: KafkaProducer
+
+    private let readingsOut = Counter(label: "forewarn_gateway_readings_out_total")
+    private let deadLettersOut = Counter(label: "forewarn_gateway_deadletters_out_total")
+    private let journalBytes = Gauge(label: "forewarn_gateway_journal_bytes")
+    private let journalEntries = Gauge(label: "forewarn_gateway_journal_readings")
+    private let journalOldest = Gauge(label: "forewarn_gateway_journal_oldest_age_seconds")
+    private let kafkaReachable = Gauge(label: "forewarn_gateway_kafka_reachable")
+    private let inFlightGauge = Gauge(label: "forewarn_gateway_kafka_in_flight")
+
+    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger) throws {
+        self.config = config
+        self.journal = journal
+        self.health = health
+        self.logger = logger
+        producer = try KafkaProducer(bootstrap: config.kafka.bootstrap, properties: config.kafka.properties, logger: logger)
+    }
+
+    public func run() async throws {
+        let stop = StopFlag()
+        logger.info("forwarder starting", metadata: ["kafka": "\(config.kafka.bootstrap)", "topic": "\(config.kafka.readingsTopic)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { [self] in
+                    let failure = Mutex<KafkaError?>(nil)
+                    await runOnDedicatedThread(name: "forwarder") { [self] in
+                        do throws(KafkaError) { try forwardLoop(stop: stop) } catch { failure.withLock { $0 = error } }
+                    }
+                    if let error = failure.withLock({ $0 }) {
+                        stop.set()
+                        throw error
+                    }
+                }
+                group.addTask { [self] in
+                    await runOnDedicatedThread(name: "kafka-probe") { [self] in probeLoop(stop: stop) }
+                }
+                try await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            stop.set()
+        }
+    }
+
+    /// Headers that identify a record forever: consumers de-duplicate on (gateway, seq).
+    func headers(for e: JournalEntry) -> [KafkaHeader] {
+        var h = [KafkaHeader("gateway", config.gatewayID), KafkaHeader("seq", String(e.seq)), KafkaHeader("mqtt_topic", e.mqttTopic)]
+        if let reason = e.reason {
+            h.append(KafkaHeader("reason", reason))
+            h.append(KafkaHeader("received_at", String(e.receivedAt)))
+        }
+        return h
+    }
+
+    private func forwardLoop(stop: StopFlag) throws(KafkaError) {
+        var cursor: Int64 = 0           // highest seq handed to librdkafka since the last rewind
+        var outstanding: [Int64: JournalEntryKind] = [:]  // handed over, not yet reported
+        var rewinding = false
+        var stopping: ContinuousClock.Instant?
+        var lastHousekeeping = ContinuousClock.now - .seconds(1)
+        var retryAfter = ContinuousClock.now
+
+        while true {
+            let now = ContinuousClock.now
+            if stopping == nil, stop.isSet { stopping = now }
+
+            // Hand committed entries to librdkafka, in order.
+            var handed = 0
+            if !rewinding, now >= retryAfter, outstanding.count < config.kafka.maxInFlight {
+                let batch = journalCall { try journal.readCommitted(after: cursor, limit: min(2000, config.kafka.maxInFlight - outstanding.count)) }
+                for e in batch ?? [] {
+                    let topic = e.kind == .reading ? config.kafka.readingsTopic : config.kafka.deadletterTopic
+                    do throws(KafkaError) {
+                        try producer.produce(topic: topic, key: Array(e.machine.utf8), value: e.payload, headers: headers(for: e), id: UInt64(e.seq))
+                    } catch {
+                        if error.kind != .queueFull {
+                            logger.error("produce failed, will retry from the journal: \(error)")
+                            Counter(label: "forewarn_gateway_kafka_delivery_errors_total", dimensions: [("error", "\(error.kind)")]).increment()
+                            retryAfter = now + .milliseconds(500)
+                        }
+                        break
+                    }
+                    outstanding[e.seq] = e.kind
+                    cursor = e.seq
+                    handed += 1
+                }
+            }
+
+            // Delivery reports.
+            var delivered: [Int64] = []
+            var deadLetters = 0
+            for event in producer.poll(timeout: handed > 0 ? .zero : .milliseconds(10)) {
+                switch event {
+                case let .delivered(id, _, _):
+                    if outstanding.removeValue(forKey: Int64(id)) == .deadLetter { deadLetters += 1 }
+                    delivered.append(Int64(id))
+                case let .failed(id, error):
+                    outstanding.removeValue(forKey: Int64(id))
+                    Counter(label: "forewarn_gateway_kafka_delivery_errors_total", dimensions: [("error", "\(error.kind)")]).increment()
+                    if !rewinding {
+                        rewinding = true
+                        logger.warning("delivery failed (\(error)); re-sending from the journal in order")
+                        producer.purgeQueued()
+                    }
+                case let .error(error, fatal):
+                    if error.kind == .brokersDown { health.kafka(reachable: false, error: error.message) }
+                    if fatal {
+                        throw error   // the idempotent producer cannot continue; exit and let systemd restart us
+                    }
+                    logger.warning("\(error)")
+                }
+            }
+            if !delivered.isEmpty {
+                journalCall { try journal.markDelivered(delivered) }
+                health.kafka(reachable: true)
+                readingsOut.increment(by: delivered.count - deadLetters)
+                deadLettersOut.increment(by: deadLetters)
+            }
+            if rewinding && outstanding.isEmpty {
+                rewinding = false
+                cursor = 0
+                retryAfter = now + .milliseconds(200)
+            }
+
+            if now - lastHousekeeping >= .milliseconds(500) {
+                lastHousekeeping = now
+                housekeeping(inFlight: outstanding.count)
+            }
+
+            if let since = stopping {
+                let caughtUp = outstanding.isEmpty && (try? journal.readCommitted(after: cursor, limit: 1).isEmpty) ?? true
+                if caughtUp || now - since >= config.kafka.flushTimeout {
+                    if !outstanding.isEmpty {
+                        logger.warning("flush timeout: \(outstanding.count) records not acknowledged; they stay in the journal for the next start")
+                        producer.purgeAll()
+                        _ = producer.poll(timeout: .milliseconds(100))
+                    }
+                    try? journal.commit()
+                    logger.info("forwarder stopped", metadata: ["journal_entries": "\(journal.stats.entries)"])
+                    return
+                }
+            }
+        }
+    }
+
+    /// Runs a journal call; a failure is logged, reported in health, and retried later.
+    @discardableResult
+    private func journalCall<T>(_ body: () throws -> T) -> T? {
+        do {
+            let v = try body()
+            return v
+        } catch {
+            logger.error("journal: \(error)")
+            health.setJournalError("\(error)")
+            Thread.sleep(forTimeInterval: 0.1)
+            return nil
+        }
+    }
+
+    private func housekeeping(inFlight: Int) {
+        do {
+            let drops = try journal.expire(nowMillis: epochMillis())
+            if !drops.isEmpty {
+                var byKey: [JournalDrop: Int] = [:]
+                for d in drops { byKey[d, default: 0] += 1 }
+                for (d, n) in byKey {
+                    Counter(label: "forewarn_gateway_dropped_total", dimensions: [("machine", d.machine), ("reason", d.reason)]).increment(by: n)
+                }
+                health.dropped(drops.count)
+                logger.warning("journal.max-age: dropped \(drops.count) entries older than \(config.journal.maxAge)")
+            }
+            try journal.commitIfDue()
+        } catch {
+            logger.error("journal housekeeping: \(error)")
+        }
+        let s = journal.stats
+        let age = s.oldestReceivedAt.map { Double(epochMillis() - $0) / 1000 } ?? 0
+        journalBytes.record(s.bytes)
+        journalEntries.record(s.entries)
+        journalOldest.record(age)
+        inFlightGauge.record(inFlight)
+        kafkaReachable.record(health.isKafkaReachable ? 1 : 0)
+        health.setJournal(.init(entries: s.entries, bytes: s.bytes, oldestAgeSeconds: age))
+    }
+
+    /// Asks the cluster for metadata every 2 s, so /healthz knows Kafka's state even when idle.
+    private func probeLoop(stop: StopFlag) {
+        var next = ContinuousClock.now
+        while !stop.isSet {
+            if ContinuousClock.now >= next {
+                let ok = producer.probe(timeout: .milliseconds(1500))
+                health.kafka(reachable: ok, error: ok ? nil : "no broker answered a metadata request")
+                next = .now + .seconds(2)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+}

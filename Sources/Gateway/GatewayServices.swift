@@ -1,0 +1,33 @@
+import ForewarnCore
+import Foundation
+import Journal
+import Logging
+import ServiceLifecycle
+import ServiceSupport
+
+/// The gateway's services in start order. A ServiceGroup shuts them down in reverse:
+/// ingest stops taking MQTT and commits, then the forwarder drains to Kafka, then the
+/// HTTP endpoint and systemd notifier stop.
+public struct GatewayServices: Sendable {
+    public let journal: Journal
+    public let health: GatewayHealth
+    public let ingest: IngestService
+    public let forwarder: ForwarderService
+
+    public init(config: GatewayConfiguration, logger: Logger) throws {
+        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+        let j = config.journal
+        journal = try Journal(options: JournalOptions(
+            path: config.stateDirectory + "/journal.sqlite", commitEvery: j.commitEvery, commitInterval: j.commitInterval,
+            maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous), logger: logger)
+        health = GatewayHealth(grace: config.health.grace)
+        forwarder = try ForwarderService(config: config, journal: journal, health: health, logger: logger)
+        ingest = try IngestService(config: config, journal: journal, health: health, logger: logger)
+    }
+
+    /// Handles /healthz; everything else is for the caller (e.g. /metrics).
+    public func healthResponse() -> HTTPResponse {
+        let (ok, json) = health.report()
+        return HTTPResponse(status: ok ? 200 : 503, contentType: "application/json", body: json)
+    }
+}

@@ -1,0 +1,211 @@
+import CRdKafka
+import Logging
+
+/// One consumed record, copied out of librdkafka's buffers.
+public struct KafkaMessage: Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: [UInt8]?
+    public var value: [UInt8]
+    public var headers: [KafkaHeader]
+    /// Record timestamp, epoch ms, or nil when the broker gave none.
+    public var timestamp: Int64?
+
+    public func header(_ key: String) -> String? {
+        headers.last(where: { $0.key == key }).map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    public var keyString: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+}
+
+public struct TopicPartition: Sendable, Hashable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int32
+    public init(topic: String, partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+    public var description: String { "\(topic)[\(partition)]" }
+}
+
+public enum KafkaConsumerEvent: Sendable {
+    case message(KafkaMessage)
+    /// The group gave us these partitions (already assigned when this is returned).
+    case assigned([TopicPartition])
+    /// These partitions were taken away (already unassigned when this is returned).
+    case revoked([TopicPartition])
+    /// Reached the end of a partition (only with `enable.partition.eof=true`).
+    case partitionEOF(TopicPartition)
+    case error(KafkaError)
+}
+
+/// A group consumer. Rebalances, messages and errors arrive through one polled event queue.
+/// Offsets are committed explicitly (`enable.auto.commit=false`), so the caller decides
+/// when a record counts as processed.
+public final class KafkaConsumer: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let queue: OpaquePointer
+    private let logger: Logger
+    private var closed = false
+
+    public init(bootstrap: String, groupID: String, properties: [String: String] = [:], logger: Logger) throws(KafkaError) {
+        var props: [String: String] = [
+            "bootstrap.servers": bootstrap,
+            "group.id": groupID,
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "auto.offset.reset": "earliest",
+            "log.queue": "true",
+        ]
+        for (k, v) in properties { props[k] = v }
+        let conf = try makeConf(props)
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_REBALANCE | RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG | RD_KAFKA_EVENT_OFFSET_COMMIT))
+        handle = try makeClient(type: RD_KAFKA_CONSUMER, conf: conf)
+        rd_kafka_poll_set_consumer(handle)
+        queue = rd_kafka_queue_get_consumer(handle)
+        rd_kafka_set_log_queue(handle, queue)
+        self.logger = logger
+    }
+
+    deinit {
+        close()
+        rd_kafka_queue_destroy(queue)
+        rd_kafka_destroy(handle)
+    }
+
+    public func subscribe(_ topics: [String]) throws(KafkaError) {
+        let list = rd_kafka_topic_partition_list_new(Int32(topics.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for t in topics { rd_kafka_topic_partition_list_add(list, t, RD_KAFKA_PARTITION_UA) }
+        let err = rd_kafka_subscribe(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "subscribe to \(topics)") }
+    }
+
+    /// Waits up to `timeout` and returns the ready events (at most `max`).
+    public func poll(timeout: Duration, max: Int = 1000) -> [KafkaConsumerEvent] {
+        var out: [KafkaConsumerEvent] = []
+        var wait = Int32(timeout.milliseconds)
+        while out.count < max, let event = rd_kafka_queue_poll(queue, wait) {
+            wait = 0
+            defer { rd_kafka_event_destroy(event) }
+            switch Int32(rd_kafka_event_type(event)) {
+            case Int32(RD_KAFKA_EVENT_FETCH):
+                while let msg = rd_kafka_event_message_next(event) {
+                    if msg.pointee.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                        let topic = String(cString: rd_kafka_topic_name(msg.pointee.rkt))
+                        out.append(.partitionEOF(TopicPartition(topic: topic, partition: msg.pointee.partition)))
+                    } else if msg.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                        out.append(.error(KafkaError(code: msg.pointee.err, context: "fetch")))
+                    } else {
+                        out.append(.message(copyMessage(UnsafeMutablePointer(mutating: msg))))
+                    }
+                }
+            case Int32(RD_KAFKA_EVENT_REBALANCE):
+                let err = rd_kafka_event_error(event)
+                let parts = rd_kafka_event_topic_partition_list(event)
+                let list = parts.map(partitions(of:)) ?? []
+                if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+                    _ = rd_kafka_assign(handle, parts)
+                    out.append(.assigned(list))
+                } else {
+                    _ = rd_kafka_assign(handle, nil)
+                    out.append(.revoked(list))
+                }
+            case Int32(RD_KAFKA_EVENT_ERROR):
+                let code = rd_kafka_event_error(event)
+                let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? ""
+                var error = KafkaError(code: code, context: "kafka")
+                error.message = "kafka: \(text)"
+                out.append(.error(error))
+            case Int32(RD_KAFKA_EVENT_OFFSET_COMMIT):
+                let err = rd_kafka_event_error(event)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                    out.append(.error(KafkaError(code: err, context: "offset commit")))
+                }
+            case Int32(RD_KAFKA_EVENT_LOG):
+                logEvent(event, logger: logger)
+            default:
+                break
+            }
+        }
+        return out
+    }
+
+    /// Commits "next offset to read" per partition, synchronously.
+    public func commit(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for (tp, offset) in offsets {
+            rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition).pointee.offset = offset
+        }
+        let err = rd_kafka_commit(handle, list, 0)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "commit offsets") }
+    }
+
+    /// The committed offsets of the group for these partitions (-1001 where none).
+    public func committed(_ partitions: [TopicPartition], timeout: Duration) throws(KafkaError) -> [TopicPartition: Int64] {
+        let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for tp in partitions { rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition) }
+        let err = rd_kafka_committed(handle, list, Int32(timeout.milliseconds))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "read committed offsets") }
+        var out: [TopicPartition: Int64] = [:]
+        for i in 0..<Int(list.pointee.cnt) {
+            let e = list.pointee.elems[i]
+            out[TopicPartition(topic: String(cString: e.topic), partition: e.partition)] = e.offset
+        }
+        return out
+    }
+
+    /// The high watermark (offset after the last record) of each partition, from the broker.
+    public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration) -> [TopicPartition: Int64] {
+        var out: [TopicPartition: Int64] = [:]
+        for tp in partitions {
+            var low: Int64 = 0, high: Int64 = 0
+            if rd_kafka_query_watermark_offsets(handle, tp.topic, tp.partition, &low, &high, Int32(timeout.milliseconds)) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                out[tp] = high
+            }
+        }
+        return out
+    }
+
+    /// Leaves the group cleanly. Safe to call twice.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        _ = rd_kafka_consumer_close(handle)
+    }
+
+    private func partitions(of list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [TopicPartition] {
+        (0..<Int(list.pointee.cnt)).map { i in
+            let e = list.pointee.elems[i]
+            return TopicPartition(topic: String(cString: e.topic), partition: e.partition)
+        }
+    }
+}
+
+func copyMessage(_ msg: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaMessage {
+    let m = msg.pointee
+    let topic = String(cString: rd_kafka_topic_name(m.rkt))
+    let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+    let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+    var headers: [KafkaHeader] = []
+    var hdrs: OpaquePointer?
+    if rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+        var idx = 0
+        var name: UnsafePointer<CChar>?
+        var val: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(hdrs, idx, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            let bytes = val.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+            idx += 1
+        }
+    }
+    var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+    let ts = rd_kafka_message_timestamp(msg, &tsType)
+    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
+                        headers: headers, timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+}

@@ -1,0 +1,161 @@
+import CRdKafka
+import Logging
+
+/// What the producer's event queue reports.
+public enum KafkaProducerEvent: Sendable {
+    /// The record with this opaque id is in Kafka.
+    case delivered(id: UInt64, partition: Int32, offset: Int64)
+    /// The record with this opaque id was not delivered.
+    case failed(id: UInt64, error: KafkaError)
+    /// A client-level error (for example all brokers down). The client keeps retrying.
+    case error(KafkaError, fatal: Bool)
+}
+
+/// An idempotent producer (`enable.idempotence=true`, so `acks=all`). Each record carries a
+/// caller id (the journal sequence number) that comes back in its delivery report. Reports
+/// are read by polling an event queue from the caller's own thread, never by C callbacks.
+public final class KafkaProducer: @unchecked Sendable {
+    // librdkafka's handle is thread-safe for produce/poll/flush; the pointers never change.
+    private let handle: OpaquePointer
+    private let queue: OpaquePointer
+    private let logger: Logger
+
+    /// Settings Forewarn insists on, before the caller's properties.
+    public static let defaults: [String: String] = [
+        "enable.idempotence": "true",
+        "acks": "all",
+        "linger.ms": "5",
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": "1000000",
+        "socket.keepalive.enable": "true",
+    ]
+
+    public init(bootstrap: String, properties: [String: String] = [:], logger: Logger) throws(KafkaError) {
+        var props = Self.defaults
+        props["bootstrap.servers"] = bootstrap
+        props["log.queue"] = "true"
+        for (k, v) in properties { props[k] = v }
+        if props["enable.idempotence"] != "true" {
+            throw KafkaError(kind: .configuration(property: "enable.idempotence"),
+                             message: "kafka property 'enable.idempotence' must stay true: ordering and no-loss depend on it")
+        }
+        let conf = try makeConf(props)
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
+        handle = try makeClient(type: RD_KAFKA_PRODUCER, conf: conf)
+        queue = rd_kafka_queue_get_main(handle)
+        rd_kafka_set_log_queue(handle, queue)
+        self.logger = logger
+    }
+
+    deinit {
+        rd_kafka_queue_destroy(queue)
+        rd_kafka_destroy(handle)
+    }
+
+    /// Enqueues one record. `id` comes back in its delivery report.
+    /// Throws `.queueFull` when librdkafka's queue is full: poll, then try again.
+    public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) throws(KafkaError) {
+        let hdrs = rd_kafka_headers_new(headers.count)!
+        for h in headers {
+            _ = h.value.withUnsafeBytes { buf in
+                rd_kafka_header_add(hdrs, h.key, -1, buf.baseAddress, buf.count)
+            }
+        }
+        let err: rd_kafka_resp_err_t? = topic.withCString { topicPtr in
+            value.withUnsafeBytes { valueBuf in
+                withKeyBytes(key) { keyPtr, keyLen in
+                    var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 5)
+                    vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
+                    vus[0].u.cstr = topicPtr
+                    vus[1].vtype = RD_KAFKA_VTYPE_VALUE
+                    vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: valueBuf.baseAddress)
+                    vus[1].u.mem.size = valueBuf.count
+                    vus[2].vtype = RD_KAFKA_VTYPE_KEY
+                    vus[2].u.mem.ptr = UnsafeMutableRawPointer(mutating: keyPtr)
+                    vus[2].u.mem.size = keyLen
+                    vus[3].vtype = RD_KAFKA_VTYPE_OPAQUE
+                    vus[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(id))
+                    vus[4].vtype = RD_KAFKA_VTYPE_HEADERS
+                    vus[4].u.headers = hdrs
+                    // MSG_F_COPY is the default for produceva: librdkafka copies value and key.
+                    guard let error = rd_kafka_produceva(handle, vus, vus.count) else { return nil }
+                    let code = rd_kafka_error_code(error)
+                    rd_kafka_error_destroy(error)
+                    return code
+                }
+            }
+        }
+        if let err {
+            rd_kafka_headers_destroy(hdrs)  // on failure the headers stay ours
+            throw KafkaError(code: err, context: "produce to \(topic)")
+        }
+    }
+
+    /// Waits up to `timeout` for events, then returns every event that is ready (up to `max`).
+    public func poll(timeout: Duration, max: Int = 10_000) -> [KafkaProducerEvent] {
+        var out: [KafkaProducerEvent] = []
+        var wait = Int32(timeout.milliseconds)
+        while out.count < max, let event = rd_kafka_queue_poll(queue, wait) {
+            wait = 0
+            defer { rd_kafka_event_destroy(event) }
+            switch Int32(rd_kafka_event_type(event)) {
+            case Int32(RD_KAFKA_EVENT_DR):
+                while let msg = rd_kafka_event_message_next(event) {
+                    let id = UInt64(UInt(bitPattern: msg.pointee._private))
+                    if msg.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                        out.append(.delivered(id: id, partition: msg.pointee.partition, offset: msg.pointee.offset))
+                    } else {
+                        out.append(.failed(id: id, error: KafkaError(code: msg.pointee.err, context: "delivery")))
+                    }
+                }
+            case Int32(RD_KAFKA_EVENT_ERROR):
+                let code = rd_kafka_event_error(event)
+                let fatal = rd_kafka_event_error_is_fatal(event) != 0
+                let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? ""
+                var error = KafkaError(code: code, context: "kafka")
+                error.message = "kafka: \(text)"
+                out.append(.error(error, fatal: fatal))
+            case Int32(RD_KAFKA_EVENT_LOG):
+                logEvent(event, logger: logger)
+            default:
+                break
+            }
+        }
+        return out
+    }
+
+    /// Records handed to librdkafka and not yet reported.
+    public var outstanding: Int { Int(rd_kafka_outq_len(handle)) }
+
+    /// Drops records that are still waiting in librdkafka's queue (not yet sent). Their
+    /// delivery reports come back as `.purged` failures, so the caller can send them again in order.
+    public func purgeQueued() {
+        _ = rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE))
+    }
+
+    /// Purges queued and in-flight records (for shutdown after the flush deadline).
+    public func purgeAll() {
+        _ = rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+    }
+
+    /// Asks a broker for cluster metadata: true if one answered within `timeout`.
+    public func probe(timeout: Duration) -> Bool {
+        var md: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, nil, &md, Int32(timeout.milliseconds))
+        if let md { rd_kafka_metadata_destroy(md) }
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+}
+
+func withKeyBytes<R>(_ key: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let key else { return body(nil, 0) }
+    return key.withUnsafeBytes { body($0.baseAddress, $0.count) }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up, for C APIs.
+    public var milliseconds: Int64 {
+        let (s, atto) = components
+        return s * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,47 @@
+import CRdKafka
+
+/// librdkafka's in-process mock Kafka cluster: the real Kafka protocol over TCP on
+/// 127.0.0.1, data in memory only. For development, tests and demos, never production.
+public final class MockCluster: @unchecked Sendable {
+    private let handle: OpaquePointer     // the rd_kafka_t that hosts the cluster
+    private let cluster: OpaquePointer    // rd_kafka_mock_cluster_t
+    public let brokerCount: Int
+
+    public init(brokers: Int) throws(KafkaError) {
+        // A quiet producer instance hosts the cluster's threads.
+        let conf = try makeConf(["log_level": "3"])
+        handle = try makeClient(type: RD_KAFKA_PRODUCER, conf: conf)
+        guard let c = rd_kafka_mock_cluster_new(handle, Int32(brokers)) else {
+            rd_kafka_destroy(handle)
+            throw KafkaError(kind: .creation, message: "cannot start the mock cluster")
+        }
+        cluster = c
+        brokerCount = brokers
+    }
+
+    deinit {
+        rd_kafka_mock_cluster_destroy(cluster)
+        rd_kafka_destroy(handle)
+    }
+
+    /// `host:port,host:port,...` of the brokers.
+    public var bootstrapServers: String { String(cString: rd_kafka_mock_cluster_bootstraps(cluster)) }
+
+    public func createTopic(_ name: String, partitions: Int, replicationFactor: Int) throws(KafkaError) {
+        let err = rd_kafka_mock_topic_create(cluster, name, Int32(partitions), Int32(replicationFactor))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "create topic \(name)") }
+    }
+
+    /// Takes every broker down: connections close and new ones are refused.
+    public func setAllBrokers(up: Bool) {
+        for id in 1...Int32(brokerCount) {
+            if up { _ = rd_kafka_mock_broker_set_up(cluster, id) } else { _ = rd_kafka_mock_broker_set_down(cluster, id) }
+        }
+    }
+
+    /// Makes the next `count` Produce requests fail with a retriable broker error.
+    public func failNextProduceRequests(_ count: Int) {
+        let errors = [rd_kafka_resp_err_t](repeating: RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, count: count)
+        errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, 0, count, $0.baseAddress) }
+    }
+}

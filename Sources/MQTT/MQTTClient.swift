@@ -1,0 +1,313 @@
+// MQTT is the Swift face on libmosquitto and the only module that imports CMosquitto.
+// It owns one client type: connect with TLS and credentials, a persistent session
+// (fixed client id, clean session off; MQTT 5 session expiry), subscriptions that are
+// renewed on every reconnect, reconnect with exponential backoff, and QoS 1 publishing
+// with PUBACK tracking. The network loop runs on a thread the caller owns (`run()`), so
+// libmosquitto's callbacks fire on that thread and reach Swift through an Unmanaged context.
+import CMosquitto
+import Foundation
+import Logging
+import Synchronization
+
+public enum MQTTVersion: Sendable {
+    case v311
+    case v5
+}
+
+public struct MQTTOptions: Sendable {
+    public var host: String
+    public var port: Int
+    public var clientID: String
+    /// false keeps a persistent session: the broker queues QoS 1 messages while we are away.
+    public var cleanSession: Bool
+    public var keepalive: Duration
+    public var version: MQTTVersion
+    public var username: String?
+    public var password: String?
+    public var tls: Bool
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    public var tlsInsecure: Bool
+    public var reconnectMin: Duration
+    public var reconnectMax: Duration
+    /// Unacknowledged QoS 1 publishes allowed in flight (publisher side).
+    public var maxInflight: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 1883, clientID: String, cleanSession: Bool = false,
+                keepalive: Duration = .seconds(30), version: MQTTVersion = .v311, username: String? = nil,
+                password: String? = nil, tls: Bool = false, caFile: String? = nil, certFile: String? = nil,
+                keyFile: String? = nil, tlsInsecure: Bool = false, reconnectMin: Duration = .milliseconds(500),
+                reconnectMax: Duration = .seconds(30), maxInflight: Int = 100) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.cleanSession = cleanSession
+        self.keepalive = keepalive
+        self.version = version
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.tlsInsecure = tlsInsecure
+        self.reconnectMin = reconnectMin
+        self.reconnectMax = reconnectMax
+        self.maxInflight = maxInflight
+    }
+}
+
+public struct MQTTError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    init(code: Int32, context: String) {
+        message = "\(context): \(String(cString: mosquitto_strerror(code)))"
+    }
+    public var description: String { message }
+}
+
+/// A received message. The payload is copied out of libmosquitto's buffer.
+public struct MQTTMessage: Sendable {
+    public var topic: String
+    public var payload: [UInt8]
+    public var qos: Int
+    public var retain: Bool
+}
+
+private let libraryInit: Void = { mosquitto_lib_init(); return () }()
+
+public final class MQTTClient: @unchecked Sendable {
+    // `mosq` is used from the loop thread, and from publishers (libmosquitto locks internally).
+    private let mosq: OpaquePointer
+    public let options: MQTTOptions
+    private let logger: Logger
+
+    private struct State {
+        var connected = false
+        var stop = false
+        var paused = false
+        var subscriptions: [(String, Int)] = []
+        var inflight: Set<Int32> = []
+        var lastError: String?
+    }
+    private let state = Mutex(State())
+    private let inflightChanged = NSCondition()
+
+    /// Called on the loop thread for every message, after libmosquitto has acknowledged it.
+    /// Keep it short: it is the window between PUBACK and the journal.
+    public var onMessage: (@Sendable (MQTTMessage) -> Void)?
+    /// Called on the loop thread when the connection comes up (true) or goes down (false).
+    public var onConnectionChange: (@Sendable (Bool, String?) -> Void)?
+    /// Called on the loop thread after every loop iteration (about every 10 ms).
+    public var onTick: (@Sendable () -> Void)?
+
+    public init(options: MQTTOptions, logger: Logger) throws(MQTTError) {
+        _ = libraryInit
+        self.options = options
+        self.logger = logger
+        guard let m = mosquitto_new(options.clientID, options.cleanSession, nil) else {
+            throw MQTTError("cannot create MQTT client '\(options.clientID)' (a persistent session needs a client id)")
+        }
+        mosq = m
+        mosquitto_user_data_set(mosq, Unmanaged.passUnretained(self).toOpaque())
+        // Our own thread runs the loop: publishes from other threads must queue, not write the socket.
+        _ = mosquitto_threaded_set(mosq, true)
+        _ = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, options.version == .v5 ? Int32(MQTT_PROTOCOL_V5) : Int32(MQTT_PROTOCOL_V311))
+        _ = mosquitto_max_inflight_messages_set(mosq, UInt32(options.maxInflight))
+        if let user = options.username {
+            let rc = mosquitto_username_pw_set(mosq, user, options.password)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { throw MQTTError(code: rc, context: "MQTT credentials") }
+        }
+        if options.tls {
+            let capath: String? = options.caFile == nil ? "/etc/ssl/certs" : nil
+            let rc = mosquitto_tls_set(mosq, options.caFile, capath, options.certFile, options.keyFile, nil)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { throw MQTTError(code: rc, context: "MQTT TLS settings (ca/cert/key files)") }
+            if options.tlsInsecure { _ = mosquitto_tls_insecure_set(mosq, true) }
+        }
+        mosquitto_connect_callback_set(mosq) { _, obj, rc in
+            MQTTClient.from(obj).handleConnect(rc)
+        }
+        mosquitto_disconnect_callback_set(mosq) { _, obj, rc in
+            MQTTClient.from(obj).handleDisconnect(rc)
+        }
+        mosquitto_message_callback_set(mosq) { _, obj, msg in
+            guard let msg else { return }
+            MQTTClient.from(obj).handleMessage(msg)
+        }
+        mosquitto_publish_callback_set(mosq) { _, obj, mid in
+            MQTTClient.from(obj).handlePublished(mid)
+        }
+    }
+
+    deinit { mosquitto_destroy(mosq) }
+
+    private static func from(_ obj: UnsafeMutableRawPointer?) -> MQTTClient {
+        Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue()
+    }
+
+    /// Adds a subscription, made on every (re)connect.
+    public func subscribe(_ filter: String, qos: Int = 1) {
+        state.withLock { $0.subscriptions.append((filter, qos)) }
+    }
+
+    public var isConnected: Bool { state.withLock { $0.connected } }
+    public var lastError: String? { state.withLock { $0.lastError } }
+
+    /// Ends `run()` soon, from any thread.
+    public func stop() { state.withLock { $0.stop = true } }
+
+    /// Paused: disconnect and stay away (backpressure). The broker keeps the session's messages.
+    public func setPaused(_ paused: Bool) { state.withLock { $0.paused = paused } }
+    public var isPaused: Bool { state.withLock { $0.paused } }
+
+    /// Runs the network loop on the calling thread until `stop()`: connects, reconnects with
+    /// backoff, honours pauses, and disconnects cleanly at the end.
+    public func run() {
+        var backoff = options.reconnectMin
+        var nextAttempt = ContinuousClock.now
+        var socketOpen = false
+        while true {
+            let (stop, paused, connected) = state.withLock { ($0.stop, $0.paused, $0.connected) }
+            if stop { break }
+            if paused {
+                if socketOpen {
+                    logger.notice("pausing MQTT intake (backpressure): disconnecting, the broker holds the session")
+                    mosquitto_disconnect(mosq)
+                    _ = mosquitto_loop(mosq, 10, 1)
+                    socketOpen = false
+                }
+                onTick?()
+                Thread.sleep(forTimeInterval: 0.01)
+                continue
+            }
+            if !socketOpen {
+                if ContinuousClock.now < nextAttempt { onTick?(); Thread.sleep(forTimeInterval: 0.01); continue }
+                let rc = connect()
+                if rc == MOSQ_ERR_SUCCESS.rawValue {
+                    socketOpen = true
+                } else {
+                    let text = String(cString: mosquitto_strerror(rc)) + (rc == MOSQ_ERR_ERRNO.rawValue ? " (\(String(cString: strerror(errno))))" : "")
+                    state.withLock { $0.lastError = text }
+                    logger.warning("MQTT connect to \(options.host):\(options.port) failed: \(text); retrying in \(backoff)")
+                    nextAttempt = .now + backoff
+                    backoff = min(backoff * 2, options.reconnectMax)
+                    continue
+                }
+            }
+            let rc = mosquitto_loop(mosq, 10, 1)
+            onTick?()
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                socketOpen = false
+                if connected {
+                    state.withLock { $0.connected = false; $0.lastError = String(cString: mosquitto_strerror(rc)) }
+                    onConnectionChange?(false, String(cString: mosquitto_strerror(rc)))
+                }
+                logger.warning("MQTT connection lost: \(String(cString: mosquitto_strerror(rc))); reconnecting in \(backoff)")
+                nextAttempt = .now + backoff
+                backoff = min(backoff * 2, options.reconnectMax)
+            } else if connected {
+                backoff = options.reconnectMin
+            }
+        }
+        if socketOpen {
+            mosquitto_disconnect(mosq)
+            for _ in 0..<10 where mosquitto_loop(mosq, 10, 1) == MOSQ_ERR_SUCCESS.rawValue {}
+        }
+        state.withLock { $0.connected = false }
+        inflightChanged.lock(); inflightChanged.broadcast(); inflightChanged.unlock()
+    }
+
+    private func connect() -> Int32 {
+        let keepalive = Int32(options.keepalive.components.seconds)
+        if options.version == .v5 {
+            // Without a session expiry interval an MQTT 5 broker discards the session on disconnect.
+            var props: OpaquePointer?
+            if !options.cleanSession {
+                _ = mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), UInt32.max)
+            }
+            defer { mosquitto_property_free_all(&props) }
+            return mosquitto_connect_bind_v5(mosq, options.host, Int32(options.port), keepalive, nil, props)
+        }
+        return mosquitto_connect(mosq, options.host, Int32(options.port), keepalive)
+    }
+
+    private func handleConnect(_ rc: Int32) {
+        if rc != 0 {
+            let reason = String(cString: mosquitto_connack_string(rc))
+            state.withLock { $0.lastError = reason }
+            logger.error("MQTT broker refused the connection: \(reason)")
+            return
+        }
+        let subs = state.withLock { s in
+            s.connected = true
+            s.lastError = nil
+            return s.subscriptions
+        }
+        for (filter, qos) in subs {
+            let r = mosquitto_subscribe(mosq, nil, filter, Int32(qos))
+            if r != MOSQ_ERR_SUCCESS.rawValue { logger.error("MQTT subscribe to \(filter) failed: \(String(cString: mosquitto_strerror(r)))") }
+        }
+        logger.info("MQTT connected to \(options.host):\(options.port) as \(options.clientID)", metadata: ["subscriptions": "\(subs.map(\.0))"])
+        onConnectionChange?(true, nil)
+    }
+
+    private func handleDisconnect(_ rc: Int32) {
+        let was = state.withLock { s in
+            let was = s.connected
+            s.connected = false
+            if rc != 0 { s.lastError = "disconnected (\(rc))" }
+            return was
+        }
+        if was { onConnectionChange?(false, rc == 0 ? nil : "disconnected (\(rc))") }
+    }
+
+    private func handleMessage(_ msg: UnsafePointer<mosquitto_message>) {
+        let m = msg.pointee
+        let payload = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(m.payloadlen))) } ?? []
+        let topic = m.topic.map { String(cString: $0) } ?? ""
+        onMessage?(MQTTMessage(topic: topic, payload: payload, qos: Int(m.qos), retain: m.retain))
+    }
+
+    private func handlePublished(_ mid: Int32) {
+        inflightChanged.lock()
+        state.withLock { _ = $0.inflight.remove(mid) }
+        inflightChanged.broadcast()
+        inflightChanged.unlock()
+    }
+
+    /// Publishes; for QoS 1 the message counts as in flight until its PUBACK arrives.
+    /// Waits (up to `timeout`) while `options.maxInflight` messages are unacknowledged.
+    /// Callable from any thread while `run()` loops on another.
+    public func publish(topic: String, payload: [UInt8], qos: Int = 1, retain: Bool = false, timeout: Duration = .seconds(30)) throws(MQTTError) {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        inflightChanged.lock()
+        while state.withLock({ $0.inflight.count >= options.maxInflight || !$0.connected }) {
+            if state.withLock({ $0.stop }) || !inflightChanged.wait(until: deadline) {
+                inflightChanged.unlock()
+                throw MQTTError("publish to \(topic): timed out waiting for the broker (connected: \(isConnected))")
+            }
+        }
+        var mid: Int32 = 0
+        let rc = payload.withUnsafeBytes { buf in
+            mosquitto_publish(mosq, &mid, topic, Int32(buf.count), buf.baseAddress, Int32(qos), retain)
+        }
+        if rc == MOSQ_ERR_SUCCESS.rawValue, qos > 0 {
+            // The PUBACK may already have been handled; only count it if it has not.
+            state.withLock { _ = $0.inflight.insert(mid) }
+        }
+        inflightChanged.unlock()
+        if rc != MOSQ_ERR_SUCCESS.rawValue { throw MQTTError(code: rc, context: "publish to \(topic)") }
+    }
+
+    /// Waits until every QoS 1 publish is acknowledged, or `timeout` passes. Returns true if all were.
+    public func waitForAcknowledgements(timeout: Duration) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        inflightChanged.lock()
+        defer { inflightChanged.unlock() }
+        while !state.withLock({ $0.inflight.isEmpty }) {
+            if !inflightChanged.wait(until: deadline) { return state.withLock { $0.inflight.isEmpty } }
+        }
+        return true
+    }
+}

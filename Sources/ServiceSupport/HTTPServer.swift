@@ -1,0 +1,137 @@
+// ServiceSupport owns what every Forewarn service binary shares: a tiny HTTP/1.1 endpoint
+// for /metrics and /healthz on POSIX sockets (so the package needs no swift-nio), the
+// systemd notify protocol (READY, WATCHDOG, STOPPING), and running a blocking C loop on a
+// dedicated thread so it never blocks Swift's cooperative pool.
+import Foundation
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+        self.status = status
+        self.contentType = contentType
+        self.body = Array(body.utf8)
+    }
+}
+
+public struct HTTPServerError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Serves GET requests, one at a time, from a dedicated thread. Enough for scrapes and probes.
+public final class HTTPServer: Service, @unchecked Sendable {
+    public typealias Handler = @Sendable (_ method: String, _ path: String) -> HTTPResponse
+    private let fd: Int32
+    private let handler: Handler
+    private let logger: Logger
+    public let port: Int
+    public let host: String
+
+    /// Binds at once, so a taken port is a start-up error that names the setting.
+    public init(host: String, port: Int, settingName: String = "http", logger: Logger, handler: @escaping Handler) throws {
+        self.handler = handler
+        self.logger = logger
+        self.host = host
+        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard sock >= 0 else { throw HTTPServerError(description: "\(settingName): socket() failed: \(String(cString: strerror(errno)))") }
+        var yes: Int32 = 1
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let resolved = host == "localhost" ? "127.0.0.1" : host
+        guard inet_pton(AF_INET, resolved, &addr.sin_addr) == 1 else {
+            close(sock)
+            throw HTTPServerError(description: "\(settingName): '\(host)' is not an IPv4 address")
+        }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0, listen(sock, 16) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(sock)
+            throw HTTPServerError(description: "\(settingName): cannot listen on \(host):\(port): \(e)")
+        }
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
+        fd = sock
+        self.port = Int(UInt16(bigEndian: bound.sin_port))
+    }
+
+    deinit { close(fd) }
+
+    public func run() async throws {
+        let stop = StopFlag()
+        logger.info("HTTP endpoint listening", metadata: ["address": "\(host):\(port)"])
+        await withGracefulShutdownHandler {
+            await runOnDedicatedThread(name: "http") { [self] in
+                while !stop.isSet { serveOne(pollMillis: 200) }
+            }
+        } onGracefulShutdown: {
+            stop.set()
+        }
+    }
+
+    private func serveOne(pollMillis: Int32) {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, pollMillis) > 0 else { return }
+        let client = accept(fd, nil, nil)
+        guard client >= 0 else { return }
+        defer { close(client) }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var request: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while request.count < 16_384 {
+            let n = read(client, &buf, buf.count)
+            if n <= 0 { break }
+            request.append(contentsOf: buf[0..<n])
+            if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        let line = String(decoding: request.prefix(while: { $0 != 13 && $0 != 10 }), as: UTF8.self)
+        let parts = line.split(separator: " ")
+        let response: HTTPResponse
+        if parts.count >= 2 {
+            let path = String(parts[1].split(separator: "?", maxSplits: 1).first ?? "")
+            response = handler(String(parts[0]), path)
+        } else {
+            response = HTTPResponse(status: 400, body: "bad request\n")
+        }
+        let reason = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status] ?? "Status"
+        var out = Array("HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n\r\n".utf8)
+        out.append(contentsOf: response.body)
+        var sent = 0
+        while sent < out.count {
+            let n = out[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
+    }
+}
+
+/// A thread-safe one-way flag.
+public final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    public init() {}
+    public func set() { lock.lock(); value = true; lock.unlock() }
+    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// Runs `body` on a new thread and resumes when it returns. For blocking C loops.
+public func runOnDedicatedThread(name: String, _ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+        let thread = Thread {
+            body()
+            cont.resume()
+        }
+        thread.name = name
+        thread.start()
+    }
+}
