@@ -17,6 +17,17 @@ public struct PayloadParser: Sendable {
 
     /// Parses `payload` received on `topic` at `receivedAt` (epoch ms).
     public func parse(topic: String, payload: [UInt8], receivedAt: Int64) throws(PayloadRejection) -> [Reading] {
+        try parseMessage(topic: topic, payload: payload, receivedAt: receivedAt).readings
+    }
+
+    /// The readings of one message, and whether the sender stamped them (`ts` present).
+    /// A stamped message that arrives twice is a redelivery, which the gateway can drop.
+    public struct ParsedMessage: Sendable, Equatable {
+        public var readings: [Reading]
+        public var stamped: Bool
+    }
+
+    public func parseMessage(topic: String, payload: [UInt8], receivedAt: Int64) throws(PayloadRejection) -> ParsedMessage {
         let fields = try template.match(topic)
         let site = fields.site ?? defaultSite
         guard !payload.isEmpty else { throw PayloadRejection(.emptyPayload, "payload is empty") }
@@ -41,7 +52,7 @@ public struct PayloadParser: Sendable {
             guard let sensor = fields.sensor else {
                 throw PayloadRejection(.missingField, "topic '\(topic)' names no sensor, so the payload must be a batch with 'values'")
             }
-            return [Reading(site: site, machine: fields.machine, sensor: sensor, ts: receivedAt, value: v)]
+            return ParsedMessage(readings: [Reading(site: site, machine: fields.machine, sensor: sensor, ts: receivedAt, value: v)], stamped: false)
         }
 
         let json: JSONValue
@@ -53,6 +64,8 @@ public struct PayloadParser: Sendable {
             throw PayloadRejection(.notJSON, "payload is not valid JSON: \(error)")
         }
         let ts = try timestamp(json["ts"], default: receivedAt)
+        let stamped: Bool
+        if case .integer? = json["ts"] { stamped = true } else { stamped = false }
         let unit: String?
         switch json["unit"] {
         case nil, .null?: unit = nil
@@ -77,7 +90,7 @@ public struct PayloadParser: Sendable {
                 readings.append(Reading(site: site, machine: fields.machine, sensor: sensor, ts: ts,
                                         value: try number(v, name: "values.\(sensor)"), unit: nil))
             }
-            return readings
+            return ParsedMessage(readings: readings, stamped: stamped)
         }
         guard let v = json["value"] else {
             throw PayloadRejection(.missingField, "JSON payload has neither 'value' nor 'values'")
@@ -85,7 +98,7 @@ public struct PayloadParser: Sendable {
         guard let sensor = fields.sensor else {
             throw PayloadRejection(.missingField, "topic '\(topic)' names no sensor, so the payload must be a batch with 'values'")
         }
-        return [Reading(site: site, machine: fields.machine, sensor: sensor, ts: ts, value: try number(v, name: "value"), unit: unit)]
+        return ParsedMessage(readings: [Reading(site: site, machine: fields.machine, sensor: sensor, ts: ts, value: try number(v, name: "value"), unit: unit)], stamped: stamped)
     }
 
     private func number(_ v: JSONValue, name: String) throws(PayloadRejection) -> Double {
@@ -112,4 +125,13 @@ public struct PayloadParser: Sendable {
             throw PayloadRejection(.invalidTimestamp, "'ts' must be an integer of epoch milliseconds, got \(other.typeName)")
         }
     }
+}
+
+/// FNV-1a, 64 bits: a cheap fingerprint of a message (topic and payload) for redelivery checks.
+public func messageDigest(topic: String, payload: [UInt8]) -> Int64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in topic.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    h = (h ^ 0xFF) &* 0x100_0000_01b3
+    for b in payload { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return Int64(bitPattern: h)
 }

@@ -10,6 +10,7 @@ public final class GatewayHealth: Sendable {
     struct State {
         var mqttDownSince: ContinuousClock.Instant? = .now
         var mqttError: String?
+        var mqttSubscribed = false
         var kafkaDownSince: ContinuousClock.Instant? = .now
         var kafkaError: String?
         var lastDrop: ContinuousClock.Instant?
@@ -49,6 +50,7 @@ public final class GatewayHealth: Sendable {
         state.withLock { $0.lastDrop = .now; $0.dropsTotal += count }
     }
 
+    func mqttSubscribed(_ on: Bool) { state.withLock { $0.mqttSubscribed = on } }
     func setBackpressure(_ on: Bool) { state.withLock { $0.backpressure = on } }
     func setJournalError(_ e: String?) { state.withLock { $0.journalError = e } }
     func setJournal(_ j: JournalSnapshot) { state.withLock { $0.journal = j } }
@@ -77,7 +79,7 @@ public final class GatewayHealth: Sendable {
         w.beginObject()
         w.field("status", problems.isEmpty ? "ok" : "unhealthy")
         w.key("problems"); w.beginArray(); for p in problems { w.string(p) }; w.endArray()
-        w.key("mqtt"); w.beginObject(); w.key("connected"); w.bool(s.mqttDownSince == nil); w.endObject()
+        w.key("mqtt"); w.beginObject(); w.key("connected"); w.bool(s.mqttDownSince == nil); w.key("subscribed"); w.bool(s.mqttDownSince == nil && s.mqttSubscribed); w.endObject()
         w.key("kafka"); w.beginObject(); w.key("reachable"); w.bool(s.kafkaDownSince == nil); w.endObject()
         w.key("journal"); w.beginObject()
         w.field("entries", Int64(s.journal.entries)); w.field("bytes", s.journal.bytes); w.field("oldest_age_s", s.journal.oldestAgeSeconds)

@@ -21,6 +21,7 @@ public final class IngestService: Service, @unchecked Sendable {
 
     private let readingsIn = Counter(label: "forewarn_gateway_readings_in_total")
     private let messagesIn = Counter(label: "forewarn_gateway_mqtt_messages_total")
+    private let redeliveries = Counter(label: "forewarn_gateway_mqtt_redeliveries_dropped_total")
     private let mqttConnected = Gauge(label: "forewarn_gateway_mqtt_connected")
     private let backpressureGauge = Gauge(label: "forewarn_gateway_backpressure")
     /// Entries whose journal write failed (disk full): retried on every tick, MQTT paused meanwhile.
@@ -65,12 +66,13 @@ public final class IngestService: Service, @unchecked Sendable {
         messagesIn.increment()
         let now = epochMillis()
         var entries: [NewJournalEntry]
+        var digest: Int64?
         do {
-            let readings = try parser.parse(topic: msg.topic, payload: msg.payload, receivedAt: now)
-            entries = readings.map {
+            let parsed = try parser.parseMessage(topic: msg.topic, payload: msg.payload, receivedAt: now)
+            entries = parsed.readings.map {
                 NewJournalEntry(kind: .reading, machine: $0.machine, mqttTopic: msg.topic, receivedAt: now, payload: $0.canonicalJSON())
             }
-            readingsIn.increment(by: readings.count)
+            if parsed.stamped { digest = messageDigest(topic: msg.topic, payload: msg.payload) }
         } catch {
             entries = [deadLetter(msg, error, now: now)]
             Counter(label: "forewarn_gateway_rejected_total", dimensions: [("reason", error.reason.rawValue)]).increment()
@@ -80,7 +82,7 @@ public final class IngestService: Service, @unchecked Sendable {
             pending.withLock { $0.append(contentsOf: entries) }  // keep order behind the failed ones
             return
         }
-        append(entries)
+        append(entries, digest: digest)
     }
 
     private func deadLetter(_ msg: MQTTMessage, _ rejection: PayloadRejection, now: Int64) -> NewJournalEntry {
@@ -95,10 +97,15 @@ public final class IngestService: Service, @unchecked Sendable {
         return NewJournalEntry(kind: .deadLetter, machine: machine, mqttTopic: msg.topic, receivedAt: now, payload: payload, reason: reason)
     }
 
-    private func append(_ entries: [NewJournalEntry]) {
+    private func append(_ entries: [NewJournalEntry], digest: Int64?) {
         do {
-            let drops = try journal.append(entries)
-            if !drops.isEmpty { recordDrops(drops) }
+            switch try journal.append(entries, messageDigest: digest) {
+            case let .appended(drops):
+                readingsIn.increment(by: entries.count(where: { $0.kind == .reading }))
+                if !drops.isEmpty { recordDrops(drops) }
+            case .duplicate:
+                redeliveries.increment()
+            }
             health.setJournalError(nil)
         } catch {
             // Already acknowledged to the broker: hold in memory, stop intake, retry on ticks.
@@ -131,6 +138,7 @@ public final class IngestService: Service, @unchecked Sendable {
     }
 
     func tick() {
+        health.mqttSubscribed(client.isSubscribed)
         flushPending()
         do { try journal.commitIfDue() } catch {
             health.setJournalError(error.description)

@@ -132,6 +132,11 @@ public final class Journal: Sendable {
         var entries = 0
         var bytes: Int64 = 0
         var drops: [JournalDrop: Int] = [:]
+        /// Fingerprints of the last stamped messages, to drop MQTT redeliveries after a crash.
+        var recentDigests: Set<Int64> = []
+        var recentOrder: [Int64] = []
+        let insertDigest: SQLiteStatement
+        let pruneDigests: SQLiteStatement
 
         init(conn: SQLiteConnection) throws(JournalError) {
             self.conn = conn
@@ -140,10 +145,28 @@ public final class Journal: Sendable {
             selectAfter = try conn.prepare("SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?")
             selectOldest = try conn.prepare("SELECT seq, machine FROM entries ORDER BY seq LIMIT ?")
             selectOlderThan = try conn.prepare("SELECT seq, machine FROM entries WHERE received_ms < ? ORDER BY seq LIMIT 1000")
+            insertDigest = try conn.prepare("INSERT INTO recent_messages(digest) VALUES (?)")
+            pruneDigests = try conn.prepare("DELETE FROM recent_messages WHERE id <= (SELECT MAX(id) FROM recent_messages) - ?")
+            let load = try conn.prepare("SELECT digest FROM (SELECT id, digest FROM recent_messages ORDER BY id DESC LIMIT ?) ORDER BY id")
+            load.bind(1, Int64(Journal.recentCapacity))
+            while try load.step() {
+                let d = load.int64(0)
+                recentOrder.append(d)
+                recentDigests.insert(d)
+            }
         }
     }
 
     static let schemaVersion: Int64 = 1
+    /// How many stamped-message fingerprints are remembered (covers the broker's in-flight window).
+    static let recentCapacity = 4096
+
+    /// What `append` did.
+    public enum AppendOutcome: Sendable, Equatable {
+        case appended(dropped: [JournalDrop])
+        /// The same stamped message was journaled before (a redelivery): nothing appended.
+        case duplicate
+    }
 
     /// Opens (or creates) the journal and checks it. A corrupt or foreign file is an error, never truncated.
     public init(options: JournalOptions, logger: Logger) throws(JournalError) {
@@ -166,6 +189,9 @@ public final class Journal: Sendable {
                   reason TEXT,
                   size INTEGER NOT NULL);
                 CREATE INDEX IF NOT EXISTS entries_received ON entries(received_ms);
+                CREATE TABLE IF NOT EXISTS recent_messages(
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  digest INTEGER NOT NULL);
                 PRAGMA user_version=\(Self.schemaVersion);
                 """)
         } catch let e where e.kind == .other || e.kind == .unreadable {
@@ -204,7 +230,16 @@ public final class Journal: Sendable {
     /// entries; the drops are returned (and counted).
     @discardableResult
     public func append(_ newEntries: [NewJournalEntry]) throws(JournalError) -> [JournalDrop] {
-        try inner.withLock { (s: inout Inner) throws(JournalError) -> [JournalDrop] in
+        if case let .appended(dropped) = try append(newEntries, messageDigest: nil) { return dropped }
+        return []
+    }
+
+    /// Appends the entries of one message. With a `messageDigest`, a message already journaled
+    /// (the broker redelivering after a crash, before it saw our PUBACK) is recognised and skipped,
+    /// so it is not forwarded again under a new seq.
+    public func append(_ newEntries: [NewJournalEntry], messageDigest: Int64?) throws(JournalError) -> AppendOutcome {
+        try inner.withLock { (s: inout Inner) throws(JournalError) -> AppendOutcome in
+            if let d = messageDigest, s.recentDigests.contains(d) { return .duplicate }
             var dropped: [JournalDrop] = []
             let incoming = newEntries.reduce(Int64(0)) { $0 + $1.accountedSize }
             if options.fullPolicy == .dropOldest, s.bytes + incoming > options.maxBytes {
@@ -226,8 +261,22 @@ public final class Journal: Sendable {
                 s.bytes += e.accountedSize
                 s.uncommitted += 1
             }
+            if let d = messageDigest {
+                s.insertDigest.reset()
+                s.insertDigest.bind(1, d)
+                _ = try s.insertDigest.step()
+                s.recentDigests.insert(d)
+                s.recentOrder.append(d)
+                if s.recentOrder.count > Self.recentCapacity * 2 {
+                    for old in s.recentOrder.prefix(s.recentOrder.count - Self.recentCapacity) { s.recentDigests.remove(old) }
+                    s.recentOrder.removeFirst(s.recentOrder.count - Self.recentCapacity)
+                    s.pruneDigests.reset()
+                    s.pruneDigests.bind(1, Int64(Self.recentCapacity))
+                    _ = try s.pruneDigests.step()
+                }
+            }
             if s.uncommitted >= options.commitEvery { try commit(&s) }
-            return dropped
+            return .appended(dropped: dropped)
         }
     }
 

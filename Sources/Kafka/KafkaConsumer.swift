@@ -82,6 +82,32 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "subscribe to \(topics)") }
     }
 
+    /// Reads every partition of `topic` from the beginning, without a group (tools and tests).
+    public func assignAll(topic: String, timeout: Duration) throws(KafkaError) {
+        let count = try partitionCount(topic: topic, timeout: timeout)
+        let list = rd_kafka_topic_partition_list_new(Int32(count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in 0..<Int32(count) {
+            rd_kafka_topic_partition_list_add(list, topic, p).pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
+        }
+        let err = rd_kafka_assign(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "assign \(topic)") }
+    }
+
+    /// The number of partitions of `topic`, from the cluster's metadata.
+    public func partitionCount(topic: String, timeout: Duration) throws(KafkaError) -> Int {
+        let rkt = rd_kafka_topic_new(handle, topic, nil)
+        defer { rd_kafka_topic_destroy(rkt) }
+        var md: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, rkt, &md, Int32(timeout.milliseconds))
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md else { throw KafkaError(code: err, context: "metadata for \(topic)") }
+        defer { rd_kafka_metadata_destroy(md) }
+        guard md.pointee.topic_cnt > 0 else { throw KafkaError(kind: .unknownTopic, message: "topic \(topic) not found") }
+        let t = md.pointee.topics[0]
+        if t.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: t.err, context: "metadata for \(topic)") }
+        return Int(t.partition_cnt)
+    }
+
     /// Waits up to `timeout` and returns the ready events (at most `max`).
     public func poll(timeout: Duration, max: Int = 1000) -> [KafkaConsumerEvent] {
         var out: [KafkaConsumerEvent] = []

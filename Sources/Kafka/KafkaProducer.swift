@@ -64,7 +64,7 @@ public final class KafkaProducer: @unchecked Sendable {
         let err: rd_kafka_resp_err_t? = topic.withCString { topicPtr in
             value.withUnsafeBytes { valueBuf in
                 withKeyBytes(key) { keyPtr, keyLen in
-                    var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 5)
+                    var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6)
                     vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
                     vus[0].u.cstr = topicPtr
                     vus[1].vtype = RD_KAFKA_VTYPE_VALUE
@@ -77,7 +77,9 @@ public final class KafkaProducer: @unchecked Sendable {
                     vus[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(id))
                     vus[4].vtype = RD_KAFKA_VTYPE_HEADERS
                     vus[4].u.headers = hdrs
-                    // MSG_F_COPY is the default for produceva: librdkafka copies value and key.
+                    // librdkafka must copy value and key: the Swift buffers die when this returns.
+                    vus[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                    vus[5].u.i = RD_KAFKA_MSG_F_COPY
                     guard let error = rd_kafka_produceva(handle, vus, vus.count) else { return nil }
                     let code = rd_kafka_error_code(error)
                     rd_kafka_error_destroy(error)

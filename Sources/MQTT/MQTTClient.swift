@@ -85,6 +85,9 @@ public final class MQTTClient: @unchecked Sendable {
 
     private struct State {
         var connected = false
+        /// Subscriptions acknowledged (SUBACK) on the current connection.
+        var subscribed = false
+        var pendingSubscribeMids: Set<Int32> = []
         var stop = false
         var paused = false
         var subscriptions: [(String, Int)] = []
@@ -135,6 +138,9 @@ public final class MQTTClient: @unchecked Sendable {
             guard let msg else { return }
             MQTTClient.from(obj).handleMessage(msg)
         }
+        mosquitto_subscribe_callback_set(mosq) { _, obj, mid, _, _ in
+            MQTTClient.from(obj).handleSubscribed(mid)
+        }
         mosquitto_publish_callback_set(mosq) { _, obj, mid in
             MQTTClient.from(obj).handlePublished(mid)
         }
@@ -152,6 +158,8 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     public var isConnected: Bool { state.withLock { $0.connected } }
+    /// Connected, and every subscription acknowledged by the broker.
+    public var isSubscribed: Bool { state.withLock { $0.connected && $0.subscribed } }
     public var lastError: String? { state.withLock { $0.lastError } }
 
     /// Ends `run()` soon, from any thread.
@@ -200,7 +208,7 @@ public final class MQTTClient: @unchecked Sendable {
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
                 if connected {
-                    state.withLock { $0.connected = false; $0.lastError = String(cString: mosquitto_strerror(rc)) }
+                    state.withLock { $0.connected = false; $0.subscribed = false; $0.lastError = String(cString: mosquitto_strerror(rc)) }
                     onConnectionChange?(false, String(cString: mosquitto_strerror(rc)))
                 }
                 logger.warning("MQTT connection lost: \(String(cString: mosquitto_strerror(rc))); reconnecting in \(backoff)")
@@ -244,18 +252,30 @@ public final class MQTTClient: @unchecked Sendable {
             s.lastError = nil
             return s.subscriptions
         }
+        var mids: Set<Int32> = []
         for (filter, qos) in subs {
-            let r = mosquitto_subscribe(mosq, nil, filter, Int32(qos))
+            var mid: Int32 = 0
+            let r = mosquitto_subscribe(mosq, &mid, filter, Int32(qos))
             if r != MOSQ_ERR_SUCCESS.rawValue { logger.error("MQTT subscribe to \(filter) failed: \(String(cString: mosquitto_strerror(r)))") }
+            else { mids.insert(mid) }
         }
+        state.withLock { $0.pendingSubscribeMids = mids; $0.subscribed = mids.isEmpty }
         logger.info("MQTT connected to \(options.host):\(options.port) as \(options.clientID)", metadata: ["subscriptions": "\(subs.map(\.0))"])
         onConnectionChange?(true, nil)
+    }
+
+    private func handleSubscribed(_ mid: Int32) {
+        state.withLock { s in
+            s.pendingSubscribeMids.remove(mid)
+            if s.pendingSubscribeMids.isEmpty { s.subscribed = true }
+        }
     }
 
     private func handleDisconnect(_ rc: Int32) {
         let was = state.withLock { s in
             let was = s.connected
             s.connected = false
+            s.subscribed = false
             if rc != 0 { s.lastError = "disconnected (\(rc))" }
             return was
         }

@@ -1,0 +1,129 @@
+import Foundation
+import Kafka
+import Logging
+import MQTT
+import Synchronization
+
+/// A QoS 1 publisher on libmosquitto that waits for every PUBACK.
+public final class TestPublisher: @unchecked Sendable {
+    public let client: MQTTClient
+    private let thread: Thread
+
+    public init(url: String, clientID: String = "test-pub-\(UUID().uuidString.prefix(8))", username: String? = nil, password: String? = nil,
+                tls: Bool = false, caFile: String? = nil) throws {
+        let port = Int(url.split(separator: ":").last ?? "1883") ?? 1883
+        client = try MQTTClient(options: MQTTOptions(host: "127.0.0.1", port: port, clientID: clientID, cleanSession: true,
+                                                     username: username, password: password, tls: tls, caFile: caFile,
+                                                     reconnectMin: .milliseconds(50), reconnectMax: .milliseconds(500), maxInflight: 200),
+                                logger: TestEnvironment.logger)
+        let c = client
+        thread = Thread { c.run() }
+        thread.start()
+        let deadline = Date().addingTimeInterval(10)
+        while !client.isConnected && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        guard client.isConnected else { throw TestFailure("test publisher could not connect to \(url): \(client.lastError ?? "")") }
+    }
+
+    public func publish(_ topic: String, _ payload: String) throws {
+        try client.publish(topic: topic, payload: Array(payload.utf8), qos: 1, timeout: .seconds(30))
+    }
+
+    public func publish(_ topic: String, bytes: [UInt8]) throws {
+        try client.publish(topic: topic, payload: bytes, qos: 1, timeout: .seconds(30))
+    }
+
+    /// Waits for every PUBACK, then disconnects.
+    public func finish() -> Bool {
+        let acked = client.waitForAcknowledgements(timeout: .seconds(30))
+        client.stop()
+        return acked
+    }
+
+    deinit { client.stop() }
+}
+
+/// Reads a topic from the beginning with a real librdkafka consumer in a fresh group.
+public func consumeAll(bootstrap: String, topic: String, expect count: Int, timeout: TimeInterval,
+                       settle: TimeInterval = 1.0) throws -> [KafkaMessage] {
+    // Assigned partitions, no group: the reader depends on nothing but the brokers.
+    let consumer = try KafkaConsumer(bootstrap: bootstrap, groupID: "test-reader-\(UUID().uuidString.prefix(8))",
+                                     properties: ["topic.metadata.refresh.interval.ms": "1000"], logger: TestEnvironment.logger)
+    defer { consumer.close() }
+    try consumer.assignAll(topic: topic, timeout: .seconds(10))
+    var out: [KafkaMessage] = []
+    let deadline = Date().addingTimeInterval(timeout)
+    var reachedAt: Date?
+    // Keep reading a little after reaching the count, so extra (duplicate) records are seen too.
+    while Date() < deadline {
+        for event in consumer.poll(timeout: .milliseconds(100)) {
+            if case let .message(m) = event { out.append(m) }
+        }
+        if out.count >= count {
+            if reachedAt == nil { reachedAt = Date() }
+            if Date().timeIntervalSince(reachedAt!) >= settle { break }
+        }
+    }
+    return out
+}
+
+/// A reading as the tests publish it and read it back.
+public struct PublishedReading: Hashable, Sendable {
+    public var machine: String
+    public var ts: Int64
+    public init(machine: String, ts: Int64) {
+        self.machine = machine
+        self.ts = ts
+    }
+}
+
+/// Publishes `count` JSON readings round-robin over `machines` machines with rising ts.
+/// Returns what was published (each PUBACKed by the broker).
+@discardableResult
+public func publishReadings(_ publisher: TestPublisher, count: Int, machines: Int, startTs: Int64 = 1_700_000_000_000,
+                            every: ((Int) -> Void)? = nil) throws -> [PublishedReading] {
+    var out: [PublishedReading] = []
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        let machine = String(format: "m%03d", i % machines)
+        let ts = startTs + Int64(i)
+        try publisher.publish("factory/s1/\(machine)/vib_rms", "{\"ts\": \(ts), \"value\": \(Double(i % 100) / 10), \"unit\": \"mm/s\", \"seq\": \(i)}")
+        out.append(PublishedReading(machine: machine, ts: ts))
+        every?(i)
+    }
+    return out
+}
+
+/// Parses the readings topic: (reading, gateway, seq) per record.
+public struct ReceivedReading: Sendable {
+    public var reading: PublishedReading
+    public var key: String
+    public var gateway: String
+    public var seq: Int64
+    public var mqttTopic: String
+    public var value: String
+}
+
+public func parseReceived(_ messages: [KafkaMessage]) -> [ReceivedReading] {
+    messages.compactMap { m in
+        let text = String(decoding: m.value, as: UTF8.self)
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any],
+              let machine = obj["machine"] as? String, let ts = (obj["ts"] as? NSNumber)?.int64Value,
+              let seq = m.header("seq").flatMap(Int64.init) else { return nil }
+        return ReceivedReading(reading: PublishedReading(machine: machine, ts: ts), key: m.keyString ?? "",
+                               gateway: m.header("gateway") ?? "", seq: seq, mqttTopic: m.header("mqtt_topic") ?? "", value: text)
+    }
+}
+
+/// For each machine, whether its readings (first occurrence of each seq, in partition order) have rising ts.
+public func perMachineOrderViolations(_ received: [ReceivedReading]) -> [String] {
+    var seen = Set<Int64>()
+    var last: [String: Int64] = [:]
+    var violations: [String] = []
+    for r in received where seen.insert(r.seq).inserted {
+        if let prev = last[r.reading.machine], r.reading.ts <= prev {
+            if violations.count < 10 { violations.append("\(r.reading.machine): ts \(r.reading.ts) (seq \(r.seq)) after \(prev)") }
+        }
+        last[r.reading.machine] = r.reading.ts
+    }
+    return violations
+}

@@ -1,0 +1,272 @@
+// TestSupport starts and stops the real parts that integration tests need — a mosquitto
+// broker, `forewarn dev-kafka`, `forewarn gateway` — on free loopback ports, and checks
+// results with real clients (librdkafka consumer, libmosquitto publisher). Everything a
+// test starts is stopped by the test, and every wait is bounded in time.
+import Foundation
+import Kafka
+import Logging
+import MQTT
+
+public enum TestEnvironment {
+    /// The built `forewarn` binary: $FOREWARN_BIN, or next to the test bundle.
+    public static var forewarnBinary: String {
+        if let bin = ProcessInfo.processInfo.environment["FOREWARN_BIN"] { return bin }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("forewarn").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let fallback = FileManager.default.currentDirectoryPath + "/.build/debug/forewarn"
+        return fallback
+    }
+
+    /// A fresh temporary directory.
+    public static func temporaryDirectory(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "forewarn-test-\(name)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    public static let logger: Logger = {
+        var l = Logger(label: "forewarn.test")
+        l.logLevel = .warning
+        return l
+    }()
+}
+
+/// A free TCP port on 127.0.0.1 (bound to port 0 and released).
+public func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// True once something accepts TCP connections on 127.0.0.1:port (bounded by `timeout`).
+public func waitForPort(_ port: Int, timeout: TimeInterval = 10) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        close(fd)
+        if rc == 0 { return true }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    return false
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A child process with its output in files.
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
+    public let stdoutPath: String
+    public let stderrPath: String
+
+    public init(executable: String, arguments: [String], directory: String, name: String, environment: [String: String] = [:]) throws {
+        stdoutPath = directory + "/\(name).out"
+        stderrPath = directory + "/\(name).err"
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    public var isRunning: Bool { process.isRunning }
+    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    public func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
+
+    /// Waits for exit up to `timeout`; returns the exit status, or nil if still running.
+    @discardableResult
+    public func waitForExit(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    public func stop(grace: TimeInterval = 10) {
+        guard process.isRunning else { return }
+        signal(SIGTERM)
+        if waitForExit(timeout: grace) == nil {
+            signal(SIGKILL)
+            waitForExit(timeout: 5)
+        }
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+/// A real mosquitto broker on a free loopback port, optionally with TLS and a password file.
+public final class MosquittoBroker: @unchecked Sendable {
+    public let port: Int
+    public let directory: String
+    let child: ChildProcess
+
+    public struct TLS: Sendable {
+        public var caFile: String
+        public var certFile: String
+        public var keyFile: String
+    }
+
+    /// `users`: name → password for a password file (anonymous access is then refused).
+    public init(directory: String, tls: TLS? = nil, users: [String: String] = [:]) throws {
+        self.directory = directory
+        port = freePort()
+        var conf = """
+            listener \(port) 127.0.0.1
+            persistence false
+            max_queued_messages 1000000
+            max_inflight_messages 100
+            log_dest stderr
+            log_type error
+            log_type warning
+            log_type notice
+            connection_messages true
+
+            """
+        if users.isEmpty {
+            conf += "allow_anonymous true\n"
+        } else {
+            let pwfile = directory + "/passwords"
+            _ = FileManager.default.createFile(atPath: pwfile, contents: nil)
+            for (user, pass) in users {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_passwd")
+                p.arguments = ["-b", pwfile, user, pass]
+                try p.run()
+                p.waitUntilExit()
+                guard p.terminationStatus == 0 else { throw TestFailure("mosquitto_passwd failed") }
+            }
+            conf += "allow_anonymous false\npassword_file \(pwfile)\n"
+        }
+        if let tls {
+            conf += "cafile \(tls.caFile)\ncertfile \(tls.certFile)\nkeyfile \(tls.keyFile)\n"
+        }
+        let confPath = directory + "/mosquitto.conf"
+        try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
+        let binary = FileManager.default.isExecutableFile(atPath: "/usr/sbin/mosquitto") ? "/usr/sbin/mosquitto" : "/usr/bin/mosquitto"
+        child = try ChildProcess(executable: binary, arguments: ["-c", confPath], directory: directory, name: "mosquitto")
+        guard waitForPort(port) else { throw TestFailure("mosquitto did not start: \(child.stderr)") }
+    }
+
+    public var url: String { "mqtt://127.0.0.1:\(port)" }
+
+    public func stop() { child.stop(grace: 5) }
+    deinit { child.stop(grace: 2) }
+}
+
+/// `forewarn dev-kafka` in its own process.
+public final class DevKafka: @unchecked Sendable {
+    public let bootstrap: String
+    let child: ChildProcess
+
+    public init(directory: String, partitions: Int = 4) throws {
+        child = try ChildProcess(executable: TestEnvironment.forewarnBinary,
+                                 arguments: ["dev-kafka", "--partitions", String(partitions)], directory: directory, name: "dev-kafka")
+        let deadline = Date().addingTimeInterval(10)
+        var line = ""
+        while Date() < deadline {
+            if let first = child.stdout.split(separator: "\n").first { line = String(first); break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        guard !line.isEmpty else { throw TestFailure("dev-kafka printed no bootstrap address: \(child.stderr)") }
+        bootstrap = line
+    }
+
+    public func brokersDown() { child.signal(SIGUSR1) }
+    public func brokersUp() { child.signal(SIGUSR2) }
+    public func stop() { child.stop(grace: 5) }
+    deinit { child.stop(grace: 2) }
+}
+
+/// `forewarn gateway` in its own process.
+public final class GatewayProcess: @unchecked Sendable {
+    public let child: ChildProcess
+    public let httpPort: Int
+
+    public init(directory: String, name: String = "gateway", mqtt: String, kafka: String, stateDir: String,
+                settings: [String] = [], extraArguments: [String] = [], environment: [String: String] = [:], httpPort: Int? = nil) throws {
+        let port = httpPort ?? freePort()
+        self.httpPort = port
+        var args = ["gateway", "--mqtt", mqtt, "--kafka", kafka, "--state-dir", stateDir, "--http", "127.0.0.1:\(port)",
+                    "--set", "gateway.id=gw-test", "--set", "health.grace=2s"]
+        for s in settings { args += ["--set", s] }
+        args += extraArguments
+        child = try ChildProcess(executable: TestEnvironment.forewarnBinary, arguments: args, directory: directory, name: name, environment: environment)
+        guard waitForPort(port) else { throw TestFailure("gateway did not start: \(child.stderr)") }
+    }
+
+    /// GET a path on the gateway's HTTP endpoint: (status, body).
+    public func get(_ path: String) -> (Int, String) {
+        httpGet(port: httpPort, path: path)
+    }
+
+    /// Polls /healthz until `predicate` holds on (status, body), up to `timeout`.
+    public func waitForHealth(timeout: TimeInterval, _ predicate: (Int, String) -> Bool) -> (Int, String) {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = (0, "")
+        while Date() < deadline {
+            last = get("/healthz")
+            if predicate(last.0, last.1) { return last }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return last
+    }
+
+    /// The value of a Prometheus sample line that starts with `prefix`, summed over matches.
+    public func metric(_ prefix: String) -> Double {
+        let (_, body) = get("/metrics")
+        return body.split(separator: "\n").filter { $0.hasPrefix(prefix) }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+}
+
+/// A minimal HTTP GET over a raw socket (no dependencies), bounded to 5 s.
+public func httpGet(port: Int, path: String) -> (Int, String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { return (0, "") }
+    let req = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var data: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        data.append(contentsOf: buf[0..<n])
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    guard let headerEnd = text.range(of: "\r\n\r\n") else { return (0, text) }
+    let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+    return (status, String(text[headerEnd.upperBound...]))
+}
