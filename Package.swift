@@ -53,8 +53,25 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // Pure anomaly models with no I/O, so the same code runs online and in offline evaluation.
+        .target(name: "Detection"),
+        // Offline evaluation: SKAB/NAB CSV loading, replay, scorers.
+        .target(name: "Evaluation", dependencies: ["Detection"]),
+        // The detector service: Kafka consumer group → models → alerts topic.
+        .target(name: "Detector", dependencies: [
+            "ForewarnCore", "Kafka", "Detection", "ServiceSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Fleet simulator: machine physics, faults, ground truth, MQTT publishing.
+        .target(name: "Simulator", dependencies: [
+            "ForewarnCore", "MQTT",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .executableTarget(name: "ForewarnCLI", dependencies: [
-            "ForewarnCore", "Kafka", "Gateway", "ServiceSupport",
+            "ForewarnCore", "Kafka", "Gateway", "ServiceSupport", "Detection", "Evaluation", "Detector", "Simulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -64,6 +81,9 @@ let package = Package(
 
         .testTarget(name: "ForewarnCoreTests", dependencies: ["ForewarnCore"]),
         .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore"]),
+        .testTarget(name: "DetectionTests", dependencies: ["Detection", "Evaluation"]),
+        .testTarget(name: "DetectorTests", dependencies: ["Detector", "Detection", "ForewarnCore", "Kafka", "TestSupport"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "ForewarnCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Kafka", "MQTT", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["Kafka", "MQTT"], path: "Tests/TestSupport"),
     ],

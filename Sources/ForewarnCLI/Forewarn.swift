@@ -8,5 +8,5 @@ struct Forewarn: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forewarn",
         abstract: "Predictive-maintenance edge gateway: MQTT → journal → Kafka, anomaly detection, fleet simulation.",
-        subcommands: [GatewayCommand.self, DevKafkaCommand.self])
+        subcommands: [GatewayCommand.self, DevKafkaCommand.self, SimulateCommand.self])
 }

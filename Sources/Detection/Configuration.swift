@@ -1,0 +1,250 @@
+// Configuration of one machine's detector. Every field has a default that works
+// without tuning; a `models/` file only needs to name what differs.
+
+/// Alert severity, ordered (info < warning < critical).
+public enum Severity: String, Codable, Sendable, Comparable, CaseIterable {
+    case info, warning, critical
+
+    private var rank: Int {
+        switch self {
+        case .info: return 0
+        case .warning: return 1
+        case .critical: return 2
+        }
+    }
+
+    public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// The anomaly models a detector can run. Raw values are the names used in alerts (`model`).
+public enum ModelKind: String, Codable, Sendable, CaseIterable, Hashable {
+    case robustZ = "robust_z"          // |x - median| / (1.4826 MAD), warm-up baseline
+    case ewmaZ = "ewma_z"              // |x - EWMA mean| / EWMA sigma, slowly adapting baseline
+    case cusum                         // two-sided CUSUM on the EWMA residual
+    case pageHinkley = "page_hinkley"  // two-sided Page-Hinkley on the EWMA residual
+    case gaussianTail = "gaussian_tail" // tail probability of a short mean vs a long window
+    case trend                         // Holt slope, time to the failure threshold
+    case limit                         // static min/max limits from the machine model
+    case likelihood = "anomaly_likelihood" // tail probability of recent surprise vs its own history
+    case seasonal                      // anomaly likelihood of the residual vs a time-of-period profile
+    case pca                           // Hotelling T^2 + SPE/Q on a PCA of the warm-up
+}
+
+/// One static limit band. A reading outside [min, max] breaches with `severity`.
+public struct StaticLimit: Codable, Sendable, Equatable {
+    /// Lower bound; nil = none.
+    public var min: Double?
+    /// Upper bound; nil = none.
+    public var max: Double?
+    /// Severity of a breach.
+    public var severity: Severity
+
+    public init(min: Double? = nil, max: Double? = nil, severity: Severity = .warning) {
+        self.min = min
+        self.max = max
+        self.severity = severity
+    }
+}
+
+/// What the detector knows about one sensor. Sensors that are not declared get
+/// `SensorSpec(name:)`, i.e. statistical models only.
+public struct SensorSpec: Codable, Sendable, Equatable {
+    /// Sensor name as it appears in readings (e.g. `vib_rms`).
+    public var name: String
+    /// Unit, informational (default nil).
+    public var unit: String?
+    /// Readings below this are physically impossible: a sensor fault (`spike`), not a machine
+    /// symptom. Default nil = unbounded.
+    public var physicalMin: Double?
+    /// Readings above this are physically impossible (default nil = unbounded).
+    public var physicalMax: Double?
+    /// Static limit bands with severities (default none).
+    public var limits: [StaticLimit]
+    /// Value at which the machine is considered failed; enables time-to-threshold
+    /// (default nil = no remaining-useful-life estimate).
+    public var failureThreshold: Double?
+
+    public init(name: String, unit: String? = nil, physicalMin: Double? = nil, physicalMax: Double? = nil,
+                limits: [StaticLimit] = [], failureThreshold: Double? = nil) {
+        self.name = name
+        self.unit = unit
+        self.physicalMin = physicalMin
+        self.physicalMax = physicalMax
+        self.limits = limits
+        self.failureThreshold = failureThreshold
+    }
+}
+
+/// Parameters of the per-sensor (univariate) chain.
+public struct UnivariateParameters: Codable, Sendable, Equatable {
+    /// |robust z| that counts as the control limit (ratio 1). Default 8: the warm-up
+    /// baseline is fixed, so it must tolerate slow drift.
+    public var robustZLimit: Double = 8
+    /// EWMA smoothing of the adaptive mean/variance (default 0.02, ~50 readings memory).
+    public var ewmaAlpha: Double = 0.02
+    /// |EWMA z| that counts as the control limit (default 6).
+    public var ewmaZLimit: Double = 6
+    /// Residuals are clamped to +-this many sigma before they update the baseline or feed
+    /// CUSUM/Page-Hinkley, so one outlier cannot dominate (default 4).
+    public var residualClamp: Double = 4
+    /// CUSUM reference value k in sigma (default 0.5: tuned for shifts of ~1 sigma).
+    public var cusumK: Double = 0.5
+    /// CUSUM decision interval h in sigma (default 10).
+    public var cusumH: Double = 10
+    /// Page-Hinkley tolerance delta in sigma (default 0.5).
+    public var phDelta: Double = 0.5
+    /// Page-Hinkley threshold lambda in sigma (default 25).
+    public var phLambda: Double = 25
+    /// Page-Hinkley forgetting factor of its cumulative sums (default 0.999).
+    public var phForgetting: Double = 0.999
+    /// Long window of the windowed Gaussian model, readings (default 2000).
+    public var gaussianWindow: Int = 2000
+    /// Short window whose mean is tested against the long window (default 5).
+    public var gaussianShortWindow: Int = 5
+    /// Tail probability that counts as the control limit (default 1e-6).
+    public var gaussianTailLimit: Double = 1e-6
+    /// Anomaly likelihood: window of past surprise values (|EWMA z|) it is judged against
+    /// (default 2000 readings).
+    public var likelihoodWindow: Int = 2000
+    /// Anomaly likelihood: recent readings averaged (default 5).
+    public var likelihoodShortWindow: Int = 5
+    /// Anomaly likelihood (and seasonal): tail probability that counts as the control limit
+    /// (default 1e-3).
+    public var likelihoodTailLimit: Double = 1e-3
+    /// Seasonal profile period, ms (default one day).
+    public var seasonalPeriodMs: Int64 = 86_400_000
+    /// Buckets per period (default 288: 5-minute buckets over a day).
+    public var seasonalBuckets: Int = 288
+    /// EWMA rate of each bucket's profile value (default 0.2, ~5 periods of memory).
+    public var seasonalAlpha: Double = 0.2
+    /// Holt level smoothing for the trend model (default 0.05).
+    public var trendLevelAlpha: Double = 0.05
+    /// Holt slope smoothing for the trend model (default 0.01).
+    public var trendSlopeAlpha: Double = 0.01
+    /// Time to threshold (s) at or below which the trend model reaches its limit (default 3600).
+    public var rulHorizonSeconds: Double = 3600
+    /// Minimum run of identical readings before a sensor counts as stuck (default 60).
+    public var stuckMinRun: Int = 60
+    /// A stuck run must also exceed this multiple of the longest run seen in warm-up, so that
+    /// coarsely quantised sensors are not flagged (default 3).
+    public var stuckWarmupFactor: Double = 3
+    /// A gap between readings longer than this (ms) is a dropout (default 30 000) ...
+    public var dropoutMinMs: Int64 = 30_000
+    /// ... and also longer than this multiple of the typical interval (default 10).
+    public var dropoutIntervalFactor: Double = 10
+
+    public init() {}
+}
+
+/// Parameters of the per-machine PCA monitor (Hotelling T^2 + SPE/Q).
+public struct MultivariateParameters: Codable, Sendable, Equatable {
+    /// Fewer sensors than this: no PCA (default 2).
+    public var minSensors: Int = 2
+    /// Components kept: the smallest number explaining this share of variance (default 0.9).
+    public var varianceExplained: Double = 0.9
+    /// EWMA applied to standardized inputs before projection, warm-up included, so limits
+    /// match (default 0.3; 1 = no smoothing).
+    public var inputSmoothingAlpha: Double = 0.3
+    /// Empirical quantile of warm-up statistics used as control limit (default 0.99).
+    public var limitQuantile: Double = 0.99
+    /// Multiplier on the empirical limit: in-sample limits are optimistic and a short warm-up
+    /// under-samples slow variation (default 2.5).
+    public var limitMargin: Double = 2.5
+    /// EWMA of the T^2/Q ratio before fusion (default 0.2; 1 = none).
+    public var scoreSmoothingAlpha: Double = 0.2
+    /// Weight of T^2/limit in the monitor ratio (default 0.3; 0 = Q only). T^2 is down-weighted
+    /// because slow drift (e.g. thermal) moves along the healthy principal directions, while
+    /// faults usually break the correlation structure and show in Q.
+    public var t2Weight: Double = 0.3
+    /// Weight of Q/limit in the monitor ratio (default 1; 0 = T^2 only).
+    public var qWeight: Double = 1
+    /// After warm-up, the operating point (per-sensor mean) follows slow drift with this EWMA
+    /// rate while the monitor is below `driftFreezeRatio` (default 0.01, ~100 readings;
+    /// 0 = fixed warm-up mean).
+    public var driftAlpha: Double = 0.01
+    /// Drift tracking pauses while the smoothed ratio is at or above this (default 0.5), so an
+    /// anomaly is not learned as normal.
+    public var driftFreezeRatio: Double = 0.5
+
+    public init() {}
+}
+
+/// Alert lifecycle: turns a score in [0,1] into open/update/resolved events.
+public struct LifecycleParameters: Codable, Sendable, Equatable {
+    /// Score at or above which a step counts as exceeding (default 0.5 = model limit).
+    public var openThreshold: Double = 0.5
+    /// Consecutive exceeding steps needed to open (default 3).
+    public var openCount: Int = 3
+    /// And the exceedance must have lasted this long, ms (default 0).
+    public var openHoldMs: Int64 = 0
+    /// Hysteresis: score below this counts toward resolving (default 0.4).
+    public var closeThreshold: Double = 0.4
+    /// Consecutive steps below `closeThreshold` needed to resolve (default 10).
+    public var closeCount: Int = 10
+    /// And for at least this long, ms (default 0).
+    public var closeHoldMs: Int64 = 0
+    /// An update is sent when the score moved more than this since the last event (default 0.1) ...
+    public var updateScoreDelta: Double = 0.1
+    /// ... but not more often than this, ms; severity changes bypass it (default 10 000).
+    public var minUpdateIntervalMs: Int64 = 10_000
+    /// After a resolve, no new episode opens for this long, ms (default 0).
+    public var cooldownMs: Int64 = 0
+    /// Score at or above which severity is critical, else warning (default 0.8).
+    public var criticalScore: Double = 0.8
+
+    public init() {}
+
+    /// Defaults for sensor-health alerts: open at once, resolve after 3 healthy readings.
+    public static var sensorHealth: LifecycleParameters {
+        var p = LifecycleParameters()
+        p.openCount = 1
+        p.closeCount = 3
+        p.closeThreshold = 0.5
+        p.minUpdateIntervalMs = 60_000
+        return p
+    }
+}
+
+/// Full configuration of one machine's detector (one `models/` file per machine type).
+public struct DetectorConfiguration: Codable, Sendable, Equatable {
+    /// Machine id, used in alerts and alert ids (default "machine").
+    public var machine: String = "machine"
+    /// Site id, copied into alerts (default "site").
+    public var site: String = "site"
+    /// Declared sensors; others are accepted with defaults (default none declared).
+    public var sensors: [SensorSpec] = []
+    /// Readings per sensor (and aligned vectors per machine) used as healthy warm-up before
+    /// any statistical alert (default 400).
+    public var warmupCount: Int = 400
+    /// Time bucket (ms) that aligns single-sensor readings into machine vectors (default 1000).
+    public var bucketMs: Int64 = 1000
+    /// Models that feed the machine score. Default: seasonal and anomaly likelihood (the
+    /// adaptive univariate tests that held up on NAB), static limits, trend and PCA. The other
+    /// univariate statistics (robust z, EWMA z, CUSUM, Page-Hinkley, windowed Gaussian) are
+    /// always computed and reported as evidence; enabling them trades more alarms for speed
+    /// (their fixed-baseline or cumulative nature over-alarms on drifting, seasonal signals).
+    public var enabledModels: Set<ModelKind> = [.seasonal, .likelihood, .limit, .trend, .pca]
+    /// Whether univariate statistical models also feed the machine score when the PCA monitor
+    /// runs (default false: on a multi-sensor machine T^2/Q already sees every sensor and
+    /// per-sensor tests mostly add false alarms; limits and trend always feed it).
+    public var univariateWithPCA: Bool = false
+    public var univariate = UnivariateParameters()
+    public var multivariate = MultivariateParameters()
+    /// Machine alert lifecycle.
+    public var lifecycle = LifecycleParameters()
+    /// Sensor-health alert lifecycle.
+    public var sensorLifecycle = LifecycleParameters.sensorHealth
+
+    public init(machine: String = "machine", site: String = "site", sensors: [SensorSpec] = []) {
+        self.machine = machine
+        self.site = site
+        self.sensors = sensors
+    }
+
+    public func spec(for sensor: String) -> SensorSpec {
+        sensors.first { $0.name == sensor } ?? SensorSpec(name: sensor)
+    }
+}
+
+/// A machine type's model file is this configuration.
+public typealias MachineModel = DetectorConfiguration

@@ -1,0 +1,233 @@
+// Multivariate monitor for one machine: PCA fitted on a healthy warm-up of aligned,
+// standardized sensor vectors; Hotelling T^2 in the retained subspace and SPE/Q in the residual.
+//
+// Control limits: the empirical `limitQuantile` of the warm-up's own T^2 and Q values times
+// `limitMargin`. We chose empirical limits over the F / Jackson-Mudholkar approximations
+// because industrial sensors are rarely Gaussian (quantised, skewed), and the theoretical
+// limits then misstate the false-alarm rate; the margin compensates for in-sample optimism.
+
+/// Symmetric eigen-decomposition by cyclic Jacobi rotations. Small d (tens) only.
+public enum SymmetricEigen {
+    /// Returns eigenvalues (descending) and eigenvectors as columns of a row-major d x d matrix.
+    public static func decompose(_ matrix: [Double], dimension d: Int, sweeps: Int = 100) -> (values: [Double], vectors: [Double]) {
+        var a = matrix
+        var v = [Double](repeating: 0, count: d * d)
+        for i in 0..<d { v[i * d + i] = 1 }
+        for _ in 0..<sweeps {
+            var off = 0.0
+            for i in 0..<d { for j in (i + 1)..<max(d, i + 1) where j < d { off += a[i * d + j] * a[i * d + j] } }
+            if off < 1e-22 { break }
+            for p in 0..<d {
+                for q in (p + 1)..<max(d, p + 1) where q < d {
+                    let apq = a[p * d + q]
+                    if abs(apq) < 1e-300 { continue }
+                    let app = a[p * d + p], aqq = a[q * d + q]
+                    let theta = (aqq - app) / (2 * apq)
+                    let t = (theta >= 0 ? 1.0 : -1.0) / (abs(theta) + (theta * theta + 1).squareRoot())
+                    let c = 1 / (t * t + 1).squareRoot()
+                    let s = t * c
+                    for k in 0..<d {
+                        let akp = a[k * d + p], akq = a[k * d + q]
+                        a[k * d + p] = c * akp - s * akq
+                        a[k * d + q] = s * akp + c * akq
+                    }
+                    for k in 0..<d {
+                        let apk = a[p * d + k], aqk = a[q * d + k]
+                        a[p * d + k] = c * apk - s * aqk
+                        a[q * d + k] = s * apk + c * aqk
+                    }
+                    for k in 0..<d {
+                        let vkp = v[k * d + p], vkq = v[k * d + q]
+                        v[k * d + p] = c * vkp - s * vkq
+                        v[k * d + q] = s * vkp + c * vkq
+                    }
+                }
+            }
+        }
+        let order = (0..<d).sorted { a[$0 * d + $0] > a[$1 * d + $1] }
+        var values = [Double](), vectors = [Double](repeating: 0, count: d * d)
+        for (newCol, old) in order.enumerated() {
+            values.append(a[old * d + old])
+            for k in 0..<d { vectors[k * d + newCol] = v[k * d + old] }
+        }
+        return (values, vectors)
+    }
+}
+
+/// A fitted PCA model with T^2 / Q statistics.
+public struct PCAModel: Codable, Sendable, Equatable {
+    public let dimension: Int
+    public let components: Int
+    public let mean: [Double]
+    public let scale: [Double]
+    /// d x k loadings, row-major.
+    public let loadings: [Double]
+    public let eigenvalues: [Double]
+
+    /// Fits on row vectors that are already standardized (`mean`/`scale` are kept for the caller).
+    public static func fit(standardized rows: [[Double]], mean: [Double], scale: [Double], varianceExplained: Double) -> PCAModel {
+        let d = mean.count
+        let n = Double(max(rows.count - 1, 1))
+        var mu = [Double](repeating: 0, count: d)
+        for r in rows { for i in 0..<d { mu[i] += r[i] } }
+        for i in 0..<d { mu[i] /= Double(max(rows.count, 1)) }
+        var cov = [Double](repeating: 0, count: d * d)
+        for r in rows {
+            for i in 0..<d {
+                let xi = r[i] - mu[i]
+                for j in i..<d { cov[i * d + j] += xi * (r[j] - mu[j]) }
+            }
+        }
+        for i in 0..<d { for j in i..<d { cov[i * d + j] /= n; cov[j * d + i] = cov[i * d + j] } }
+        let (vals, vecs) = SymmetricEigen.decompose(cov, dimension: d)
+        let total = max(vals.reduce(0) { $0 + max($1, 0) }, 1e-300)
+        var k = 0, acc = 0.0
+        while k < d - 1 && acc / total < varianceExplained { acc += max(vals[k], 0); k += 1 }
+        k = max(k, 1)
+        // Floor tiny eigenvalues so T^2 stays finite for degenerate (e.g. constant) inputs.
+        let floor = max(total * 1e-6, 1e-12)
+        var load = [Double](repeating: 0, count: d * k)
+        for i in 0..<d { for j in 0..<k { load[i * k + j] = vecs[i * d + j] } }
+        // The standardized inputs may have nonzero mean after smoothing; fold it into `mean`.
+        var adjMean = mean
+        for i in 0..<d { adjMean[i] = mean[i] + mu[i] * scale[i] }
+        return PCAModel(dimension: d, components: k, mean: adjMean, scale: scale, loadings: load,
+                        eigenvalues: (0..<k).map { max(vals[$0], floor) })
+    }
+
+    /// T^2 and Q of a standardized vector `z` (already centred with this model's mean).
+    @inline(__always)
+    public func statistics(centred z: [Double]) -> (t2: Double, q: Double) {
+        let d = dimension, k = components
+        var t2 = 0.0
+        var recon = [Double](repeating: 0, count: d)
+        for j in 0..<k {
+            var t = 0.0
+            for i in 0..<d { t += z[i] * loadings[i * k + j] }
+            t2 += t * t / eigenvalues[j]
+            for i in 0..<d { recon[i] += t * loadings[i * k + j] }
+        }
+        var q = 0.0
+        for i in 0..<d { let e = z[i] - recon[i]; q += e * e }
+        return (t2, q)
+    }
+}
+
+/// Output of the PCA monitor for one aligned vector.
+public struct PCAOutput: Sendable, Equatable {
+    public var fitted = false
+    public var t2 = 0.0
+    public var q = 0.0
+    public var t2Limit = 0.0
+    public var qLimit = 0.0
+    /// Smoothed max(T^2/limit, Q/limit).
+    public var ratio = 0.0
+    /// Sensor with the largest residual contribution (for evidence).
+    public var topSensors: [String] = []
+    public init() {}
+}
+
+/// Streaming PCA monitor: collects warm-up vectors, fits, then scores.
+public struct PCAMonitor: Codable, Sendable {
+    public let sensors: [String]
+    public let params: MultivariateParameters
+    public let warmupCount: Int
+    private var warmupRows: [[Double]] = []
+    private var smoothed: [Double]
+    private var model: PCAModel? = nil
+    private var t2Limit = 1.0
+    private var qLimit = 1.0
+    private var smoothRatio = 0.0
+    // Raw warm-up statistics for standardization.
+    private var scale: [Double] = []
+    private var mean: [Double] = []
+    // Mean of the smoothed standardized warm-up rows (what the PCA centres on).
+    private var offset: [Double] = []
+
+    public init(sensors: [String], params: MultivariateParameters, warmupCount: Int) {
+        self.sensors = sensors
+        self.params = params
+        self.warmupCount = max(warmupCount, sensors.count + 2)
+        smoothed = [Double](repeating: 0, count: sensors.count)
+    }
+
+    public var isFitted: Bool { model != nil }
+
+    /// Feed one aligned vector in `sensors` order.
+    public mutating func observe(_ x: [Double]) -> PCAOutput {
+        var out = PCAOutput()
+        let d = sensors.count
+        guard let m = model else {
+            warmupRows.append(x)
+            if warmupRows.count >= warmupCount { fit() }
+            return out
+        }
+        let a = params.inputSmoothingAlpha
+        var z = [Double](repeating: 0, count: d)
+        let track = params.driftAlpha > 0 && smoothRatio < params.driftFreezeRatio
+        for i in 0..<d {
+            let s = (x[i] - mean[i]) / scale[i]
+            if track { mean[i] += params.driftAlpha * (x[i] - mean[i]) }
+            smoothed[i] += a * (s - smoothed[i])
+            z[i] = smoothed[i] - offset[i]
+        }
+        let (t2, q) = m.statistics(centred: z)
+        let r = max(params.t2Weight * t2 / t2Limit, params.qWeight * q / qLimit)
+        smoothRatio += params.scoreSmoothingAlpha * (r - smoothRatio)
+        out.fitted = true
+        out.t2 = t2
+        out.q = q
+        out.t2Limit = t2Limit
+        out.qLimit = qLimit
+        out.ratio = smoothRatio
+        // Rank sensors by |z|: which sensors moved away from the healthy operating point.
+        let ranked = (0..<d).sorted { abs(z[$0]) > abs(z[$1]) }
+        out.topSensors = ranked.prefix(3).filter { abs(z[$0]) > 1 }.map { sensors[$0] }
+        if out.topSensors.isEmpty, let f = ranked.first { out.topSensors = [sensors[f]] }
+        return out
+    }
+
+    private mutating func fit() {
+        let d = sensors.count
+        var mu = [Double](repeating: 0, count: d), sd = [Double](repeating: 0, count: d)
+        for i in 0..<d {
+            let (m, s) = Stats.meanStd(warmupRows.map { $0[i] })
+            mu[i] = m
+            // A sensor constant in warm-up still needs a scale; keep it small but finite.
+            sd[i] = max(s, 1e-3 * max(abs(m), 1e-3))
+        }
+        mean = mu
+        scale = sd
+        // Smooth the warm-up exactly as live data will be smoothed, so limits match.
+        let a = params.inputSmoothingAlpha
+        var sm = [Double](repeating: 0, count: d)
+        var rows: [[Double]] = []
+        rows.reserveCapacity(warmupRows.count)
+        for (n, r) in warmupRows.enumerated() {
+            var z = [Double](repeating: 0, count: d)
+            for i in 0..<d {
+                let s = (r[i] - mu[i]) / sd[i]
+                sm[i] = n == 0 ? s : sm[i] + a * (s - sm[i])
+                z[i] = sm[i]
+            }
+            rows.append(z)
+        }
+        smoothed = sm
+        let fitted = PCAModel.fit(standardized: rows, mean: mu, scale: sd, varianceExplained: params.varianceExplained)
+        var t2s: [Double] = [], qs: [Double] = []
+        // Skip the first rows: the EWMA is still settling there.
+        let skip = min(Int(3 / max(a, 1e-3)), rows.count / 4)
+        for r in rows.dropFirst(skip) {
+            var z = r
+            for i in 0..<d { z[i] = (r[i] * sd[i] + mu[i] - fitted.mean[i]) / sd[i] }
+            let (t2, q) = fitted.statistics(centred: z)
+            t2s.append(t2)
+            qs.append(q)
+        }
+        t2Limit = max(Stats.quantile(t2s, params.limitQuantile) * params.limitMargin, 1e-9)
+        qLimit = max(Stats.quantile(qs, params.limitQuantile) * params.limitMargin, 1e-9)
+        model = fitted
+        offset = (0..<d).map { (fitted.mean[$0] - mu[$0]) / sd[$0] }
+        warmupRows = []
+    }
+}

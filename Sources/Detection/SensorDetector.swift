@@ -1,0 +1,332 @@
+// The univariate chain for one (machine, sensor): sensor health, static limits, robust z,
+// EWMA z, CUSUM, Page-Hinkley, windowed Gaussian tail and trend/time-to-threshold.
+// O(1) work per reading (the warm-up median is computed once), constant memory.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Sensor-health findings for one reading. These raise `kind: sensor` alerts, never machine alerts.
+public struct SensorHealth: Sendable, Equatable, Codable {
+    /// Same value for an implausibly long run.
+    public var stuck = false
+    /// The gap before this reading was a dropout.
+    public var dropout = false
+    /// The value is outside the physical range (value discarded by the models).
+    public var spike = false
+
+    public init(stuck: Bool = false, dropout: Bool = false, spike: Bool = false) {
+        self.stuck = stuck
+        self.dropout = dropout
+        self.spike = spike
+    }
+
+    public var isHealthy: Bool { !(stuck || dropout || spike) }
+    /// Model name for the alert: the most specific finding.
+    public var model: String { spike ? "spike" : (stuck ? "stuck" : (dropout ? "dropout" : "none")) }
+}
+
+/// Result of one reading through the univariate chain. Ratios are value / control limit
+/// (1 = at the limit, 0 during warm-up).
+public struct SensorOutput: Sendable, Equatable {
+    public var warmedUp = false
+    public var health = SensorHealth()
+    public var robustZ = 0.0
+    public var ewmaZ = 0.0
+    public var robustZRatio = 0.0
+    public var ewmaZRatio = 0.0
+    public var cusumRatio = 0.0
+    public var pageHinkleyRatio = 0.0
+    public var gaussianTailRatio = 0.0
+    public var gaussianTailProbability = 1.0
+    public var trendRatio = 0.0
+    public var likelihoodRatio = 0.0
+    public var seasonalRatio = 0.0
+    public var limitRatio = 0.0
+    public var limitSeverity: Severity? = nil
+    /// Holt slope, units per second.
+    public var slopePerSecond = 0.0
+    /// Estimated seconds until the failure threshold, nil without threshold or trend toward it.
+    public var timeToThresholdSeconds: Double? = nil
+
+    public init() {}
+
+    /// Ratio of one model (0 for models that are not univariate).
+    public func ratio(_ m: ModelKind) -> Double {
+        switch m {
+        case .robustZ: return robustZRatio
+        case .ewmaZ: return ewmaZRatio
+        case .cusum: return cusumRatio
+        case .pageHinkley: return pageHinkleyRatio
+        case .gaussianTail: return gaussianTailRatio
+        case .trend: return trendRatio
+        case .limit: return limitRatio
+        case .likelihood: return likelihoodRatio
+        case .seasonal: return seasonalRatio
+        case .pca: return 0
+        }
+    }
+}
+
+/// Streaming state of one sensor. Codable so the service can checkpoint it.
+public struct SensorDetector: Codable, Sendable {
+    public let spec: SensorSpec
+    public let params: UnivariateParameters
+    public let warmupCount: Int
+
+    public private(set) var count = 0
+    private var warmup: [Double]? = []
+    // Fixed robust baseline from warm-up.
+    private var median = 0.0
+    private var robustSigma = 1.0
+    private var sigmaFloor = 1e-9
+    // Adaptive baseline.
+    private var ewmaMean = 0.0
+    private var ewmaVar = 0.0
+    // CUSUM.
+    private var cusumPos = 0.0
+    private var cusumNeg = 0.0
+    // Page-Hinkley (forgetting variant, reference = running mean of the residual).
+    private var phMean = 0.0
+    private var phUp = 0.0
+    private var phUpMin = 0.0
+    private var phDown = 0.0
+    private var phDownMax = 0.0
+    // Windowed Gaussian.
+    private var longWindow: RollingWindow
+    private var shortWindow: RollingWindow
+    // Anomaly likelihood over the surprise |EWMA z|.
+    private var surpriseLong: RollingWindow
+    private var surpriseShort: RollingWindow
+    // Seasonal profile (time-of-period buckets) and the likelihood of its residual.
+    private var profile: [Double]
+    private var profileSeen: [Bool]
+    private var residualVar = 0.0
+    private var residualLong: RollingWindow
+    private var residualShort: RollingWindow
+    // Holt trend (per second).
+    private var level = 0.0
+    private var slope = 0.0
+    // Health.
+    private var lastValue = Double.nan
+    private var run = 0
+    private var warmupMaxRun = 0
+    private var lastTs: Int64? = nil
+    private var meanIntervalMs = 0.0
+
+    public init(spec: SensorSpec, params: UnivariateParameters = UnivariateParameters(), warmupCount: Int = 400) {
+        self.spec = spec
+        self.params = params
+        self.warmupCount = Swift.max(2, warmupCount)
+        longWindow = RollingWindow(capacity: params.gaussianWindow)
+        shortWindow = RollingWindow(capacity: params.gaussianShortWindow)
+        surpriseLong = RollingWindow(capacity: params.likelihoodWindow)
+        surpriseShort = RollingWindow(capacity: params.likelihoodShortWindow)
+        profile = [Double](repeating: 0, count: Swift.max(1, params.seasonalBuckets))
+        profileSeen = [Bool](repeating: false, count: Swift.max(1, params.seasonalBuckets))
+        residualLong = RollingWindow(capacity: params.likelihoodWindow)
+        residualShort = RollingWindow(capacity: params.likelihoodShortWindow)
+        warmup?.reserveCapacity(self.warmupCount)
+    }
+
+    public var isWarmedUp: Bool { warmup == nil }
+
+    /// Feed one reading. `ts` is epoch ms (reading time).
+    public mutating func observe(ts: Int64, value: Double) -> SensorOutput {
+        var out = SensorOutput()
+        let p = params
+
+        // Dropout: the gap before this reading, judged against the typical interval.
+        if let last = lastTs {
+            let gap = Double(ts - last)
+            if meanIntervalMs > 0, ts - last > p.dropoutMinMs, gap > p.dropoutIntervalFactor * meanIntervalMs {
+                out.health.dropout = true
+            } else if gap > 0 {
+                meanIntervalMs = meanIntervalMs == 0 ? gap : meanIntervalMs + 0.05 * (gap - meanIntervalMs)
+            }
+        }
+        lastTs = ts
+
+        // Physically impossible values are sensor faults: report and keep them out of the models.
+        if !value.isFinite || (spec.physicalMin.map { value < $0 } ?? false) || (spec.physicalMax.map { value > $0 } ?? false) {
+            out.health.spike = true
+            out.warmedUp = isWarmedUp
+            return out
+        }
+
+        // Stuck: identical values for longer than ever seen in warm-up (quantised sensors repeat).
+        if value == lastValue { run += 1 } else { run = 1 }
+        lastValue = value
+        count += 1
+
+        // Static limits apply from the first reading; they need no baseline.
+        for lim in spec.limits {
+            var excess = 0.0
+            if let lo = lim.min, value < lo { excess = lo - value }
+            if let hi = lim.max, value > hi { excess = value - hi }
+            if excess > 0 {
+                let sev = lim.severity
+                if out.limitSeverity.map({ sev > $0 }) ?? true { out.limitSeverity = sev }
+                out.limitRatio = Swift.max(out.limitRatio, sev == .critical ? 2.5 : 1.2)
+            }
+        }
+
+        updateTrend(ts: ts, value: value, out: &out)
+        let seasonalResidual = updateProfile(ts: ts, value: value)
+
+        if var w = warmup {
+            w.append(value)
+            warmupMaxRun = Swift.max(warmupMaxRun, run)
+            longWindow.push(value)
+            shortWindow.push(value)
+            if w.count >= warmupCount {
+                finishWarmup(w)
+                warmup = nil
+            } else {
+                warmup = w
+            }
+            return out
+        }
+        out.warmedUp = true
+
+        let stuckRun = Swift.max(Double(p.stuckMinRun), p.stuckWarmupFactor * Double(warmupMaxRun))
+        out.health.stuck = Double(run) >= stuckRun
+
+        // Robust z against the fixed warm-up baseline.
+        let rz = (value - median) / robustSigma
+        out.robustZ = rz
+        out.robustZRatio = Swift.abs(rz) / p.robustZLimit
+
+        // EWMA z against the adaptive baseline; clamped residual updates it (Huber-like).
+        let sd = Swift.max(ewmaVar.squareRoot(), sigmaFloor)
+        let ez = (value - ewmaMean) / sd
+        out.ewmaZ = ez
+        out.ewmaZRatio = Swift.abs(ez) / p.ewmaZLimit
+        let c = p.residualClamp
+        let cz = Swift.min(Swift.max(ez, -c), c)
+        let r = cz * sd
+        ewmaMean += p.ewmaAlpha * r
+        ewmaVar = (1 - p.ewmaAlpha) * (ewmaVar + p.ewmaAlpha * r * r)
+
+        // Two-sided CUSUM on the clamped standardized residual.
+        cusumPos = Swift.max(0, cusumPos + cz - p.cusumK)
+        cusumNeg = Swift.max(0, cusumNeg - cz - p.cusumK)
+        out.cusumRatio = Swift.max(cusumPos, cusumNeg) / p.cusumH
+
+        // Page-Hinkley: cumulative deviation from the residual's own running mean.
+        phMean += 0.01 * (cz - phMean)
+        let f = p.phForgetting
+        phUp = f * phUp + (cz - phMean - p.phDelta)
+        phUpMin = Swift.min(phUpMin * f, phUp)
+        phDown = f * phDown + (cz - phMean + p.phDelta)
+        phDownMax = Swift.max(phDownMax * f, phDown)
+        out.pageHinkleyRatio = Swift.max(phUp - phUpMin, phDownMax - phDown) / p.phLambda
+
+        // Windowed Gaussian: is the short-term mean in the tail of the long window?
+        shortWindow.push(value)
+        let lsd = Swift.max(longWindow.variance.squareRoot(), sigmaFloor)
+        let gz = (shortWindow.mean - longWindow.mean) / lsd
+        let tail = Swift.max(Stats.twoSidedTail(gz), 1e-300)
+        out.gaussianTailProbability = tail
+        out.gaussianTailRatio = log(tail) / log(p.gaussianTailLimit)
+        longWindow.push(value)
+
+        // Anomaly likelihood (as in Numenta's post-processing): is the recent average surprise
+        // far in the upper tail of the surprise distribution seen over the long window?
+        let surprise = Swift.min(Swift.abs(ez), 20)
+        surpriseShort.push(surprise)
+        if surpriseLong.count >= Swift.min(100, surpriseLong.capacity) {
+            let ssd = Swift.max(surpriseLong.variance.squareRoot(), 1e-3)
+            let lz = (surpriseShort.mean - surpriseLong.mean) / ssd
+            if lz > 0 {
+                let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
+                out.likelihoodRatio = log(lt) / log(p.likelihoodTailLimit)
+            }
+        }
+        surpriseLong.push(surprise)
+
+        // Same test on the residual from the time-of-period profile: a value that is normal
+        // for the level but wrong for the time of day (a missing daily peak) is surprising here.
+        if let res = seasonalResidual {
+            let rs = Swift.max(residualVar.squareRoot(), sigmaFloor)
+            let sz = Swift.min(Swift.abs(res) / rs, 20)
+            let cr = Swift.min(Swift.max(res, -c * rs), c * rs)
+            residualVar = (1 - p.ewmaAlpha) * (residualVar + p.ewmaAlpha * cr * cr)
+            residualShort.push(sz)
+            if residualLong.count >= Swift.min(100, residualLong.capacity) {
+                let ssd = Swift.max(residualLong.variance.squareRoot(), 1e-3)
+                let lz = (residualShort.mean - residualLong.mean) / ssd
+                if lz > 0 {
+                    let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
+                    out.seasonalRatio = log(lt) / log(p.likelihoodTailLimit)
+                }
+            }
+            residualLong.push(sz)
+        }
+
+        return out
+    }
+
+    private mutating func updateTrend(ts: Int64, value: Double, out: inout SensorOutput) {
+        let p = params
+        if count == 1 {
+            level = value
+            slope = 0
+        } else {
+            let dt = Swift.max(Double(ts - (lastTrendTs ?? ts)) / 1000.0, 0)
+            let predicted = level + slope * dt
+            let newLevel = predicted + p.trendLevelAlpha * (value - predicted)
+            if dt > 0 {
+                slope += p.trendSlopeAlpha * ((newLevel - level) / dt - slope)
+            }
+            level = newLevel
+        }
+        lastTrendTs = ts
+        out.slopePerSecond = slope
+        guard let thr = spec.failureThreshold, count > warmupCount / 4 else { return }
+        var ttt: Double? = nil
+        if (thr >= level && value >= thr) || (thr < level && value <= thr) {
+            ttt = 0
+        } else if thr > level, slope > 0 {
+            ttt = (thr - level) / slope
+        } else if thr < level, slope < 0 {
+            ttt = (thr - level) / slope
+        }
+        out.timeToThresholdSeconds = ttt
+        if let t = ttt { out.trendRatio = p.rulHorizonSeconds / Swift.max(t, 1) }
+    }
+    private var lastTrendTs: Int64? = nil
+
+    /// Residual against the profile bucket for `ts` (nil while that bucket has no history),
+    /// then folds the value into the bucket.
+    private mutating func updateProfile(ts: Int64, value: Double) -> Double? {
+        let n = profile.count
+        let period = Swift.max(params.seasonalPeriodMs, 1)
+        var phase = ts % period
+        if phase < 0 { phase += period }
+        let b = Swift.min(Int(phase * Int64(n) / period), n - 1)
+        guard profileSeen[b] else {
+            profile[b] = value
+            profileSeen[b] = true
+            return nil
+        }
+        let r = value - profile[b]
+        profile[b] += params.seasonalAlpha * r
+        if residualVar == 0 { residualVar = r * r }
+        return r
+    }
+
+    private mutating func finishWarmup(_ w: [Double]) {
+        median = Stats.median(w)
+        let mad = Stats.median(w.map { Swift.abs($0 - median) })
+        let (m, s) = Stats.meanStd(w)
+        // Quantised or near-constant sensors have MAD 0: fall back to the std, then to a
+        // tiny scale relative to the level, so a later change still registers.
+        let scaleFloor = Swift.max(1e-6 * Swift.max(Swift.abs(median), 1), 1e-12)
+        sigmaFloor = Swift.max(s * 0.1, scaleFloor)
+        robustSigma = mad > 0 ? 1.4826 * mad : Swift.max(s, scaleFloor)
+        ewmaMean = m
+        ewmaVar = Swift.max(s, sigmaFloor) * Swift.max(s, sigmaFloor)
+    }
+}

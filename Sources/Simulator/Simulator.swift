@@ -1,0 +1,1 @@
+// Simulator owns the fleet simulator. (Under construction.)

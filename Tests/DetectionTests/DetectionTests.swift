@@ -1,0 +1,275 @@
+// Behavioural tests of the Detection models and the Evaluation scorers, each against a
+// known answer. All randomness is seeded (SplitMix64 + Box-Muller), so results are exact.
+import Foundation
+import Testing
+@testable import Detection
+@testable import Evaluation
+
+private func gaussianSeries(_ n: Int, seed: UInt64, mean: Double = 0, sd: Double = 1) -> [Double] {
+    var rng = SplitMix64(seed: seed)
+    return (0..<n).map { _ in mean + sd * rng.nextGaussian() }
+}
+
+@Test func cusumDetectsThreeSigmaStepWithinSixSamples() {
+    var det = SensorDetector(spec: SensorSpec(name: "x"), warmupCount: 400)
+    let noise = gaussianSeries(2000, seed: 1, mean: 10, sd: 1)
+    for i in 0..<1500 {
+        let o = det.observe(ts: Int64(i) * 1000, value: noise[i])
+        if i >= 400 { #expect(o.cusumRatio < 1, "false CUSUM alarm at \(i)") }
+    }
+    // With k = 0.5 and h = 10, a 3 sigma shift adds ~2.5 per sample: the limit falls at sample 4-5.
+    var detectedAfter: Int? = nil
+    for j in 0..<20 {
+        let o = det.observe(ts: Int64(1500 + j) * 1000, value: noise[1500 + j] + 3)
+        if o.cusumRatio >= 1 { detectedAfter = j + 1; break }
+    }
+    let k = try! #require(detectedAfter)
+    #expect(k <= 6)
+}
+
+@Test func linearRampTimeToThresholdWithinTenPercent() {
+    let spec = SensorSpec(name: "temp_c", unit: "C", failureThreshold: 100)
+    var det = SensorDetector(spec: spec, warmupCount: 400)
+    var rng = SplitMix64(seed: 7)
+    var last = SensorOutput()
+    let slope = 0.01 // units per second at 1 Hz
+    for t in 0..<3000 {
+        last = det.observe(ts: Int64(t) * 1000, value: 20 + slope * Double(t) + 0.05 * rng.nextGaussian())
+    }
+    let truth = (100 - (20 + slope * 2999)) / slope
+    let est = try! #require(last.timeToThresholdSeconds)
+    #expect(abs(est - truth) / truth < 0.10, "estimate \(est) vs truth \(truth)")
+    #expect(abs(last.slopePerSecond - slope) / slope < 0.10)
+}
+
+@Test func noAlertsOnStationaryNoise() {
+    var rng = SplitMix64(seed: 2024)
+    var single = MachineDetector(config: DetectorConfiguration(machine: "m1"))
+    var events: [AlertEvent] = []
+    for i in 0..<100_000 {
+        events += single.observe(ts: Int64(i) * 1000, values: ["x": 5 + 0.3 * rng.nextGaussian()])
+    }
+    #expect(events.isEmpty, "univariate: \(events.first.map { "\($0.model) at \($0.ts)" } ?? "")")
+
+    var multi = MachineDetector(config: DetectorConfiguration(machine: "m2"))
+    events = []
+    for i in 0..<100_000 {
+        let a = rng.nextGaussian(), b = rng.nextGaussian()
+        events += multi.observe(ts: Int64(i) * 1000, values: ["a": a, "b": a + 0.5 * b, "c": 3 + rng.nextGaussian()])
+    }
+    #expect(multi.isPCAFitted)
+    #expect(events.isEmpty, "multivariate: \(events.first.map { "\($0.model) at \($0.ts)" } ?? "")")
+}
+
+@Test func stuckSensorRaisesSensorAlertNotMachineAlert() {
+    var det = MachineDetector(config: DetectorConfiguration(machine: "pump1", site: "s1"))
+    var rng = SplitMix64(seed: 3)
+    var events: [AlertEvent] = []
+    for i in 0..<1000 {
+        events += det.observe(ts: Int64(i) * 1000, values: ["flow": 30 + rng.nextGaussian(), "vib": 2 + 0.1 * rng.nextGaussian()])
+    }
+    #expect(events.isEmpty)
+    let frozen = 30.5
+    for i in 1000..<1300 {
+        events += det.observe(ts: Int64(i) * 1000, values: ["flow": frozen, "vib": 2 + 0.1 * rng.nextGaussian()])
+    }
+    let opens = events.filter { $0.state == .open }
+    #expect(opens.count == 1)
+    let e = try! #require(opens.first)
+    #expect(e.kind == .sensor)
+    #expect(e.model == "stuck")
+    #expect(e.sensors == ["flow"])
+    #expect(e.machine == "pump1" && e.site == "s1")
+    #expect(!events.contains { $0.kind == .machine })
+}
+
+@Test func dropoutAndPhysicalSpikeAreSensorAlerts() {
+    var spec = SensorSpec(name: "p", physicalMin: 0, physicalMax: 10)
+    spec.unit = "bar"
+    var det = SensorDetector(spec: spec, warmupCount: 50)
+    for i in 0..<100 { _ = det.observe(ts: Int64(i) * 1000, value: 5) }
+    #expect(det.observe(ts: 100_000, value: 50).health.spike)
+    #expect(det.observe(ts: 200_000, value: 5).health.dropout)
+    #expect(det.observe(ts: 201_000, value: 5.1).health.isHealthy)
+}
+
+@Test func lifecycleOpenUpdateResolveShareOneIdWithHysteresis() {
+    var p = LifecycleParameters()
+    p.openThreshold = 0.5
+    p.openCount = 3
+    p.closeThreshold = 0.4
+    p.closeCount = 5
+    p.updateScoreDelta = 0.1
+    p.minUpdateIntervalMs = 0
+    p.criticalScore = 0.8
+    var life = AlertLifecycle(params: p, machine: "m", site: "s", kind: .machine)
+    var events: [AlertEvent] = []
+    var ts: Int64 = 0
+    func feed(_ score: Double, _ n: Int) {
+        for _ in 0..<n {
+            ts += 1000
+            if let e = life.step(ts: ts, score: score, context: AlertContext(model: "pca", sensors: ["a"])) { events.append(e) }
+        }
+    }
+    feed(0.1, 5)
+    feed(0.6, 2)          // two exceedances: not yet
+    #expect(events.isEmpty)
+    feed(0.3, 1)          // streak broken
+    feed(0.6, 3)          // opens on the third
+    #expect(events.map(\.state) == [.open])
+    #expect(events[0].ts == 11_000 && events[0].openedAt == 11_000)
+    feed(0.62, 5)         // small moves: no update, no duplicate open
+    #expect(events.count == 1)
+    feed(0.9, 1)          // critical: update
+    #expect(events.last?.state == .update && events.last?.severity == .critical)
+    feed(0.45, 20)        // below open threshold but above the close line: stays open (hysteresis)
+    #expect(!events.contains { $0.state == .resolved })
+    feed(0.3, 4)
+    #expect(!events.contains { $0.state == .resolved })
+    feed(0.3, 1)          // fifth below the close line: resolved
+    #expect(events.last?.state == .resolved)
+    #expect(Set(events.map(\.alertId)).count == 1)
+    #expect(events.filter { $0.state == .open }.count == 1)
+    #expect(events[0].alertId == "m-11000-machine")
+    let resolvedAt = events.last!.ts
+    feed(0.7, 3)          // a new episode gets a new id
+    #expect(events.last?.state == .open)
+    #expect(events.last?.alertId == "m-\(resolvedAt + 3000)-machine")
+}
+
+@Test func pcaFlagsCorrelationBreakThatUnivariateLimitsMiss() {
+    var rng = SplitMix64(seed: 11)
+    var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+    var uni = SensorDetector(spec: SensorSpec(name: "b"), warmupCount: 400)
+    var events: [AlertEvent] = []
+    for i in 0..<1000 {
+        let a = rng.nextGaussian()
+        let b = a + 0.1 * rng.nextGaussian()
+        events += det.observe(ts: Int64(i) * 1000, values: ["a": a, "b": b])
+        _ = uni.observe(ts: Int64(i) * 1000, value: b)
+    }
+    #expect(events.isEmpty)
+    // Break: b now moves against a. Each marginal stays N(0, ~1).
+    var maxUnivariate = 0.0
+    for i in 1000..<1100 {
+        let a = rng.nextGaussian()
+        let b = -a + 0.1 * rng.nextGaussian()
+        events += det.observe(ts: Int64(i) * 1000, values: ["a": a, "b": b])
+        let o = uni.observe(ts: Int64(i) * 1000, value: b)
+        maxUnivariate = max(maxUnivariate, o.robustZRatio, o.ewmaZRatio, o.cusumRatio, o.gaussianTailRatio)
+    }
+    #expect(maxUnivariate < 1, "univariate models should not see the break (max ratio \(maxUnivariate))")
+    let open = try! #require(events.first { $0.state == .open })
+    #expect(open.kind == .machine)
+    #expect(open.model == "pca")
+    #expect(open.ts - 1_000_000 <= 10_000, "opened \(open.ts - 1_000_000) ms after the break")
+}
+
+@Test func jacobiEigenDecomposition() {
+    // [[2,1],[1,2]] has eigenvalues 3 and 1.
+    let (vals, vecs) = SymmetricEigen.decompose([2, 1, 1, 2], dimension: 2)
+    #expect(abs(vals[0] - 3) < 1e-12 && abs(vals[1] - 1) < 1e-12)
+    #expect(abs(abs(vecs[0]) - 0.5.squareRoot()) < 1e-12)
+}
+
+@Test func nabScorerHandComputed() {
+    let sigma = NABScorer.sigma
+    #expect(abs(sigma(-1) - 0.98661) < 1e-5)
+    #expect(sigma(0) == 0)
+    #expect(sigma(3.5) == -1)
+    let windows = [RowWindow(start: 100, end: 199), RowWindow(start: 400, end: 499)]
+    // Detection at the end of the first window: sigma(-1/100)/sigma(-1) = 0.0249948/0.9866143.
+    var t = NABScorer.score(detections: [199], windows: [windows[0]], probation: 0, profile: .standard)
+    #expect(abs(t.raw - 0.0253339) < 1e-6)
+    // At the window start a detection earns the full tpWeight; a second detection adds nothing.
+    t = NABScorer.score(detections: [100, 150], windows: [windows[0]], probation: 0, profile: .standard)
+    #expect(abs(t.raw - 1) < 1e-12)
+    // FP before any window: -0.11. FP 50 rows after a width-100 window: sigma(50/99) * 0.11.
+    t = NABScorer.score(detections: [10, 249], windows: [windows[0]], probation: 0, profile: .standard)
+    let expected = -0.11 + (2 / (1 + exp(5 * 50.0 / 99)) - 1) * 0.11 - 1
+    #expect(abs(t.raw - expected) < 1e-12)
+    #expect(t.falsePositives == 2 && t.truePositives == 0)
+    // Probation: the row-10 detection is ignored.
+    t = NABScorer.score(detections: [10, 100], windows: windows, probation: 50, profile: .standard)
+    #expect(abs(t.raw - 0) < 1e-12)  // +1 for window 1, -1 for missing window 2
+    // Normalised: raw 0 over two windows is exactly halfway between null (-2) and perfect (2).
+    #expect(abs(t.normalized(.standard) - 50) < 1e-12)
+    let low = NABScorer.score(detections: [10, 100], windows: windows, probation: 50, profile: .rewardLowFN)
+    #expect(abs(low.raw - (1 - 2)) < 1e-12)
+    #expect(abs(low.normalized(.rewardLowFN) - 100 * (-1 + 4) / 6) < 1e-12)
+}
+
+@Test func skabScorerHandComputed() {
+    var c = ConfusionCounts()
+    c.add(predicted: [true, true, false, false, true], actual: [true, false, true, false, true])
+    #expect(c.tp == 2 && c.fp == 1 && c.fn == 1 && c.tn == 1)
+    #expect(abs(c.f1 - 2.0 / 3.0) < 1e-12)
+    #expect(abs(c.far - 0.5) < 1e-12)
+    #expect(abs(c.mar - 1.0 / 3.0) < 1e-12)
+    // Changepoints at rows 2 and 30, 1 Hz: the first window stops before the second changepoint,
+    // the second spans 60 s.
+    let ts = (0..<200).map { Int64($0) * 1000 }
+    var cp = [Bool](repeating: false, count: 200)
+    cp[2] = true
+    cp[30] = true
+    let w = SKABScorer.changepointWindows(changepoint: cp, epochMs: ts)
+    #expect(w == [RowWindow(start: 2, end: 29), RowWindow(start: 30, end: 90)])
+}
+
+@Test func csvFormatsAreToldByHeader() throws {
+    let skab = try CSVLoader.parse("datetime;A;B;anomaly;changepoint\r\n2020-03-09 10:14:33;1.5;2;0.0;0.0\r\n2020-03-09 10:14:34;1.6;2;1.0;1.0\r\n")
+    #expect(skab.format == .skab && skab.columns == ["A", "B"] && skab.anomaly == [false, true] && skab.changepoint == [false, true])
+    #expect(skab.epochMs[1] - skab.epochMs[0] == 1000)
+    let nab = try CSVLoader.parse("timestamp,value\n2014-04-01 00:00:00,-21.5\n2014-04-01 00:05:00,3\n")
+    #expect(nab.format == .nab && nab.columns == ["value"] && nab.values[1] == [3])
+    #expect(CSVLoader.parseTimestamp("1970-01-02 00:00:00.250000") == 86_400_250)
+}
+
+@Test func codableRoundTripGivesIdenticalScores() throws {
+    var rng = SplitMix64(seed: 99)
+    var a = MachineDetector(config: DetectorConfiguration(machine: "m", sensors: [SensorSpec(name: "t", failureThreshold: 90)]))
+    func reading() -> [String: Double] {
+        let x = rng.nextGaussian()
+        return ["t": 60 + x, "v": 2 * x + rng.nextGaussian(), "c": 10 + rng.nextGaussian()]
+    }
+    for i in 0..<800 { _ = a.observe(ts: Int64(i) * 1000, values: reading()) }
+    let data = try JSONEncoder().encode(a)
+    var b = try JSONDecoder().decode(MachineDetector.self, from: data)
+    var all: [AlertEvent] = []
+    for i in 800..<1600 {
+        var r = reading()
+        if i > 1200 { r["v"]! += 6 } // a fault, so alerts are compared too
+        let ea = a.observe(ts: Int64(i) * 1000, values: r)
+        let eb = b.observe(ts: Int64(i) * 1000, values: r)
+        #expect(a.score == b.score)
+        #expect(ea == eb)
+        all += ea
+    }
+    #expect(all.contains { $0.kind == .machine && $0.state == .open }, "\(all.map { "\($0.state) \($0.ts) \($0.model)" })")
+}
+
+@Test func singleSensorReadingsAlignIntoBuckets() {
+    var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+    var rng = SplitMix64(seed: 5)
+    var events: [AlertEvent] = []
+    for i in 0..<1000 {
+        let a = rng.nextGaussian()
+        events += det.observe(ts: Int64(i) * 1000, sensor: "a", value: a)
+        events += det.observe(ts: Int64(i) * 1000 + 300, sensor: "b", value: a + 0.1 * rng.nextGaussian())
+    }
+    events += det.flush()
+    #expect(det.isPCAFitted)
+    #expect(events.isEmpty)
+}
+
+@Test func alertEventJSONUsesContractKeys() throws {
+    let e = AlertEvent(alertId: "m-1-machine", machine: "m", site: "s", state: .open, severity: .warning, kind: .machine,
+                       model: "pca", sensors: ["a"], score: 0.6, threshold: 0.5, openedAt: 1, ts: 1,
+                       evidence: ["pca.q": 3], timeToThresholdS: nil)
+    let obj = try JSONSerialization.jsonObject(with: JSONEncoder().encode(e)) as! [String: Any]
+    for k in ["alert_id", "machine", "site", "state", "severity", "kind", "model", "sensors", "score", "threshold",
+              "opened_at", "ts", "evidence", "time_to_threshold_s"] {
+        #expect(obj[k] != nil, "missing \(k)")
+    }
+    #expect(obj["time_to_threshold_s"] is NSNull)
+}
