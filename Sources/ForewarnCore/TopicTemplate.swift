@@ -17,6 +17,11 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
         public var site: String?
         public var machine: String
         public var sensor: String?
+        public init(site: String?, machine: String, sensor: String?) {
+            self.site = site
+            self.machine = machine
+            self.sensor = sensor
+        }
     }
 
     public struct InvalidTemplate: Error, Sendable, CustomStringConvertible {

@@ -79,6 +79,10 @@ public struct JournalEntry: Sendable, Equatable {
 public struct JournalDrop: Sendable, Hashable {
     public var machine: String
     public var reason: String   // "max-bytes" or "max-age"
+    public init(machine: String, reason: String) {
+        self.machine = machine
+        self.reason = reason
+    }
 }
 
 public struct JournalStats: Sendable {

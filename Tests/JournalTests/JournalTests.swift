@@ -1,0 +1,109 @@
+import ForewarnCore
+import Foundation
+import Journal
+import Logging
+import Testing
+
+struct JournalTests {
+    let logger = Logger(label: "test")
+
+    func path() -> String { NSTemporaryDirectory() + "forewarn-journal-\(UUID().uuidString).sqlite" }
+
+    func entry(_ machine: String, _ i: Int, bytes: Int = 20) -> NewJournalEntry {
+        NewJournalEntry(kind: .reading, machine: machine, mqttTopic: "factory/s1/\(machine)/v", receivedAt: Int64(1_000 + i),
+                        payload: Array(String(repeating: "x", count: bytes).utf8))
+    }
+
+    @Test func onlyCommittedEntriesAreReadAndInOrder() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1000, commitInterval: .seconds(60)), logger: logger)
+        try j.append((0..<5).map { entry("m1", $0) })
+        #expect(try j.readCommitted(after: 0, limit: 100).isEmpty, "not yet committed: the forwarder must not see it")
+        try j.commit()
+        let read = try j.readCommitted(after: 0, limit: 100)
+        #expect(read.map(\.seq) == [1, 2, 3, 4, 5])
+        #expect(try j.readCommitted(after: 3, limit: 100).map(\.seq) == [4, 5])
+    }
+
+    @Test func groupCommitEveryNEntries() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 3, commitInterval: .seconds(60)), logger: logger)
+        try j.append([entry("m1", 0), entry("m1", 1)])
+        #expect(j.stats.uncommitted == 2)
+        try j.append([entry("m1", 2)])
+        #expect(j.stats.uncommitted == 0)
+        #expect(j.stats.committedSeq == 3)
+    }
+
+    @Test func deliveredEntriesAreDeletedAndSurviveRestart() throws {
+        let p = path()
+        do {
+            let j = try Journal(options: JournalOptions(path: p, commitEvery: 1), logger: logger)
+            try j.append((0..<10).map { entry("m\($0 % 2)", $0) })
+            try j.markDelivered([1, 2, 3])
+            try j.commit()
+            #expect(j.stats.entries == 7)
+        }
+        let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
+        #expect(reopened.stats.entries == 7)
+        #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.seq) == Array(4...10))
+        // Sequence numbers are never reused, even after deletes and a restart.
+        try reopened.append([entry("m1", 99)])
+        try reopened.commit()
+        #expect(try reopened.readCommitted(after: 10, limit: 10).map(\.seq) == [11])
+    }
+
+    @Test func dropOldestCountsPerMachine() throws {
+        // Each entry accounts 20 + 2 + 14 + 48 = 84 bytes; 10 fit in 850.
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1, maxBytes: 850, fullPolicy: .dropOldest), logger: logger)
+        for i in 0..<10 { try j.append([entry(i % 2 == 0 ? "m0" : "m1", i)]) }
+        #expect(j.stats.entries == 10)
+        let dropped = try j.append([entry("m2", 10), entry("m2", 11)])
+        #expect(dropped == [JournalDrop(machine: "m0", reason: "max-bytes"), JournalDrop(machine: "m1", reason: "max-bytes")])
+        #expect(j.stats.entries == 10)
+        #expect(j.stats.bytes <= 850)
+        #expect(try j.readCommitted(after: 0, limit: 1).first?.seq == 3, "the two oldest went")
+        #expect(j.drops == [JournalDrop(machine: "m0", reason: "max-bytes"): 1, JournalDrop(machine: "m1", reason: "max-bytes"): 1])
+    }
+
+    @Test func backpressurePolicyNeverDrops() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1, maxBytes: 850, fullPolicy: .backpressure), logger: logger)
+        for i in 0..<12 { try j.append([entry("m0", i)]) }
+        #expect(j.stats.entries == 12)
+        #expect(j.isFull)
+        #expect(j.drops.isEmpty)
+    }
+
+    @Test func expiryDropsByAge() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1, maxAge: .seconds(1)), logger: logger)
+        try j.append([entry("m0", 0), entry("m1", 5000)])
+        let dropped = try j.expire(nowMillis: 1_000 + 2_500)
+        #expect(dropped == [JournalDrop(machine: "m0", reason: "max-age")])
+        #expect(j.stats.entries == 1)
+    }
+
+    @Test func redeliveredStampedMessageIsSkippedAcrossRestart() throws {
+        let p = path()
+        do {
+            let j = try Journal(options: JournalOptions(path: p, commitEvery: 1), logger: logger)
+            #expect(try j.append([entry("m0", 1)], messageDigest: 42) == .appended(dropped: []))
+            #expect(try j.append([entry("m0", 1)], messageDigest: 42) == .duplicate)
+        }
+        let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
+        #expect(try reopened.append([entry("m0", 1)], messageDigest: 42) == .duplicate)
+        #expect(try reopened.append([entry("m0", 2)], messageDigest: 43) == .appended(dropped: []))
+    }
+
+    @Test func corruptFileIsAClearErrorAndIsNotTouched() throws {
+        let p = path()
+        let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 37) })
+        try garbage.write(to: URL(fileURLWithPath: p))
+        do {
+            _ = try Journal(options: JournalOptions(path: p), logger: logger)
+            Issue.record("a corrupt journal must not open")
+        } catch {
+            #expect(error.kind == .corrupt)
+            #expect(error.description.contains(p))
+            #expect(error.description.contains("never truncates"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: p)) == garbage, "the file is left as it was")
+    }
+}
