@@ -81,6 +81,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
         var stopping: ContinuousClock.Instant?
         var lastHousekeeping = ContinuousClock.now - .seconds(1)
         var retryAfter = ContinuousClock.now
+        var dropGeneration = journal.dropGeneration
 
         while true {
             let now = ContinuousClock.now
@@ -137,6 +138,17 @@ public final class ForwarderService: Service, @unchecked Sendable {
                 health.kafka(reachable: true)
                 readingsOut.increment(by: delivered.count - deadLetters)
                 deadLettersOut.increment(by: deadLetters)
+            }
+            // The journal dropped entries (drop-oldest, max-age): what librdkafka still queues may
+            // include them, and a dropped reading must not arrive after all. Take the queue back
+            // and resend from the journal, which holds exactly what survived.
+            let generation = journal.dropGeneration
+            if generation != dropGeneration {
+                dropGeneration = generation
+                if !outstanding.isEmpty && !rewinding {
+                    rewinding = true
+                    producer.purgeQueued()
+                }
             }
             if rewinding && outstanding.isEmpty {
                 rewinding = false

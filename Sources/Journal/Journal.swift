@@ -136,6 +136,7 @@ public final class Journal: Sendable {
         var entries = 0
         var bytes: Int64 = 0
         var drops: [JournalDrop: Int] = [:]
+        var dropGeneration = 0
         /// Fingerprints of the last stamped messages, to drop MQTT redeliveries after a crash.
         var recentDigests: Set<Int64> = []
         var recentOrder: [Int64] = []
@@ -342,6 +343,7 @@ public final class Journal: Sendable {
                     s.drops[d, default: 0] += 1
                     dropped.append(d)
                 }
+                s.dropGeneration += 1
             }
             return dropped
         }
@@ -356,6 +358,10 @@ public final class Journal: Sendable {
             return JournalStats(entries: s.entries, bytes: s.bytes, oldestReceivedAt: oldest, committedSeq: s.committedSeq, uncommitted: s.uncommitted)
         }
     }
+
+    /// Changes whenever entries are dropped, so the forwarder can take back what it had
+    /// handed to librdkafka but not yet sent (those entries are gone from the journal).
+    public var dropGeneration: Int { inner.withLock { $0.dropGeneration } }
 
     /// Drops counted since the journal was opened, per machine and reason.
     public var drops: [JournalDrop: Int] { inner.withLock { $0.drops } }
@@ -419,6 +425,7 @@ public final class Journal: Sendable {
             }
         }
         if !dropped.isEmpty {
+            s.dropGeneration += 1
             logger.warning("journal full: dropped oldest entries (journal.full-policy=drop-oldest)", metadata: ["dropped": "\(dropped.count)"])
         }
         return dropped

@@ -1,0 +1,174 @@
+// Journal bounds, bad input, bad configuration, corrupt journals, TLS and passwords:
+// each against the real binary, broker and dev-kafka.
+import Foundation
+import Kafka
+import Testing
+import TestSupport
+
+@Suite("Gateway under stress and bad input", .serialized)
+struct GatewayRobustnessTests {
+    @Test("journal full under drop-oldest: drops are counted per machine and health reports them")
+    func dropOldest() throws {
+        // ~250 bytes per entry: a 32 KiB journal holds ~130 readings.
+        let p = try Pipeline("drop-oldest", settings: ["journal.max-bytes=32KiB", "journal.full-policy=drop-oldest"])
+        defer { p.stop() }
+        let gateway = try p.startGateway()
+        p.kafka.brokersDown()
+        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
+        let publisher = try TestPublisher(url: p.broker.url)
+        let published = try publishReadings(publisher, count: 1000, machines: 4)
+        #expect(publisher.finish())
+
+        // The broker hands the gateway everything (drop-oldest never pauses intake).
+        let deadline = Date().addingTimeInterval(20)
+        while gateway.metric("forewarn_gateway_mqtt_messages_total") < 1000 && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(gateway.metric("forewarn_gateway_mqtt_messages_total") == 1000)
+        let (status, body) = gateway.waitForHealth(timeout: 10) { s, b in s == 503 && b.contains("dropped") }
+        #expect(status == 503)
+        #expect(body.contains("journal dropped data"))
+        let dropped = gateway.metric("forewarn_gateway_dropped_total")
+        let perMachine = (0..<4).map { gateway.metric("forewarn_gateway_dropped_total{machine=\"m00\($0)\",reason=\"max-bytes\"}") }
+        #expect(dropped > 700, "most of 1000 readings cannot fit")
+        #expect(perMachine.allSatisfy { $0 > 0 })
+        #expect(perMachine.reduce(0, +) == dropped)
+
+        p.kafka.brokersUp()
+        let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings",
+                                                    expect: 1000 - Int(dropped), timeout: 60, settle: 2))
+        // Everything not counted as dropped arrives: no silent loss.
+        #expect(Set(received.map(\.reading)).count == 1000 - Int(dropped))
+        #expect(missing(published, received) == Int(dropped))
+        #expect(perMachineOrderViolations(received).isEmpty)
+    }
+
+    @Test("journal full under backpressure: intake stops, resumes after Kafka returns, nothing lost")
+    func backpressure() throws {
+        let p = try Pipeline("backpressure", settings: ["journal.max-bytes=32KiB", "journal.full-policy=backpressure"])
+        defer { p.stop() }
+        let gateway = try p.startGateway()
+        p.kafka.brokersDown()
+        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
+        let publisher = try TestPublisher(url: p.broker.url)
+        let published = try publishReadings(publisher, count: 1500, machines: 5)
+        #expect(publisher.finish(), "the broker takes everything for the gateway's persistent session")
+
+        let (_, body) = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"backpressure\":true") }
+        #expect(body.contains("\"backpressure\":true"))
+        #expect(gateway.metric("forewarn_gateway_backpressure") == 1)
+        #expect(gateway.metric("forewarn_gateway_readings_in_total") < 1500, "intake paused before taking everything")
+        #expect(gateway.metric("forewarn_gateway_dropped_total") == 0)
+
+        p.kafka.brokersUp()
+        let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 1500, timeout: 90, settle: 2))
+        #expect(missing(published, received) == 0)
+        #expect(perMachineOrderViolations(received).isEmpty)
+        let healthy = gateway.waitForHealth(timeout: 15) { s, b in s == 200 && b.contains("\"backpressure\":false") }
+        #expect(healthy.0 == 200)
+    }
+
+    @Test("malformed payloads go to the dead-letter topic with a reason; the gateway keeps going")
+    func deadLetters() throws {
+        let p = try Pipeline("deadletter")
+        defer { p.stop() }
+        let gateway = try p.startGateway()
+        let publisher = try TestPublisher(url: p.broker.url)
+        let bad: [(topic: String, payload: [UInt8], reason: String)] = [
+            ("factory/s1/m1/vib_rms", Array("not json".utf8), "not-json"),
+            ("factory/s1/m1/vib_rms", Array(#"{"value": "high"}"#.utf8), "wrong-type"),
+            ("factory/s1/m1/vib_rms", Array("NaN".utf8), "non-finite-value"),
+            ("factory/s1/m1/vib_rms", Array(#"{"ts": 1700000000000, "value": NaN}"#.utf8), "non-finite-value"),
+            ("factory/s1/m1/vib_rms", [UInt8](repeating: 0x31, count: 200_000), "payload-too-large"),
+            ("factory/s1/m1/vib_rms", [], "empty-payload"),
+            ("factory/s1/m1/extra/level", Array("1".utf8), "topic-mismatch"),
+            ("factory/s1/m1/vib_rms", Array(#"{"ts": "noon", "value": 1}"#.utf8), "invalid-timestamp"),
+        ]
+        // mosquitto only forwards topics that match the gateway's subscription, so the
+        // mismatching topic is published under a filter the gateway does see.
+        for b in bad where b.reason != "topic-mismatch" { try publisher.publish(b.topic, bytes: b.payload) }
+        try publisher.publish("factory/s1/m1/vib_rms", #"{"ts": 1700000000001, "value": 2.5}"#)
+        #expect(publisher.finish())
+
+        let dead = try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.deadletter", expect: bad.count - 1, timeout: 30)
+        #expect(dead.count == bad.count - 1)
+        let reasons = dead.compactMap { $0.header("reason")?.split(separator: ":").first.map(String.init) }
+        #expect(reasons.sorted() == bad.map(\.reason).filter { $0 != "topic-mismatch" }.sorted())
+        #expect(dead.allSatisfy { $0.keyString == "m1" && $0.header("gateway") == "gw-test" && $0.header("seq") != nil })
+        let huge = try #require(dead.first { $0.header("reason")?.hasPrefix("payload-too-large") == true })
+        #expect(huge.value.count == 65_536, "dead letter is kept, truncated to mqtt.max-payload-bytes")
+        #expect(huge.header("reason")?.contains("truncated") == true)
+        let good = try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 1, timeout: 30)
+        #expect(good.count == 1)
+        #expect(gateway.child.isRunning)
+        #expect(gateway.metric("forewarn_gateway_rejected_total") == Double(bad.count - 1))
+        #expect(gateway.metric("forewarn_gateway_deadletters_out_total") == Double(bad.count - 1))
+    }
+
+    @Test("a topic that does not match the template is dead-lettered with topic-mismatch")
+    func topicMismatch() throws {
+        let p = try Pipeline("mismatch", settings: ["mqtt.topic-template=factory/{site}/{machine}/{sensor}/value"])
+        defer { p.stop() }
+        try p.startGateway()
+        // The subscription is factory/+/+/+/value; a mismatching topic that still matches the filter:
+        // a sensor segment with a space is not a valid identifier, so it is rejected as invalid-identifier.
+        let publisher = try TestPublisher(url: p.broker.url)
+        try publisher.publish("factory/s1/m 1/vib/value", "1")
+        try publisher.publish("factory/s1/m1/vib/value", "2")
+        #expect(publisher.finish())
+        let dead = try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.deadletter", expect: 1, timeout: 30)
+        #expect(dead.first?.header("reason")?.hasPrefix("invalid-identifier") == true)
+        #expect(dead.first?.header("mqtt_topic") == "factory/s1/m 1/vib/value")
+        #expect(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 1, timeout: 30).count == 1)
+    }
+}
+
+@Suite("Gateway configuration and start-up errors")
+struct GatewayStartupTests {
+    func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String) {
+        let dir = TestEnvironment.temporaryDirectory("cli")
+        let child = try ChildProcess(executable: TestEnvironment.forewarnBinary, arguments: args, directory: dir, name: "cli", environment: env)
+        let status = child.waitForExit(timeout: 20)
+        child.stop()
+        return (status ?? -1, child.stderr + child.stdout)
+    }
+
+    @Test("a bad config names the key", arguments: [
+        ("mqtt:\n  urll: mqtt://127.0.0.1:1883\n", "mqtt.urll"),
+        ("journal:\n  commit-every: many\n", "journal.commit-every"),
+        ("http: 127.0.0.1:99999\n", "http"),
+        ("journal:\n  full-policy: shrug\n", "journal.full-policy"),
+    ])
+    func badConfig(yaml: String, key: String) throws {
+        let path = TestEnvironment.temporaryDirectory("cfg") + "/gateway.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, output) = try run(["gateway", "--config", path, "--check-config"])
+        #expect(status == 2)
+        #expect(output.contains("config key '\(key)'"), "\(output)")
+    }
+
+    @Test func badFlagNamesTheKey() throws {
+        let (status, output) = try run(["gateway", "--mqtt", "tcp://127.0.0.1:1883", "--check-config"])
+        #expect(status == 2)
+        #expect(output.contains("config key 'mqtt.url'"))
+        #expect(output.contains("mqtt:// or mqtts://"))
+    }
+
+    @Test func checkConfigHidesThePassword() throws {
+        let (status, output) = try run(["gateway", "--check-config", "--set", "mqtt.username=gw"], env: ["FOREWARN_MQTT_PASSWORD": "hunter2-secret"])
+        #expect(status == 0)
+        #expect(output.contains("configuration OK"))
+        #expect(output.contains("mqtt.password=set (hidden)"))
+        #expect(!output.contains("hunter2-secret"))
+    }
+
+    @Test("a corrupt journal stops start-up with a clear error and is never truncated")
+    func corruptJournal() throws {
+        let state = TestEnvironment.temporaryDirectory("corrupt")
+        let garbage = Data((0..<16384).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try garbage.write(to: URL(fileURLWithPath: state + "/journal.sqlite"))
+        let (status, output) = try run(["gateway", "--state-dir", state, "--http", "off", "--mqtt", "mqtt://127.0.0.1:1", "--kafka", "127.0.0.1:1"])
+        #expect(status == 1)
+        #expect(output.contains("journal \(state)/journal.sqlite is corrupt"))
+        #expect(output.contains("never truncates"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: state + "/journal.sqlite")) == garbage)
+    }
+}
