@@ -183,8 +183,9 @@ public struct FleetSimulator: Sendable {
             machines[mi].add(plan)
             planned.append((mi, plan, spec))
         }
+        let ms = machines
         truth = planned.map { p in
-            let m = machines[p.machine]
+            let m = ms[p.machine]
             var failure: SimTime?
             if let primary = p.plan.kind.primary, let i = m.sensors.firstIndex(where: { $0.kind == primary }) {
                 // A steady imbalance either fails within a day (at peak load) or never.

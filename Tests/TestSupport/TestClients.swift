@@ -10,10 +10,10 @@ public final class TestPublisher: @unchecked Sendable {
     private let thread: Thread
 
     public init(url: String, clientID: String = "test-pub-\(UUID().uuidString.prefix(8))", username: String? = nil, password: String? = nil,
-                tls: Bool = false, caFile: String? = nil) throws {
+                tls: Bool = false, caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil) throws {
         let port = Int(url.split(separator: ":").last ?? "1883") ?? 1883
         client = try MQTTClient(options: MQTTOptions(host: "127.0.0.1", port: port, clientID: clientID, cleanSession: true,
-                                                     username: username, password: password, tls: tls, caFile: caFile,
+                                                     username: username, password: password, tls: tls, caFile: caFile, certFile: certFile, keyFile: keyFile,
                                                      reconnectMin: .milliseconds(50), reconnectMax: .milliseconds(500), maxInflight: 200),
                                 logger: TestEnvironment.logger)
         let c = client

@@ -130,6 +130,14 @@ public final class MosquittoBroker: @unchecked Sendable {
         public var caFile: String
         public var certFile: String
         public var keyFile: String
+        /// Clients must present a certificate signed by the CA.
+        public var requireClientCertificate = false
+        public init(caFile: String, certFile: String, keyFile: String, requireClientCertificate: Bool = false) {
+            self.caFile = caFile
+            self.certFile = certFile
+            self.keyFile = keyFile
+            self.requireClientCertificate = requireClientCertificate
+        }
     }
 
     /// `users`: name → password for a password file (anonymous access is then refused).
@@ -165,6 +173,7 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
         if let tls {
             conf += "cafile \(tls.caFile)\ncertfile \(tls.certFile)\nkeyfile \(tls.keyFile)\n"
+            if tls.requireClientCertificate { conf += "require_certificate true\n" }
         }
         let confPath = directory + "/mosquitto.conf"
         try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
@@ -269,4 +278,41 @@ public func httpGet(port: Int, path: String) -> (Int, String) {
     guard let headerEnd = text.range(of: "\r\n\r\n") else { return (0, text) }
     let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
     return (status, String(text[headerEnd.upperBound...]))
+}
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+public struct TestCertificates: Sendable {
+    public let caFile: String
+    public let serverCert: String
+    public let serverKey: String
+    public let clientCert: String
+    public let clientKey: String
+
+    public init(directory: String) throws {
+        caFile = directory + "/ca.crt"
+        serverCert = directory + "/server.crt"
+        serverKey = directory + "/server.key"
+        clientCert = directory + "/client.crt"
+        clientKey = directory + "/client.key"
+        let d = directory
+        let script = """
+            set -e
+            cd \(d)
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=forewarn-test-ca -keyout ca.key -out ca.crt
+            openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext
+            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt
+            openssl req -newkey rsa:2048 -nodes -subj /CN=gateway -keyout client.key -out client.csr
+            openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out client.crt
+            chmod 644 *.key
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw TestFailure("openssl could not make test certificates") }
+    }
 }
