@@ -61,6 +61,7 @@ let package = Package(
         .target(name: "Detector", dependencies: [
             "ForewarnCore", "Kafka", "Detection", "ServiceSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

@@ -1,6 +1,7 @@
 // Throughput of the univariate chain (one SensorDetector, all models on) against a trivial
 // loop over the same data in the same run, so machine noise affects both alike.
 import Detection
+import Foundation
 
 enum DetectorBenchmark {
     static func run(readings n: Int) {

@@ -8,5 +8,6 @@ struct Forewarn: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forewarn",
         abstract: "Predictive-maintenance edge gateway: MQTT → journal → Kafka, anomaly detection, fleet simulation.",
-        subcommands: [GatewayCommand.self, DevKafkaCommand.self, SimulateCommand.self])
+        subcommands: [GatewayCommand.self, DetectorCommand.self, SimulateCommand.self, DevKafkaCommand.self,
+                      EvaluateCommand.self, DetectCommand.self, BenchCommand.self])
 }

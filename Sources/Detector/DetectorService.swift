@@ -1,0 +1,301 @@
+import Detection
+import ForewarnCore
+import Foundation
+import Kafka
+import Logging
+import Metrics
+import ServiceLifecycle
+import ServiceSupport
+import Synchronization
+
+/// The state that belongs to one readings partition: its machines' detectors, the next offset
+/// to read, and the highest journal seq seen per gateway (for de-duplication by (gateway, seq)).
+struct PartitionState: Codable {
+    var nextOffset: Int64?
+    var gatewaySeq: [String: Int64] = [:]
+    var machines: [String: MachineDetector] = [:]
+    var dirty = false
+
+    enum CodingKeys: String, CodingKey { case nextOffset = "next_offset", gatewaySeq = "gateway_seq", machines }
+}
+
+/// What /healthz and the demo see of the detector.
+public final class DetectorStatus: Sendable {
+    struct State {
+        var assigned: [TopicPartition] = []
+        var lag: Int64 = 0
+        var kafkaError: String?
+        var readings = 0
+        var alerts = 0
+        var lastCheckpointOK = true
+    }
+    private let state = Mutex(State())
+    public init() {}
+
+    func update(_ body: (inout State) -> Void) { state.withLock { body(&$0) } }
+
+    public func report() -> (healthy: Bool, json: String) {
+        let s = state.withLock { $0 }
+        var w = JSONWriter()
+        var problems: [String] = []
+        if !s.lastCheckpointOK { problems.append("checkpoint or offset commit failing") }
+        if let e = s.kafkaError { problems.append(e) }
+        w.beginObject()
+        w.field("status", problems.isEmpty ? "ok" : "unhealthy")
+        w.key("problems"); w.beginArray(); for p in problems { w.string(p) }; w.endArray()
+        w.key("partitions"); w.beginArray(); for tp in s.assigned { w.string(tp.description) }; w.endArray()
+        w.field("lag", s.lag)
+        w.field("readings", Int64(s.readings))
+        w.field("alerts", Int64(s.alerts))
+        w.endObject()
+        return (problems.isEmpty, w.string + "\n")
+    }
+}
+
+/// Consumer group on the readings topic → models → alerts topic.
+///
+/// Offsets are committed only at checkpoints, after every alert produced so far is
+/// acknowledged, and right after the state that the offsets correspond to is saved. A crash
+/// therefore replays readings from the last checkpoint into the state saved with it, which
+/// reproduces the same alerts with the same alert ids (consumers de-duplicate by alert_id and state).
+public final class DetectorService: Service, @unchecked Sendable {
+    let settings: DetectorSettings
+    let models: MachineModels
+    let logger: Logger
+    public let status = DetectorStatus()
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let checkpointDirectory: String
+
+    private let readingsCounter = Counter(label: "forewarn_detector_readings_total")
+    private let duplicatesCounter = Counter(label: "forewarn_detector_duplicate_readings_total")
+    private let unparseableCounter = Counter(label: "forewarn_detector_unparseable_readings_total")
+    private let lagGauge = Gauge(label: "forewarn_detector_consumer_lag")
+    private let modelTimer = Timer(label: "forewarn_detector_model_seconds")
+    private let machinesGauge = Gauge(label: "forewarn_detector_machines")
+
+    public init(settings: DetectorSettings, models: MachineModels, logger: Logger) throws {
+        self.settings = settings
+        self.models = models
+        self.logger = logger
+        checkpointDirectory = settings.stateDirectory + "/detector-" + settings.group
+        try FileManager.default.createDirectory(atPath: checkpointDirectory, withIntermediateDirectories: true)
+        consumer = try KafkaConsumer(bootstrap: settings.bootstrap, groupID: settings.group, properties: settings.kafkaProperties, logger: logger)
+        producer = try KafkaProducer(bootstrap: settings.bootstrap, properties: settings.kafkaProperties, logger: logger)
+    }
+
+    public func run() async throws {
+        let stop = StopFlag()
+        try consumer.subscribe([settings.readingsTopic])
+        logger.info("detector starting", metadata: ["group": "\(settings.group)", "readings": "\(settings.readingsTopic)",
+                                                    "alerts": "\(settings.alertsTopic)", "models": "\(settings.modelsDirectory ?? "built-in")"])
+        await withGracefulShutdownHandler {
+            await runOnDedicatedThread(name: "detector") { [self] in loop(stop: stop) }
+        } onGracefulShutdown: {
+            stop.set()
+        }
+        logger.info("detector stopped")
+    }
+
+    private var partitions: [TopicPartition: PartitionState] = [:]
+    /// Alerts produced and not yet acknowledged, by id; failed ones are produced again.
+    private var outstanding: [UInt64: (key: String, value: [UInt8])] = [:]
+    private var nextAlertID: UInt64 = 1
+    private var loggedUnparseable = 0
+
+    private func loop(stop: StopFlag) {
+        var lastCheckpoint = ContinuousClock.now
+        var lastLag = ContinuousClock.now
+        while !stop.isSet {
+            for event in consumer.poll(timeout: .milliseconds(100), max: 5000) {
+                switch event {
+                case let .message(m): process(m)
+                case let .assigned(tps): assign(tps)
+                case let .revoked(tps): revoke(tps)
+                case .partitionEOF: break
+                case let .error(e):
+                    logger.warning("\(e)")
+                    status.update { $0.kafkaError = e.message }
+                }
+            }
+            pollAlerts(timeout: .zero)
+            let now = ContinuousClock.now
+            if now - lastCheckpoint >= settings.checkpointInterval {
+                checkpoint(Array(partitions.keys))
+                lastCheckpoint = now
+            }
+            if now - lastLag >= .seconds(5) {
+                updateLag()
+                lastLag = now
+            }
+        }
+        checkpoint(Array(partitions.keys))
+        consumer.close()
+    }
+
+    private func process(_ m: KafkaMessage) {
+        let tp = TopicPartition(topic: m.topic, partition: m.partition)
+        var state = partitions[tp] ?? PartitionState()
+        defer { partitions[tp] = state }
+        state.nextOffset = m.offset + 1
+        state.dirty = true
+        if let gateway = m.header("gateway"), let seq = m.header("seq").flatMap(Int64.init) {
+            if let last = state.gatewaySeq[gateway], seq <= last {
+                duplicatesCounter.increment()
+                return
+            }
+            state.gatewaySeq[gateway] = seq
+        }
+        let reading: Reading
+        do { reading = try Reading.decodeCanonical(m.value) } catch {
+            unparseableCounter.increment()
+            if loggedUnparseable < 100 {
+                loggedUnparseable += 1
+                logger.warning("skipping unparseable reading at \(tp)@\(m.offset): \(error)")
+            }
+            return
+        }
+        readingsCounter.increment()
+        let start = ContinuousClock.now
+        var detector = state.machines[reading.machine] ?? MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))
+        let events = detector.observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
+        state.machines[reading.machine] = detector
+        modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        status.update { $0.readings += 1 }
+        for e in events { publish(e) }
+    }
+
+    private func publish(_ event: AlertEvent) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(event) else { return }
+        let id = nextAlertID
+        nextAlertID += 1
+        outstanding[id] = (event.machine, Array(data))
+        produce(id)
+        Counter(label: "forewarn_detector_alerts_total", dimensions: [("severity", event.severity.rawValue), ("state", event.state.rawValue), ("kind", event.kind.rawValue)]).increment()
+        status.update { $0.alerts += 1 }
+        logger.notice("alert \(event.state.rawValue)", metadata: ["alert_id": "\(event.alertId)", "machine": "\(event.machine)",
+                                                                  "severity": "\(event.severity.rawValue)", "model": "\(event.model)",
+                                                                  "sensors": "\(event.sensors.joined(separator: ","))"])
+    }
+
+    private func produce(_ id: UInt64) {
+        guard let a = outstanding[id] else { return }
+        for _ in 0..<100 {
+            do {
+                try producer.produce(topic: settings.alertsTopic, key: Array(a.key.utf8), value: a.value, headers: [], id: id)
+                return
+            } catch {
+                if error.kind == .queueFull { pollAlerts(timeout: .milliseconds(10)); continue }
+                logger.error("cannot produce alert: \(error)")
+                return  // stays outstanding; a checkpoint will not commit past it
+            }
+        }
+    }
+
+    private func pollAlerts(timeout: Duration) {
+        for e in producer.poll(timeout: timeout) {
+            switch e {
+            case let .delivered(id, _, _): outstanding.removeValue(forKey: id)
+            case let .failed(id, error):
+                logger.warning("alert delivery failed, retrying: \(error)")
+                produce(id)
+            case let .error(error, _):
+                logger.warning("\(error)")
+            }
+        }
+    }
+
+    /// Waits for alerts to be acknowledged, saves the partitions' state, then commits their offsets.
+    private func checkpoint(_ tps: [TopicPartition]) {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !outstanding.isEmpty && ContinuousClock.now < deadline { pollAlerts(timeout: .milliseconds(50)) }
+        guard outstanding.isEmpty else {
+            logger.warning("\(outstanding.count) alerts not yet acknowledged by Kafka; offsets not committed")
+            status.update { $0.lastCheckpointOK = false; $0.kafkaError = "alerts not acknowledged by Kafka" }
+            return
+        }
+        var offsets: [TopicPartition: Int64] = [:]
+        for tp in tps {
+            guard var state = partitions[tp], state.dirty, let next = state.nextOffset else { continue }
+            do {
+                let data = try JSONEncoder().encode(state)
+                let path = checkpointPath(tp)
+                let tmp = path + ".tmp"
+                _ = FileManager.default.createFile(atPath: tmp, contents: data)
+                let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
+                try fh.synchronize()
+                try fh.close()
+                _ = rename(tmp, path)
+                state.dirty = false
+                partitions[tp] = state
+                offsets[tp] = next
+            } catch {
+                logger.error("cannot save checkpoint for \(tp): \(error)")
+                status.update { $0.lastCheckpointOK = false }
+            }
+        }
+        do {
+            try consumer.commit(offsets)
+            status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil }
+        } catch {
+            logger.warning("offset commit failed (readings since the last commit will be replayed): \(error)")
+            status.update { $0.lastCheckpointOK = false }
+        }
+        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machines.count })
+    }
+
+    private func checkpointPath(_ tp: TopicPartition) -> String { "\(checkpointDirectory)/\(tp.topic)-\(tp.partition).json" }
+
+    private func assign(_ tps: [TopicPartition]) {
+        for tp in tps where partitions[tp] == nil {
+            var state = PartitionState()
+            if let data = FileManager.default.contents(atPath: checkpointPath(tp)) {
+                do {
+                    state = try JSONDecoder().decode(PartitionState.self, from: data)
+                    // A machine whose model file changed since the checkpoint starts afresh.
+                    for (id, det) in state.machines where det.config != models.configuration(machine: id, site: det.config.site) {
+                        state.machines.removeValue(forKey: id)
+                        logger.notice("model for \(id) changed since the checkpoint; warming up again")
+                    }
+                    logger.info("restored \(tp): \(state.machines.count) machines, next offset \(state.nextOffset ?? -1)")
+                } catch {
+                    logger.error("checkpoint \(checkpointPath(tp)) unreadable (\(error)); warming up from scratch")
+                }
+            }
+            partitions[tp] = state
+        }
+        status.update { $0.assigned = Array(partitions.keys).sorted { $0.partition < $1.partition } }
+        logger.info("assigned \(tps.map(\.description).joined(separator: ", "))")
+    }
+
+    private func revoke(_ tps: [TopicPartition]) {
+        checkpoint(tps)
+        for tp in tps { partitions.removeValue(forKey: tp) }
+        status.update { $0.assigned = Array(partitions.keys).sorted { $0.partition < $1.partition } }
+        logger.info("revoked \(tps.map(\.description).joined(separator: ", "))")
+    }
+
+    private func updateLag() {
+        let tps = Array(partitions.keys)
+        guard !tps.isEmpty else { return }
+        let highs = consumer.highWatermarks(tps, timeout: .milliseconds(500))
+        var total: Int64 = 0
+        for tp in tps {
+            guard let high = highs[tp] else { continue }
+            let lag = max(0, high - (partitions[tp]?.nextOffset ?? 0))
+            Gauge(label: "forewarn_detector_partition_lag", dimensions: [("partition", String(tp.partition))]).record(lag)
+            total += lag
+        }
+        lagGauge.record(total)
+        status.update { $0.lag = total }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, a) = components
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+}

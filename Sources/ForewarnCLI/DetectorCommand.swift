@@ -1,0 +1,74 @@
+import ArgumentParser
+import Detector
+import Foundation
+import ForewarnCore
+import Logging
+import ServiceLifecycle
+import ServiceSupport
+
+struct DetectorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detector",
+        abstract: "Consume readings from Kafka, run the anomaly models per machine, publish maintenance alerts.",
+        discussion: """
+        Instances share the readings topic through the consumer group (--group); a machine's state \
+        lives with its partition and is checkpointed under --state-dir. Configuration: --config \
+        (default /etc/forewarn/detector.yaml when it exists), FOREWARN_* environment, then flags.
+        """)
+
+    @Option(help: "YAML configuration file.") var config: String?
+    @Option(help: "Kafka bootstrap servers (key kafka.bootstrap).") var kafka: String?
+    @Option(help: "Directory of machine-type model files (key models).") var models: String?
+    @Option(name: .customLong("state-dir"), help: "Checkpoint directory (key state-dir).") var stateDir: String?
+    @Option(help: "HTTP endpoint for /metrics and /healthz, HOST:PORT or off (key http).") var http: String?
+    @Option(help: "Consumer group shared by detector instances (key kafka.group).") var group: String?
+    @Option(name: .customLong("set"), help: "Set any configuration key, KEY=VALUE (repeatable).") var settings: [String] = []
+    @Flag(name: .customLong("check-config"), help: "Validate configuration and model files, then exit.") var checkConfig = false
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var overrides: [(key: String, value: String, flag: String)] = []
+        if let kafka { overrides.append(("kafka.bootstrap", kafka, "--kafka")) }
+        if let models { overrides.append(("models", models, "--models")) }
+        if let stateDir { overrides.append(("state-dir", stateDir, "--state-dir")) }
+        if let http { overrides.append(("http", http, "--http")) }
+        if let group { overrides.append(("kafka.group", group, "--group")) }
+        for s in settings {
+            guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
+            overrides.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
+        }
+        var file = config ?? env["FOREWARN_CONFIG"]
+        if file == nil, FileManager.default.fileExists(atPath: "/etc/forewarn/detector.yaml") { file = "/etc/forewarn/detector.yaml" }
+        let cfg: DetectorSettings
+        let machineModels: MachineModels
+        do {
+            cfg = try DetectorSettings.load(file: file, environment: env, overrides: overrides)
+            machineModels = try cfg.modelsDirectory.map { dir throws(ConfigError) in try MachineModels(directory: dir) } ?? MachineModels()
+        } catch { fail("invalid configuration: \(error)") }
+        if checkConfig {
+            print("configuration OK: kafka.bootstrap=\(cfg.bootstrap) group=\(cfg.group) models=\(cfg.modelsDirectory ?? "built-in") state-dir=\(cfg.stateDirectory)")
+            for t in machineModels.types { print("  model \(t.name): machines \(t.machines), sensors \(t.template.sensors.map(\.name))") }
+            return
+        }
+        let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.detector")
+        let registry = Bootstrap.metrics()
+        let service: DetectorService
+        do { service = try DetectorService(settings: cfg, models: machineModels, logger: logger) } catch {
+            fail("cannot start the detector: \(error)", code: 1)
+        }
+        var services: [any Service] = []
+        if let http = cfg.http {
+            let status = service.status
+            do {
+                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, handler: Bootstrap.httpHandler(registry: registry) {
+                    let (ok, json) = status.report()
+                    return HTTPResponse(status: ok ? 200 : 503, contentType: "application/json", body: json)
+                }))
+            } catch { fail("\(error)", code: 1) }
+        }
+        services.append(SystemdService())
+        services.append(service)
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,152 @@
+// The detector service against dev-kafka: readings produced to Kafka with a real producer,
+// alerts read back with a real consumer, offsets checked in the consumer group.
+import Detection
+import Foundation
+import ForewarnCore
+import Kafka
+import Testing
+import TestSupport
+
+/// Pump readings for one machine at 1 Hz: healthy noise, with vib_rms raised in `fault`.
+func pumpReadings(machine: String, from start: Int, count: Int, fault: Range<Int>? = nil, seed: UInt64 = 7) -> [Reading] {
+    var rng = SplitMix64(seed: seed &+ UInt64(start))
+    var out: [Reading] = []
+    let t0: Int64 = 1_767_225_600_000
+    for i in start..<(start + count) {
+        let ts = t0 + Int64(i) * 1000
+        let faulty = fault?.contains(i) ?? false
+        let values: [(String, Double)] = [
+            ("vib_rms", (faulty ? 9.0 : 2.5) + 0.1 * rng.nextGaussian()),
+            ("temp_c", 55 + 0.5 * rng.nextGaussian()),
+            ("current_a", 20 + 0.3 * rng.nextGaussian()),
+            ("pressure_bar", 6 + 0.05 * rng.nextGaussian()),
+        ]
+        for (s, v) in values { out.append(Reading(site: "s1", machine: machine, sensor: s, ts: ts, value: v)) }
+    }
+    return out
+}
+
+/// Produces readings as the gateway would (key machine, headers gateway and seq) and waits for acks.
+func produce(_ readings: [Reading], bootstrap: String, firstSeq: Int64) throws {
+    let producer = try KafkaProducer(bootstrap: bootstrap, logger: TestEnvironment.logger)
+    for (i, r) in readings.enumerated() {
+        let seq = firstSeq + Int64(i)
+        try producer.produce(topic: "forewarn.readings", key: Array(r.machine.utf8), value: r.canonicalJSON(),
+                             headers: [KafkaHeader("gateway", "gw1"), KafkaHeader("seq", String(seq)), KafkaHeader("mqtt_topic", "t")], id: UInt64(seq))
+        if i % 1000 == 0 { _ = producer.poll(timeout: .zero) }
+    }
+    var acked = 0
+    let deadline = Date().addingTimeInterval(30)
+    while acked < readings.count && Date() < deadline {
+        for e in producer.poll(timeout: .milliseconds(100)) { if case .delivered = e { acked += 1 } }
+    }
+    guard acked == readings.count else { throw TestFailure("only \(acked) of \(readings.count) readings acknowledged") }
+}
+
+struct AlertRecord {
+    var alertID: String
+    var state: String
+    var machine: String
+    var kind: String
+    var severity: String
+    var sensors: [String]
+    var openedAt: Int64
+    var ts: Int64
+    var json: [String: Any]
+}
+
+func alerts(bootstrap: String, until predicate: ([AlertRecord]) -> Bool, timeout: TimeInterval) throws -> [AlertRecord] {
+    let consumer = try KafkaConsumer(bootstrap: bootstrap, groupID: "alert-reader-\(UUID().uuidString.prefix(6))", logger: TestEnvironment.logger)
+    defer { consumer.close() }
+    try consumer.assignAll(topic: "forewarn.alerts", timeout: .seconds(10))
+    var out: [AlertRecord] = []
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline && !predicate(out) {
+        for e in consumer.poll(timeout: .milliseconds(100)) {
+            guard case let .message(m) = e, let obj = try? JSONSerialization.jsonObject(with: Data(m.value)) as? [String: Any] else { continue }
+            out.append(AlertRecord(alertID: obj["alert_id"] as? String ?? "", state: obj["state"] as? String ?? "", machine: obj["machine"] as? String ?? "",
+                                   kind: obj["kind"] as? String ?? "", severity: obj["severity"] as? String ?? "",
+                                   sensors: obj["sensors"] as? [String] ?? [], openedAt: (obj["opened_at"] as? NSNumber)?.int64Value ?? 0,
+                                   ts: (obj["ts"] as? NSNumber)?.int64Value ?? 0, json: obj))
+        }
+    }
+    return out
+}
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+@Suite("Detector service with dev-kafka", .serialized)
+struct DetectorServiceTests {
+    func startDetector(dir: String, kafka: DevKafka, name: String = "detector") throws -> (ChildProcess, Int) {
+        let port = freePort()
+        let child = try ChildProcess(executable: TestEnvironment.forewarnBinary,
+                                     arguments: ["detector", "--kafka", kafka.bootstrap, "--models", repoRoot + "/models", "--state-dir", dir + "/state",
+                                                 "--http", "127.0.0.1:\(port)", "--set", "checkpoint-interval=500ms"],
+                                     directory: dir, name: name)
+        guard waitForPort(port) else { throw TestFailure("detector did not start: \(child.stderr)") }
+        return (child, port)
+    }
+
+    func committed(bootstrap: String) throws -> Int64 {
+        let c = try KafkaConsumer(bootstrap: bootstrap, groupID: "forewarn-detector", logger: TestEnvironment.logger)
+        defer { c.close() }
+        let n = try c.partitionCount(topic: "forewarn.readings", timeout: .seconds(5))
+        let offsets = try c.committed((0..<Int32(n)).map { TopicPartition(topic: "forewarn.readings", partition: $0) }, timeout: .seconds(5))
+        return offsets.values.filter { $0 >= 0 }.reduce(0, +)
+    }
+
+    @Test("a fault opens an alert, recovery resolves it, offsets are committed; a restart needs no new warm-up")
+    func alertLifecycleAndRestart() throws {
+        let dir = TestEnvironment.temporaryDirectory("detector")
+        let kafka = try DevKafka(directory: dir, partitions: 2)
+        defer { kafka.stop() }
+        var (detector, port) = try startDetector(dir: dir, kafka: kafka)
+        defer { detector.stop() }
+
+        // 600 s healthy (warm-up is 400), 60 s with vib_rms at 9 mm/s (beyond the 7.1 critical limit), 240 s healthy.
+        let first = pumpReadings(machine: "p1", from: 0, count: 900, fault: 600..<660)
+        try produce(first, bootstrap: kafka.bootstrap, firstSeq: 1)
+        // A reading that is not JSON is counted and skipped, and does not stop the stream.
+        let producer = try KafkaProducer(bootstrap: kafka.bootstrap, logger: TestEnvironment.logger)
+        try producer.produce(topic: "forewarn.readings", key: Array("p1".utf8), value: Array("garbage".utf8), headers: [], id: 1)
+        _ = producer.poll(timeout: .seconds(2))
+
+        let got = try alerts(bootstrap: kafka.bootstrap, until: { a in a.contains { $0.state == "resolved" && $0.kind == "machine" } }, timeout: 60)
+        let machine = got.filter { $0.kind == "machine" }
+        let open = try #require(machine.first { $0.state == "open" }, "alerts: \(got.map { "\($0.kind) \($0.state)" })")
+        let resolved = try #require(machine.first { $0.state == "resolved" })
+        #expect(machine.filter { $0.state == "open" }.count == 1, "one episode, one open")
+        #expect(open.alertID == resolved.alertID)
+        #expect(open.machine == "p1")
+        #expect(open.severity == "critical")
+        #expect(open.sensors.contains("vib_rms"))
+        let faultStart: Int64 = 1_767_225_600_000 + 600_000
+        #expect(open.openedAt >= faultStart && open.openedAt <= faultStart + 10_000, "opens within 10 readings of the fault")
+        #expect(resolved.ts > faultStart + 60_000, "resolves after the fault ends")
+        for key in ["alert_id", "machine", "site", "state", "severity", "kind", "model", "sensors", "score", "threshold", "opened_at", "ts", "evidence", "time_to_threshold_s"] {
+            #expect(open.json[key] != nil, "alert has \(key)")
+        }
+        #expect(got.allSatisfy { $0.machine == "p1" }, "no alerts for anything else")
+
+        // Offsets: everything consumed is committed (3600 readings + 1 garbage) once alerts are acknowledged.
+        let deadline = Date().addingTimeInterval(20)
+        while (try? committed(bootstrap: kafka.bootstrap)) ?? 0 < 3601 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(try committed(bootstrap: kafka.bootstrap) == 3601)
+        let metrics = httpGet(port: port, path: "/metrics").1
+        #expect(metrics.contains("forewarn_detector_unparseable_readings_total 1"))
+        #expect(metrics.contains("forewarn_detector_alerts_total{"))
+
+        // Restart: state comes back from the checkpoint, so a new fault is caught at once.
+        detector.stop()
+        #expect(detector.waitForExit(timeout: 15) == 0)
+        (detector, port) = try startDetector(dir: dir, kafka: kafka, name: "detector-2")
+        try produce(pumpReadings(machine: "p1", from: 900, count: 120, fault: 910..<970), bootstrap: kafka.bootstrap, firstSeq: 5000)
+        let after = try alerts(bootstrap: kafka.bootstrap, until: { a in a.filter { $0.kind == "machine" && $0.state == "open" }.count >= 2 }, timeout: 60)
+        let opens = after.filter { $0.kind == "machine" && $0.state == "open" }
+        #expect(opens.count == 2, "the second fault opens a second episode without a new 400-reading warm-up")
+        if opens.count == 2 {
+            #expect(opens[1].openedAt >= 1_767_225_600_000 + 910_000 && opens[1].openedAt <= 1_767_225_600_000 + 920_000)
+            #expect(opens[1].alertID != opens[0].alertID)
+        }
+    }
+}
