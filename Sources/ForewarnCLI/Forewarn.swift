@@ -8,6 +8,6 @@ struct Forewarn: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forewarn",
         abstract: "Predictive-maintenance edge gateway: MQTT → journal → Kafka, anomaly detection, fleet simulation.",
-        subcommands: [GatewayCommand.self, DetectorCommand.self, SimulateCommand.self, DevKafkaCommand.self,
+        subcommands: [GatewayCommand.self, DetectorCommand.self, SimulateCommand.self, AlertsCommand.self, DevKafkaCommand.self,
                       EvaluateCommand.self, DetectCommand.self, BenchCommand.self])
 }

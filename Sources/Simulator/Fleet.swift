@@ -75,6 +75,33 @@ public struct MachineSimulator: Sendable {
 
     mutating func add(_ fault: FaultPlan) { faults.append(fault) }
 
+    /// Scales fault `k` so that the noise-free primary first fails at `target` (to the sample).
+    /// Load and ambient move the crossing, so a magnitude solved at nominal load would miss
+    /// `time_to_failure` by hours; bisection on the real physics hits it. Failure time falls
+    /// monotonically with the magnitude, which makes bisection sound.
+    mutating func calibrate(fault k: Int, sensor i: Int, target: SimTime, start: SimTime) {
+        let onset = faults[k].onset
+        let period = sensors[i].samplePeriod
+        let lastSample = start + (target - start) / period * period
+        var sim = self
+        func failure(_ m: Double) -> SimTime? {
+            sim.faults[k].magnitude = m
+            return sim.firstFailure(sensor: i, from: onset, start: start, horizon: target)
+        }
+        if failure(0) != nil { faults[k].magnitude = 0; return }
+        var lo = 0.0
+        var hi = max(faults[k].magnitude, 1e-9)
+        var hiFailure = failure(hi)
+        var grow = 0
+        while hiFailure == nil && grow < 60 { lo = hi; hi *= 2; hiFailure = failure(hi); grow += 1 }
+        // Done as soon as the failure lands on the last sample before the target.
+        for _ in 0..<60 where hiFailure != lastSample && hi - lo > hi * 1e-12 {
+            let mid = (lo + hi) / 2
+            if let f = failure(mid) { hi = mid; hiFailure = f } else { lo = mid }
+        }
+        faults[k].magnitude = hi
+    }
+
     /// The noise-free value of sensor `i` at `ts`: healthy baseline with load and ambient, plus every degradation.
     public func cleanValue(_ i: Int, at ts: SimTime) -> Double {
         cleanValue(i, at: ts, load: load.load(at: ts))
@@ -173,30 +200,37 @@ public struct FleetSimulator: Sendable {
         var specs = scenario.faults
         if let rf = scenario.randomFaults { specs += try Self.draw(rf, scenario: scenario, seed: seed) }
 
-        // Plan every fault first; failures come after, since faults on one machine add up.
-        var planned: [(machine: Int, plan: FaultPlan, spec: FaultSpec)] = []
+        // Plan every fault first, then calibrate, then find failures: faults on one machine add up.
+        var planned: [(machine: Int, fault: Int, spec: FaultSpec)] = []
         for spec in specs {
             guard let mi = machines.firstIndex(where: { $0.spec.id == spec.machine }) else {
                 throw ScenarioError(key: "faults", "no machine '\(spec.machine)'")
             }
             let plan = try Self.plan(spec, machine: machines[mi], start: start)
+            planned.append((mi, machines[mi].faults.count, spec))
             machines[mi].add(plan)
-            planned.append((mi, plan, spec))
+        }
+        for p in planned {
+            let plan = machines[p.machine].faults[p.fault]
+            guard let ttf = p.spec.timeToFailure, let primary = plan.kind.primary,
+                  let i = machines[p.machine].sensors.firstIndex(where: { $0.kind == primary }) else { continue }
+            machines[p.machine].calibrate(fault: p.fault, sensor: i, target: plan.onset + ttf, start: start)
         }
         let ms = machines
         truth = planned.map { p in
             let m = ms[p.machine]
+            let plan = m.faults[p.fault]
             var failure: SimTime?
-            if let primary = p.plan.kind.primary, let i = m.sensors.firstIndex(where: { $0.kind == primary }) {
+            if let primary = plan.kind.primary, let i = m.sensors.firstIndex(where: { $0.kind == primary }) {
                 // A steady imbalance either fails within a day (at peak load) or never.
-                let steady = p.plan.kind == .imbalance && p.plan.magnitude == 0
-                let horizon = p.plan.onset + (steady ? 2 * LoadProfile.day : Self.failureHorizon)
-                failure = m.firstFailure(sensor: i, from: p.plan.onset, start: start, horizon: horizon)
+                let steady = plan.kind == .imbalance && plan.magnitude == 0
+                let horizon = plan.onset + (steady ? 2 * LoadProfile.day : Self.failureHorizon)
+                failure = m.firstFailure(sensor: i, from: plan.onset, start: start, horizon: horizon)
             }
-            let names = p.plan.kind.isDegradation
-                ? p.plan.kind.affected.filter { k in m.sensors.contains { $0.kind == k } }.map(\.rawValue)
-                : p.plan.sensors.map { m.sensors[$0].name }
-            return FaultTruth(machine: m.spec.id, kind: p.plan.kind, onset: p.plan.onset, failure: failure, sensors: names)
+            let names = plan.kind.isDegradation
+                ? plan.kind.affected.filter { k in m.sensors.contains { $0.kind == k } }.map(\.rawValue)
+                : plan.sensors.map { m.sensors[$0].name }
+            return FaultTruth(machine: m.spec.id, kind: plan.kind, onset: plan.onset, failure: failure, sensors: names)
         }
     }
 

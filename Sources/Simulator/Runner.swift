@@ -60,7 +60,7 @@ public struct PayloadEncoder: Sendable {
     }
 
     /// Calls `emit(topic, payload, readings)` for each message `readings` make, in order.
-    public func encode(_ readings: ArraySlice<SimReading>, _ emit: (String, [UInt8], Int) throws(MQTTError) -> Void) throws(MQTTError) {
+    public func encode<E: Error>(_ readings: ArraySlice<SimReading>, _ emit: (String, [UInt8], Int) throws(E) -> Void) throws(E) {
         var buf: [UInt8] = []
         buf.reserveCapacity(256)
         switch form {
@@ -130,7 +130,7 @@ public struct PayloadEncoder: Sendable {
 }
 
 /// Runs a fleet against an MQTT broker: `duration` of simulated time at `speed` times real time.
-public final class SimulationRunner: @unchecked Sendable {
+public final class SimulationRunner {
     private var fleet: FleetSimulator
     private let encoder: PayloadEncoder
     private let options: MQTTOptions

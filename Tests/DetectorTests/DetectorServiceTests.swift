@@ -29,13 +29,13 @@ func pumpReadings(machine: String, from start: Int, count: Int, fault: Range<Int
 /// Produces readings as the gateway would (key machine, headers gateway and seq) and waits for acks.
 func produce(_ readings: [Reading], bootstrap: String, firstSeq: Int64) throws {
     let producer = try KafkaProducer(bootstrap: bootstrap, logger: TestEnvironment.logger)
+    var acked = 0  // reports that arrive while producing count too
     for (i, r) in readings.enumerated() {
         let seq = firstSeq + Int64(i)
         try producer.produce(topic: "forewarn.readings", key: Array(r.machine.utf8), value: r.canonicalJSON(),
                              headers: [KafkaHeader("gateway", "gw1"), KafkaHeader("seq", String(seq)), KafkaHeader("mqtt_topic", "t")], id: UInt64(seq))
-        if i % 1000 == 0 { _ = producer.poll(timeout: .zero) }
+        if i % 1000 == 0 { acked += producer.poll(timeout: .zero).count(where: { if case .delivered = $0 { true } else { false } }) }
     }
-    var acked = 0
     let deadline = Date().addingTimeInterval(30)
     while acked < readings.count && Date() < deadline {
         for e in producer.poll(timeout: .milliseconds(100)) { if case .delivered = e { acked += 1 } }
