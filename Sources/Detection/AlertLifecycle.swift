@@ -154,9 +154,11 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
             guard score >= p.closeThreshold else { return nil }
             let ctx = context()
             let sev = severity(for: score, floor: ctx.severityFloor)
-            let sevChanged = sev != ep.severity
-            let moved = abs(score - ep.lastEventScore) > p.updateScoreDelta
-            if sevChanged || (moved && ts - ep.lastEventTs >= p.minUpdateIntervalMs) {
+            // Escalation is news at once; a score that moved, or a severity that eased, waits for
+            // the rate limit, so a score wavering around the critical line does not flood tickets.
+            let escalated = sev > ep.severity
+            let changed = sev != ep.severity || abs(score - ep.lastEventScore) > p.updateScoreDelta
+            if escalated || (changed && ts - ep.lastEventTs >= p.minUpdateIntervalMs) {
                 ep.severity = sev
                 ep.lastEventScore = score
                 ep.lastEventTs = ts

@@ -132,6 +132,10 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     public var dropoutMinMs: Int64 = 30_000
     /// ... and also longer than this multiple of the typical interval (default 10).
     public var dropoutIntervalFactor: Double = 10
+    /// Median-of-five filter on the values the models see (default false). Right for physical
+    /// sensors whose single-sample glitches are noise; wrong where a one-sample spike is the
+    /// anomaly itself (as in NAB's spike series).
+    public var impulseFilter: Bool = false
 
     public init() {}
 }

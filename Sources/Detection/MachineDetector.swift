@@ -75,7 +75,7 @@ public struct MachineDetector: Codable, Sendable {
                                                   warmupCount: config.warmupCount)
         let out = det.observe(ts: ts, value: value)
         sensors[name] = det
-        if !out.health.spike { lastValues[name] = value }
+        if !out.health.spike { lastValues[name] = out.modelValue ?? value }
         lastOutputs[name] = SensorOutputSnapshot(out)
 
         var life = healthAlerts[name] ?? AlertLifecycle(params: config.sensorLifecycle, machine: config.machine,

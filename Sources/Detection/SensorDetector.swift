@@ -31,6 +31,8 @@ public struct SensorHealth: Sendable, Equatable, Codable {
 /// (1 = at the limit, 0 during warm-up).
 public struct SensorOutput: Sendable, Equatable {
     public var warmedUp = false
+    /// The value the models saw (after the impulse filter); nil for a rejected reading.
+    public var modelValue: Double? = nil
     public var health = SensorHealth()
     public var robustZ = 0.0
     public var ewmaZ = 0.0
@@ -110,6 +112,8 @@ public struct SensorDetector: Codable, Sendable {
     private var slope = 0.0
     // Health.
     private var lastValue = Double.nan
+    /// The last raw values, for the impulse filter's median of five.
+    private var recentRaw: [Double] = []
     private var run = 0
     private var warmupMaxRun = 0
     private var lastTs: Int64? = nil
@@ -159,6 +163,16 @@ public struct SensorDetector: Codable, Sendable {
         if value == lastValue { run += 1 } else { run = 1 }
         lastValue = value
         count += 1
+
+        // Impulse filter: the models see the median of the last five readings, so glitches of
+        // up to two readings in a row never reach them, while a real step arrives two readings late.
+        var value = value
+        if p.impulseFilter {
+            recentRaw.append(value)
+            if recentRaw.count > 5 { recentRaw.removeFirst() }
+            if recentRaw.count == 5 { value = recentRaw.sorted()[2] }
+        }
+        out.modelValue = value
 
         // Static limits apply from the first reading; they need no baseline.
         for lim in spec.limits {

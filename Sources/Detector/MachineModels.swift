@@ -84,6 +84,13 @@ public struct MachineModels: Sendable {
                 machines = seq.compactMap { $0.scalar?.string }
             case "warmup-readings": c.warmupCount = try integer(v, kk)
             case "bucket": c.bucketMs = max(1, try millis(v, kk))
+            case "impulse-filter":
+                guard let b = v.scalar.flatMap({ Bool($0.string) }) else { throw ConfigError(key: key(kk), "must be true or false (in \(path))") }
+                c.univariate.impulseFilter = b
+            case "trend-horizon":
+                let ms = try millis(v, kk)
+                guard ms > 0 else { throw ConfigError(key: key(kk), "must be a positive duration (in \(path))") }
+                c.univariate.rulHorizonSeconds = Double(ms) / 1000
             case "models":
                 guard let seq = v.sequence else { throw ConfigError(key: key("models"), "must be a list of model names") }
                 var set = Set<ModelKind>()
@@ -156,7 +163,7 @@ public struct MachineModels: Sendable {
                     }
                 }
             default:
-                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, models, sensors, lifecycle)")
+                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, trend-horizon, models, sensors, lifecycle)")
             }
         }
         return MachineType(name: name, file: path, machines: machines, template: c)

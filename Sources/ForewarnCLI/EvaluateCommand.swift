@@ -1,13 +1,18 @@
 import ArgumentParser
 import Detection
+import Detector
 import Evaluation
+import ForewarnCore
 import Foundation
+import Kafka
+import Logging
+import Simulator
 
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate",
         abstract: "Score the detector on labelled data (SKAB, NAB) with fixed default parameters.",
-        subcommands: [SKAB.self, NAB.self])
+        subcommands: [SKAB.self, NAB.self, Simulation.self, Truth.self])
 
     struct SKAB: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "SKAB protocol: F1, FAR, MAR over all files, plus changepoint NAB scores.")
@@ -91,3 +96,124 @@ struct BenchCommand: ParsableCommand {
 
 func pct(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
 func f3(_ x: Double) -> String { String(format: "%.3f", x) }
+
+extension EvaluateCommand {
+    /// Runs the simulator's physics straight into the detector models, in process, and scores
+    /// the alerts against the truth: the offline twin of the demo's MQTT → Kafka chain.
+    struct Simulation: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Score the detector on a simulated fleet: detection before failure, lead time, false alerts per machine-day.")
+        @Option(help: "Scenario file (simulators/*.yaml).") var scenario: String
+        @Option(help: "Simulated duration, e.g. 6h, 1d (default: the scenario's).") var duration: String?
+        @Option(help: "Seed (default: the scenario's).") var seed: UInt64?
+        @Option(help: "Model files directory.") var models: String = "models"
+        @Flag(name: .shortAndLong, help: "Print every alert event.") var verbose = false
+
+        func run() throws {
+            let sc = try Scenario.load(path: scenario)
+            let durationMs: Int64
+            if let duration {
+                guard let d = ConfigReader.parseDuration(duration) else { throw ValidationError("--duration '\(duration)' is not a duration") }
+                durationMs = d.components.seconds * 1000
+            } else { durationMs = sc.duration ?? 6 * 3_600_000 }
+            let machineModels = try MachineModels(directory: models)
+            var fleet = try FleetSimulator(scenario: sc, seed: seed ?? sc.seed ?? 1)
+            let start = fleet.start
+            var detectors: [MachineDetector] = fleet.machines.map {
+                MachineDetector(config: machineModels.configuration(machine: $0.spec.id, site: $0.spec.site))
+            }
+            let ids = fleet.machines.map(\.spec.id)
+            let names = fleet.machines.map { $0.sensors.map(\.name) }
+            var alerts: [AlertEvent] = []
+            var buffer: [SimReading] = []
+            var count = 0
+            let clock = ContinuousClock()
+            let began = clock.now
+            var t = start
+            while t < start + durationMs {
+                let next = min(t + 60_000, start + durationMs)
+                buffer.removeAll(keepingCapacity: true)
+                fleet.advance(until: next, into: &buffer)
+                for r in buffer {
+                    alerts += detectors[r.machine].observe(ts: r.ts, sensor: names[r.machine][r.sensor], value: r.value)
+                }
+                count += buffer.count
+                t = next
+            }
+            for i in detectors.indices { alerts += detectors[i].flush() }
+            let elapsed = clock.now - began
+            let truth = fleet.truth(forDuration: durationMs).map {
+                TruthFault(machine: $0.machine, kind: $0.kind.rawValue, onset: $0.onset, failure: $0.failure, sensors: $0.sensors)
+            }
+            let report = TruthScorer.score(truth: truth, alerts: alerts, machines: ids.count, durationMs: durationMs)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("simulation \(sc.name): \(ids.count) machines, \(durationMs / 3_600_000)h simulated, \(count) readings in \(String(format: "%.1f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-9))) readings/s)")
+            if verbose {
+                for a in alerts {
+                    print("  event \(a.machine) +\((a.ts - start) / 1000)s \(a.kind.rawValue) \(a.state.rawValue) \(a.severity.rawValue) \(a.model) \(a.sensors) score \(String(format: "%.2f", a.score)) \(a.evidence.sorted { $0.key < $1.key }.prefix(12).map { "\($0.key)=\(String(format: "%.2f", $0.value))" }.joined(separator: " "))")
+                }
+            }
+            print(TruthScorer.table(report, start: start))
+        }
+    }
+
+    /// Scores the alerts on a Kafka alerts topic against a truth file (the demo's summary).
+    struct Truth: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Score alerts from Kafka against a simulator truth file.")
+        @Option(help: "Truth file written by `forewarn simulate --truth`.") var truth: String
+        @Option(help: "Kafka bootstrap servers.") var kafka: String
+        @Option(help: "Alerts topic.") var topic = "forewarn.alerts"
+        @Option(help: "Machines in the fleet (for false alerts per machine-day).") var machines: Int
+        @Option(help: "Simulated duration, e.g. 6h.") var duration: String
+        @Option(help: "Simulation start, epoch ms.") var start: Int64 = 1_767_225_600_000
+
+        func run() throws {
+            guard let d = ConfigReader.parseDuration(duration) else { throw ValidationError("--duration '\(duration)' is not a duration") }
+            let faults = try readTruthFile(truth)
+            var logger = Logger(label: "forewarn.evaluate")
+            logger.logLevel = .error
+            let events = try readAlerts(bootstrap: kafka, topic: topic, logger: logger)
+            let report = TruthScorer.score(truth: faults, alerts: events, machines: machines, durationMs: d.components.seconds * 1000)
+            print(TruthScorer.table(report, start: start))
+        }
+    }
+}
+
+/// Parses a truth file (one JSON object per line).
+func readTruthFile(_ path: String) throws -> [TruthFault] {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    var out: [TruthFault] = []
+    for (n, line) in text.split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let machine = o["machine"] as? String, let kind = o["kind"] as? String,
+              let onset = (o["onset"] as? NSNumber)?.int64Value else {
+            throw ValidationError("\(path):\(n + 1): not a truth line {\"machine\",\"kind\",\"onset\",\"failure\",\"sensors\"}")
+        }
+        out.append(TruthFault(machine: machine, kind: kind, onset: onset, failure: (o["failure"] as? NSNumber)?.int64Value,
+                              sensors: o["sensors"] as? [String] ?? []))
+    }
+    return out
+}
+
+/// Every alert event on the topic now (up to the high watermarks), de-duplicated by (alert_id, state, ts).
+func readAlerts(bootstrap: String, topic: String, logger: Logger) throws -> [AlertEvent] {
+    let consumer = try KafkaConsumer(bootstrap: bootstrap, groupID: "forewarn-evaluate-\(getpid())", logger: logger)
+    defer { consumer.close() }
+    let n = try consumer.partitionCount(topic: topic, timeout: .seconds(10))
+    try consumer.assignAll(topic: topic, timeout: .seconds(10))
+    var remaining = consumer.highWatermarks((0..<Int32(n)).map { TopicPartition(topic: topic, partition: $0) }, timeout: .seconds(10)).filter { $0.value > 0 }
+    var seen = Set<String>()
+    var out: [AlertEvent] = []
+    let deadline = Date().addingTimeInterval(60)
+    let decoder = JSONDecoder()
+    while !remaining.isEmpty && Date() < deadline {
+        for e in consumer.poll(timeout: .milliseconds(200)) {
+            guard case let .message(m) = e else { continue }
+            let tp = TopicPartition(topic: m.topic, partition: m.partition)
+            if let high = remaining[tp], m.offset + 1 >= high { remaining.removeValue(forKey: tp) }
+            guard let a = try? decoder.decode(AlertEvent.self, from: Data(m.value)) else { continue }
+            if seen.insert("\(a.alertId)|\(a.state.rawValue)|\(a.ts)").inserted { out.append(a) }
+        }
+    }
+    return out
+}
