@@ -61,7 +61,9 @@ struct AlertsCommand: ParsableCommand {
                     let key = alert.state == .update ? "\(alert.alertId)|update|\(alert.ts)" : "\(alert.alertId)|\(alert.state.rawValue)"
                     guard seen.insert(key).inserted else { continue }
                     shown += 1
-                    if json { print(String(decoding: m.value, as: UTF8.self)) } else { print(Self.line(alert, color: useColor)) }
+                    // Written straight to the file descriptor: a pipe must see each alert as it happens.
+                    let text = json ? String(decoding: m.value, as: UTF8.self) : Self.line(alert, color: useColor)
+                    FileHandle.standardOutput.write(Data((text + "\n").utf8))
                 case let .error(e):
                     FileHandle.standardError.write(Data("alerts: \(e)\n".utf8))
                 default:

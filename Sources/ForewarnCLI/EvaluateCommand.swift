@@ -166,6 +166,8 @@ extension EvaluateCommand {
         @Option(help: "Machines in the fleet (for false alerts per machine-day).") var machines: Int
         @Option(help: "Simulated duration, e.g. 6h.") var duration: String
         @Option(help: "Simulation start, epoch ms.") var start: Int64 = 1_767_225_600_000
+        @Option(help: "Readings the simulator published: counts distinct readings on the readings topic against it.") var published: Int?
+        @Option(help: "Readings topic.") var readingsTopic = "forewarn.readings"
 
         func run() throws {
             guard let d = ConfigReader.parseDuration(duration) else { throw ValidationError("--duration '\(duration)' is not a duration") }
@@ -175,6 +177,23 @@ extension EvaluateCommand {
             let events = try readAlerts(bootstrap: kafka, topic: topic, logger: logger)
             let report = TruthScorer.score(truth: faults, alerts: events, machines: machines, durationMs: d.components.seconds * 1000)
             print(TruthScorer.table(report, start: start))
+            if let published {
+                let distinct = try countDistinctReadings(bootstrap: kafka, topic: readingsTopic, logger: logger)
+                if distinct.truncated {
+                    print("")
+                    print("note: the broker no longer holds the oldest readings (dev-kafka keeps at most 100,000 records or 5 MB")
+                    print("per partition), so they cannot be recounted here; count them as they are consumed instead")
+                    print("(the detector's readings counter does, de-duplicated by gateway and seq).")
+                    return
+                }
+                print("")
+                print("| readings | count |")
+                print("| --- | --- |")
+                print("| published by the simulator (each PUBACKed by the broker) | \(published) |")
+                print("| distinct in Kafka, by (gateway, seq) | \(distinct.distinct) |")
+                print("| duplicates in Kafka (same gateway, seq) | \(distinct.records - distinct.distinct) |")
+                print("| lost | \(published - distinct.distinct) |")
+            }
         }
     }
 }
@@ -216,4 +235,28 @@ func readAlerts(bootstrap: String, topic: String, logger: Logger) throws -> [Ale
         }
     }
     return out
+}
+
+/// Records on a readings topic now, and how many distinct (gateway, seq) among them.
+func countDistinctReadings(bootstrap: String, topic: String, logger: Logger) throws -> (records: Int, distinct: Int, truncated: Bool) {
+    let consumer = try KafkaConsumer(bootstrap: bootstrap, groupID: "forewarn-evaluate-\(getpid())-r", logger: logger)
+    defer { consumer.close() }
+    let n = try consumer.partitionCount(topic: topic, timeout: .seconds(10))
+    try consumer.assignAll(topic: topic, timeout: .seconds(10))
+    let marks = consumer.watermarks((0..<Int32(n)).map { TopicPartition(topic: topic, partition: $0) }, timeout: .seconds(10))
+    if marks.values.contains(where: { $0.low > 0 }) { return (0, 0, true) }
+    var remaining = marks.mapValues(\.high).filter { $0.value > 0 }
+    var seen = Set<String>()
+    var records = 0
+    let deadline = Date().addingTimeInterval(120)
+    while !remaining.isEmpty && Date() < deadline {
+        for e in consumer.poll(timeout: .milliseconds(200), max: 10_000) {
+            guard case let .message(m) = e else { continue }
+            let tp = TopicPartition(topic: m.topic, partition: m.partition)
+            if let high = remaining[tp], m.offset + 1 >= high { remaining.removeValue(forKey: tp) }
+            records += 1
+            seen.insert("\(m.header("gateway") ?? "")|\(m.header("seq") ?? "\(m.partition)@\(m.offset)")")
+        }
+    }
+    return (records, seen.count, false)
 }

@@ -187,11 +187,16 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// The high watermark (offset after the last record) of each partition, from the broker.
     public func highWatermarks(_ partitions: [TopicPartition], timeout: Duration) -> [TopicPartition: Int64] {
-        var out: [TopicPartition: Int64] = [:]
+        watermarks(partitions, timeout: timeout).mapValues(\.high)
+    }
+
+    /// Low (first retained) and high (next to be written) offsets of each partition, from the broker.
+    public func watermarks(_ partitions: [TopicPartition], timeout: Duration) -> [TopicPartition: (low: Int64, high: Int64)] {
+        var out: [TopicPartition: (low: Int64, high: Int64)] = [:]
         for tp in partitions {
             var low: Int64 = 0, high: Int64 = 0
             if rd_kafka_query_watermark_offsets(handle, tp.topic, tp.partition, &low, &high, Int32(timeout.milliseconds)) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                out[tp] = high
+                out[tp] = (low, high)
             }
         }
         return out
