@@ -147,7 +147,7 @@ extension EvaluateCommand {
             }
             let report = TruthScorer.score(truth: truth, alerts: alerts, machines: ids.count, durationMs: durationMs)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            print("simulation \(sc.name): \(ids.count) machines, \(durationMs / 3_600_000)h simulated, \(count) readings in \(String(format: "%.1f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-9))) readings/s)")
+            print("simulation \(sc.name): \(ids.count) machines, \(durationMs / 60_000) min simulated, \(count) readings in \(String(format: "%.1f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-9))) readings/s)")
             if verbose {
                 for a in alerts {
                     print("  event \(a.machine) +\((a.ts - start) / 1000)s \(a.kind.rawValue) \(a.state.rawValue) \(a.severity.rawValue) \(a.model) \(a.sensors) score \(String(format: "%.2f", a.score)) \(a.evidence.sorted { $0.key < $1.key }.prefix(12).map { "\($0.key)=\(String(format: "%.2f", $0.value))" }.joined(separator: " "))")
