@@ -28,6 +28,9 @@ public final class KafkaProducer: @unchecked Sendable {
         "compression.type": "lz4",
         "queue.buffering.max.messages": "1000000",
         "socket.keepalive.enable": "true",
+        // Reconnect within a second once a broker is back (librdkafka's default backs off to 10 s),
+        // so a journal backlog starts draining promptly after an outage.
+        "reconnect.backoff.max.ms": "1000",
     ]
 
     public init(bootstrap: String, properties: [String: String] = [:], logger: Logger) throws(KafkaError) {

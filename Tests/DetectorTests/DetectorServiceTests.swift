@@ -103,8 +103,9 @@ struct DetectorServiceTests {
         var (detector, port) = try startDetector(dir: dir, kafka: kafka)
         defer { detector.stop() }
 
-        // 600 s healthy (warm-up is 400), 60 s with vib_rms at 9 mm/s (beyond the 7.1 critical limit), 240 s healthy.
-        let first = pumpReadings(machine: "p1", from: 0, count: 900, fault: 600..<660)
+        // 600 s healthy (warm-up is 400), 60 s with vib_rms at 9 mm/s (beyond the 7.1 critical limit),
+        // then 19 min healthy: the pump model resolves only after 15 min below its close threshold.
+        let first = pumpReadings(machine: "p1", from: 0, count: 1800, fault: 600..<660)
         try produce(first, bootstrap: kafka.bootstrap, firstSeq: 1)
         // A reading that is not JSON is counted and skipped, and does not stop the stream.
         let producer = try KafkaProducer(bootstrap: kafka.bootstrap, logger: TestEnvironment.logger)
@@ -121,17 +122,17 @@ struct DetectorServiceTests {
         #expect(open.severity == "critical")
         #expect(open.sensors.contains("vib_rms"))
         let faultStart: Int64 = 1_767_225_600_000 + 600_000
-        #expect(open.openedAt >= faultStart && open.openedAt <= faultStart + 10_000, "opens within 10 readings of the fault")
-        #expect(resolved.ts > faultStart + 60_000, "resolves after the fault ends")
+        #expect(open.openedAt >= faultStart && open.openedAt <= faultStart + 15_000, "opens within 15 readings of the fault (open-count 10, median-of-5 filter)")
+        #expect(resolved.ts > faultStart + 60_000 + 15 * 60_000, "resolves after the fault ends and the 15-minute close hold")
         for key in ["alert_id", "machine", "site", "state", "severity", "kind", "model", "sensors", "score", "threshold", "opened_at", "ts", "evidence", "time_to_threshold_s"] {
             #expect(open.json[key] != nil, "alert has \(key)")
         }
         #expect(got.allSatisfy { $0.machine == "p1" }, "no alerts for anything else")
 
-        // Offsets: everything consumed is committed (3600 readings + 1 garbage) once alerts are acknowledged.
+        // Offsets: everything consumed is committed (7200 readings + 1 garbage) once alerts are acknowledged.
         let deadline = Date().addingTimeInterval(20)
-        while (try? committed(bootstrap: kafka.bootstrap)) ?? 0 < 3601 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-        #expect(try committed(bootstrap: kafka.bootstrap) == 3601)
+        while (try? committed(bootstrap: kafka.bootstrap)) ?? 0 < 7201 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(try committed(bootstrap: kafka.bootstrap) == 7201)
         let metrics = httpGet(port: port, path: "/metrics").1
         #expect(metrics.contains("forewarn_detector_unparseable_readings_total 1"))
         #expect(metrics.contains("forewarn_detector_alerts_total{"))
@@ -140,12 +141,12 @@ struct DetectorServiceTests {
         detector.stop()
         #expect(detector.waitForExit(timeout: 15) == 0)
         (detector, port) = try startDetector(dir: dir, kafka: kafka, name: "detector-2")
-        try produce(pumpReadings(machine: "p1", from: 900, count: 120, fault: 910..<970), bootstrap: kafka.bootstrap, firstSeq: 5000)
+        try produce(pumpReadings(machine: "p1", from: 1800, count: 120, fault: 1810..<1870), bootstrap: kafka.bootstrap, firstSeq: 10_000)
         let after = try alerts(bootstrap: kafka.bootstrap, until: { a in a.filter { $0.kind == "machine" && $0.state == "open" }.count >= 2 }, timeout: 60)
         let opens = after.filter { $0.kind == "machine" && $0.state == "open" }
         #expect(opens.count == 2, "the second fault opens a second episode without a new 400-reading warm-up")
         if opens.count == 2 {
-            #expect(opens[1].openedAt >= 1_767_225_600_000 + 910_000 && opens[1].openedAt <= 1_767_225_600_000 + 920_000)
+            #expect(opens[1].openedAt >= 1_767_225_600_000 + 1_810_000 && opens[1].openedAt <= 1_767_225_600_000 + 1_825_000)
             #expect(opens[1].alertID != opens[0].alertID)
         }
     }

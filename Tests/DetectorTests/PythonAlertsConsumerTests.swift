@@ -64,7 +64,7 @@ struct PythonAlertsConsumerTests {
         guard waitForPort(port) else { throw TestFailure("detector did not start: \(detector.stderr)") }
 
         // 600 s healthy (warm-up), 60 s with vib_rms far beyond its limit, 240 s healthy: one episode opens and resolves.
-        try produce(pumpReadings(machine: "p1", from: 0, count: 900, fault: 600..<660), bootstrap: kafka.bootstrap, firstSeq: 1)
+        try produce(pumpReadings(machine: "p1", from: 0, count: 1800, fault: 600..<660), bootstrap: kafka.bootstrap, firstSeq: 1)
         let got = try alerts(bootstrap: kafka.bootstrap, until: { a in a.contains { $0.state == "resolved" && $0.kind == "machine" } }, timeout: 60)
         let open = try #require(got.first { $0.kind == "machine" && $0.state == "open" }, "alerts: \(got.map { "\($0.kind) \($0.state)" })")
         let resolved = try #require(got.first { $0.kind == "machine" && $0.state == "resolved" })
