@@ -298,7 +298,8 @@ public struct SensorDetector: Codable, Sendable {
         }
         lastTrendTs = ts
         out.slopePerSecond = slope
-        guard let thr = spec.failureThreshold, count > warmupCount / 4 else { return }
+        // Only after the warm-up: a slope fitted to the first minutes is mostly noise.
+        guard let thr = spec.failureThreshold, count > warmupCount else { return }
         var ttt: Double? = nil
         if (thr >= level && value >= thr) || (thr < level && value <= thr) {
             ttt = 0
