@@ -57,9 +57,7 @@ public struct DetectorSettings: Sendable {
         if let models, !FileManager.default.fileExists(atPath: models) {
             throw ConfigError(key: "models", "directory \(models) does not exist")
         }
-        let level = r.string("log-level", default: "info")
-        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        guard levels.contains(level) else { throw ConfigError(key: "log-level", "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
+        let level = try r.logLevel()
         return DetectorSettings(
             bootstrap: bootstrap,
             readingsTopic: r.string("kafka.readings-topic", default: "forewarn.readings"),

@@ -50,3 +50,21 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
     FileHandle.standardError.write(Data("forewarn: \(message)\n".utf8))
     exit(code)
 }
+
+/// Configuration overrides from flags: the named flags first, then each `--set KEY=VALUE`.
+func configOverrides(_ flags: [(key: String, value: String?, flag: String)], settings: [String]) -> [(key: String, value: String, flag: String)] {
+    var out: [(key: String, value: String, flag: String)] = flags.compactMap { f in f.value.map { (f.key, $0, f.flag) } }
+    for s in settings {
+        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
+        out.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
+    }
+    return out
+}
+
+/// `--config`, else `$FOREWARN_CONFIG`, else `/etc/forewarn/<name>.yaml` when it exists, else none.
+func configFile(_ explicit: String?, name: String) -> String? {
+    if let explicit { return explicit }
+    if let env = ProcessInfo.processInfo.environment["FOREWARN_CONFIG"] { return env }
+    let path = "/etc/forewarn/\(name).yaml"
+    return FileManager.default.fileExists(atPath: path) ? path : nil
+}

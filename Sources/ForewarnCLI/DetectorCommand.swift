@@ -27,18 +27,9 @@ struct DetectorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
-        var overrides: [(key: String, value: String, flag: String)] = []
-        if let kafka { overrides.append(("kafka.bootstrap", kafka, "--kafka")) }
-        if let models { overrides.append(("models", models, "--models")) }
-        if let stateDir { overrides.append(("state-dir", stateDir, "--state-dir")) }
-        if let http { overrides.append(("http", http, "--http")) }
-        if let group { overrides.append(("kafka.group", group, "--group")) }
-        for s in settings {
-            guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
-            overrides.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
-        }
-        var file = config ?? env["FOREWARN_CONFIG"]
-        if file == nil, FileManager.default.fileExists(atPath: "/etc/forewarn/detector.yaml") { file = "/etc/forewarn/detector.yaml" }
+        let overrides = configOverrides([("kafka.bootstrap", kafka, "--kafka"), ("models", models, "--models"), ("state-dir", stateDir, "--state-dir"),
+                                         ("http", http, "--http"), ("kafka.group", group, "--group")], settings: settings)
+        let file = configFile(config, name: "detector")
         let cfg: DetectorSettings
         let machineModels: MachineModels
         do {

@@ -214,49 +214,30 @@ func readTruthFile(_ path: String) throws -> [TruthFault] {
     return out
 }
 
-/// Every alert event on the topic now (up to the high watermarks), de-duplicated by (alert_id, state, ts).
+/// Every alert event on the topic now, de-duplicated by (alert_id, state, ts).
 func readAlerts(bootstrap: String, topic: String, logger: Logger) throws -> [AlertEvent] {
     let consumer = try KafkaConsumer(bootstrap: bootstrap, groupID: "forewarn-evaluate-\(getpid())", logger: logger)
     defer { consumer.close() }
-    let n = try consumer.partitionCount(topic: topic, timeout: .seconds(10))
-    try consumer.assignAll(topic: topic, timeout: .seconds(10))
-    var remaining = consumer.highWatermarks((0..<Int32(n)).map { TopicPartition(topic: topic, partition: $0) }, timeout: .seconds(10)).filter { $0.value > 0 }
     var seen = Set<String>()
     var out: [AlertEvent] = []
-    let deadline = Date().addingTimeInterval(60)
     let decoder = JSONDecoder()
-    while !remaining.isEmpty && Date() < deadline {
-        for e in consumer.poll(timeout: .milliseconds(200)) {
-            guard case let .message(m) = e else { continue }
-            let tp = TopicPartition(topic: m.topic, partition: m.partition)
-            if let high = remaining[tp], m.offset + 1 >= high { remaining.removeValue(forKey: tp) }
-            guard let a = try? decoder.decode(AlertEvent.self, from: Data(m.value)) else { continue }
-            if seen.insert("\(a.alertId)|\(a.state.rawValue)|\(a.ts)").inserted { out.append(a) }
-        }
+    try consumer.readToEnd(topic: topic, timeout: .seconds(60)) { m in
+        guard let a = try? decoder.decode(AlertEvent.self, from: Data(m.value)) else { return }
+        if seen.insert("\(a.alertId)|\(a.state.rawValue)|\(a.ts)").inserted { out.append(a) }
     }
     return out
 }
 
-/// Records on a readings topic now, and how many distinct (gateway, seq) among them.
+/// Records on a readings topic now, and how many distinct (gateway, seq) among them; `truncated`
+/// when the broker no longer holds the oldest records, so they cannot be recounted.
 func countDistinctReadings(bootstrap: String, topic: String, logger: Logger) throws -> (records: Int, distinct: Int, truncated: Bool) {
     let consumer = try KafkaConsumer(bootstrap: bootstrap, groupID: "forewarn-evaluate-\(getpid())-r", logger: logger)
     defer { consumer.close() }
-    let n = try consumer.partitionCount(topic: topic, timeout: .seconds(10))
-    try consumer.assignAll(topic: topic, timeout: .seconds(10))
-    let marks = consumer.watermarks((0..<Int32(n)).map { TopicPartition(topic: topic, partition: $0) }, timeout: .seconds(10))
-    if marks.values.contains(where: { $0.low > 0 }) { return (0, 0, true) }
-    var remaining = marks.mapValues(\.high).filter { $0.value > 0 }
     var seen = Set<String>()
     var records = 0
-    let deadline = Date().addingTimeInterval(120)
-    while !remaining.isEmpty && Date() < deadline {
-        for e in consumer.poll(timeout: .milliseconds(200), max: 10_000) {
-            guard case let .message(m) = e else { continue }
-            let tp = TopicPartition(topic: m.topic, partition: m.partition)
-            if let high = remaining[tp], m.offset + 1 >= high { remaining.removeValue(forKey: tp) }
-            records += 1
-            seen.insert("\(m.header("gateway") ?? "")|\(m.header("seq") ?? "\(m.partition)@\(m.offset)")")
-        }
+    let marks = try consumer.readToEnd(topic: topic, timeout: .seconds(120)) { m in
+        records += 1
+        seen.insert("\(m.header("gateway") ?? "")|\(m.header("seq") ?? "\(m.partition)@\(m.offset)")")
     }
-    return (records, seen.count, false)
+    return (records, seen.count, marks.values.contains { $0.low > 0 })
 }

@@ -27,17 +27,9 @@ struct GatewayCommand: AsyncParsableCommand {
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
-        var overrides: [(key: String, value: String, flag: String)] = []
-        if let mqtt { overrides.append(("mqtt.url", mqtt, "--mqtt")) }
-        if let kafka { overrides.append(("kafka.bootstrap", kafka, "--kafka")) }
-        if let stateDir { overrides.append(("state-dir", stateDir, "--state-dir")) }
-        if let http { overrides.append(("http", http, "--http")) }
-        for s in settings {
-            guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
-            overrides.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
-        }
-        var file = config ?? env["FOREWARN_CONFIG"]
-        if file == nil, FileManager.default.fileExists(atPath: "/etc/forewarn/gateway.yaml") { file = "/etc/forewarn/gateway.yaml" }
+        let overrides = configOverrides([("mqtt.url", mqtt, "--mqtt"), ("kafka.bootstrap", kafka, "--kafka"),
+                                         ("state-dir", stateDir, "--state-dir"), ("http", http, "--http")], settings: settings)
+        let file = configFile(config, name: "gateway")
 
         let cfg: GatewayConfiguration
         do { cfg = try GatewayConfiguration.load(file: file, environment: env, overrides: overrides) } catch {

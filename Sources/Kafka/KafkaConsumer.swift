@@ -94,6 +94,28 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "assign \(topic)") }
     }
 
+    /// Reads every record of `topic` that exists now, from the earliest retained offset up to the
+    /// high watermarks at the call, without a group (tools and tests). Bounded by `timeout`.
+    /// Returns the watermarks it read between.
+    @discardableResult
+    public func readToEnd(topic: String, timeout: Duration, _ body: (KafkaMessage) -> Void) throws(KafkaError) -> [TopicPartition: (low: Int64, high: Int64)] {
+        let count = try partitionCount(topic: topic, timeout: .seconds(10))
+        try assignAll(topic: topic, timeout: .seconds(10))
+        let marks = watermarks((0..<Int32(count)).map { TopicPartition(topic: topic, partition: $0) }, timeout: .seconds(10))
+        var remaining = marks.mapValues(\.high).filter { $0.value > 0 }
+        let deadline = ContinuousClock.now + timeout
+        while !remaining.isEmpty && ContinuousClock.now < deadline {
+            for e in poll(timeout: .milliseconds(200), max: 10_000) {
+                guard case let .message(m) = e else { continue }
+                let tp = TopicPartition(topic: m.topic, partition: m.partition)
+                if let high = remaining[tp], m.offset + 1 >= high { remaining.removeValue(forKey: tp) }
+                body(m)
+            }
+        }
+        if !remaining.isEmpty { throw KafkaError(kind: .timedOut, message: "read \(topic): partitions \(remaining.keys.map(\.partition).sorted()) not read to their end within \(timeout)") }
+        return marks
+    }
+
     /// The number of partitions of `topic`, from the cluster's metadata.
     public func partitionCount(topic: String, timeout: Duration) throws(KafkaError) -> Int {
         let rkt = rd_kafka_topic_new(handle, topic, nil)

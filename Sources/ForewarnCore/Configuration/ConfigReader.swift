@@ -92,6 +92,14 @@ public struct ConfigReader {
 
     public mutating func markKnown(_ key: String) { knownKeys.insert(key) }
 
+    /// A swift-log level name. Default `info`.
+    public mutating func logLevel(_ key: String = "log-level") throws(ConfigError) -> String {
+        let level = string(key, default: "info")
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(level) else { throw ConfigError(key: key, "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
+        return level
+    }
+
     public static func parseDuration(_ raw: String) -> Duration? {
         let s = raw.trimmedSpaces
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]

@@ -162,9 +162,7 @@ public struct GatewayConfiguration: Sendable {
 
         let stateDir = r.string("state-dir", default: defaultStateDirectory(environment))
         let http = try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9464))
-        let logLevel = r.string("log-level", default: "info")
-        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        guard levels.contains(logLevel) else { throw ConfigError(key: "log-level", "'\(logLevel)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
+        let logLevel = try r.logLevel()
 
         let url = try MQTTURL.parse(r.string("mqtt.url", default: "mqtt://127.0.0.1:1883"), key: "mqtt.url")
         let templateText = r.string("mqtt.topic-template", default: "factory/{site}/{machine}/{sensor}")
