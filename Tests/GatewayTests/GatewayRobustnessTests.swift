@@ -103,6 +103,48 @@ struct GatewayRobustnessTests {
         #expect(gateway.metric("forewarn_gateway_deadletters_out_total") == Double(bad.count - 1))
     }
 
+    @Test("the MQTT broker restarts: the gateway reconnects, subscribes again, and loses nothing published to it")
+    func brokerRestart() throws {
+        let p = try Pipeline("broker-restart")
+        defer { p.stop() }
+        let gateway = try p.startGateway()
+        let publisher = try TestPublisher(url: p.broker.url)
+        var published = try publishReadings(publisher, count: 500, machines: 5)
+        #expect(publisher.finish())
+        // Let the gateway take everything before the broker (with no persistence) goes away.
+        let deadline = Date().addingTimeInterval(20)
+        while gateway.metric("forewarn_gateway_readings_in_total") < 500 && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        p.broker.stop()
+        let down = gateway.waitForHealth(timeout: 15) { s, b in s == 503 && b.contains("mqtt unreachable") }
+        #expect(down.0 == 503, "health reports MQTT down after the grace period")
+        try p.broker.restart()
+        let up = gateway.waitForHealth(timeout: 40) { s, b in s == 200 && b.contains("\"subscribed\":true") }
+        #expect(up.0 == 200, "reconnected with backoff and subscribed again: \(up.1)")
+        let again = try TestPublisher(url: p.broker.url)
+        published += try publishReadings(again, count: 500, machines: 5, startTs: 1_700_000_100_000)
+        #expect(again.finish())
+        let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 1000, timeout: 60))
+        #expect(missing(published, received) == 0)
+        #expect(received.count == 1000)
+    }
+
+    @Test("MQTT 5 with a persistent session (session expiry) delivers like 3.1.1")
+    func mqtt5() throws {
+        let p = try Pipeline("mqtt5", settings: ["mqtt.protocol=5"])
+        defer { p.stop() }
+        let gateway = try p.startGateway()
+        let publisher = try TestPublisher(url: p.broker.url)
+        var published = try publishReadings(publisher, count: 300, machines: 3)
+        // Away and back: with MQTT 5 the session survives only with a session expiry interval.
+        gateway.child.stop()
+        published += try publishReadings(publisher, count: 300, machines: 3, startTs: 1_700_000_100_000)
+        #expect(publisher.finish())
+        try p.startGateway(name: "gateway-2")
+        let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 600, timeout: 60))
+        #expect(missing(published, received) == 0)
+        #expect(received.count == 600)
+    }
+
     @Test("a topic that does not match the template is dead-lettered with topic-mismatch")
     func topicMismatch() throws {
         let p = try Pipeline("mismatch", settings: ["mqtt.topic-template=factory/{site}/{machine}/{sensor}/value"])

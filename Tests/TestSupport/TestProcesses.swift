@@ -124,7 +124,7 @@ public final class ChildProcess: @unchecked Sendable {
 public final class MosquittoBroker: @unchecked Sendable {
     public let port: Int
     public let directory: String
-    let child: ChildProcess
+    var child: ChildProcess
 
     public struct TLS: Sendable {
         public var caFile: String
@@ -185,6 +185,14 @@ public final class MosquittoBroker: @unchecked Sendable {
     public var url: String { "mqtt://127.0.0.1:\(port)" }
 
     public func stop() { child.stop(grace: 5) }
+
+    /// Starts the broker again on the same port with the same configuration (after `stop()`).
+    public func restart() throws {
+        child.stop(grace: 5)
+        let binary = child.process.executableURL!.path
+        child = try ChildProcess(executable: binary, arguments: ["-c", directory + "/mosquitto.conf"], directory: directory, name: "mosquitto-restarted")
+        guard waitForPort(port) else { throw TestFailure("mosquitto did not restart: \(child.stderr)") }
+    }
     deinit { child.stop(grace: 2) }
 }
 
