@@ -95,6 +95,36 @@ struct DetectorServiceTests {
         return offsets.values.filter { $0 >= 0 }.reduce(0, +)
     }
 
+    @Test("two instances in one group share the partitions, and every reading is scored exactly once")
+    func twoInstancesSharePartitions() throws {
+        let dir = TestEnvironment.temporaryDirectory("detector-pair")
+        let kafka = try DevKafka(directory: dir, partitions: 4)
+        defer { kafka.stop() }
+        let (a, portA) = try startDetector(dir: dir, kafka: kafka, name: "detector-a")
+        defer { a.stop() }
+        let (b, portB) = try startDetector(dir: dir, kafka: kafka, name: "detector-b")
+        defer { b.stop() }
+        func status(_ port: Int) -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(httpGet(port: port, path: "/healthz").1.utf8)) as? [String: Any]) ?? [:]
+        }
+        func partitions(_ port: Int) -> [String] { status(port)["partitions"] as? [String] ?? [] }
+        var deadline = Date().addingTimeInterval(40)
+        while (partitions(portA).isEmpty || partitions(portB).isEmpty || partitions(portA).count + partitions(portB).count != 4) && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(!partitions(portA).isEmpty && !partitions(portB).isEmpty, "both instances hold partitions")
+        #expect(Set(partitions(portA) + partitions(portB)).count == 4, "together they hold all four, none twice")
+
+        var readings: [Reading] = []
+        for m in 0..<8 { readings += pumpReadings(machine: "m\(m)", from: 0, count: 50) }
+        try produce(readings, bootstrap: kafka.bootstrap, firstSeq: 1)
+        func scored(_ port: Int) -> Int { (status(port)["readings"] as? NSNumber)?.intValue ?? 0 }
+        deadline = Date().addingTimeInterval(30)
+        while scored(portA) + scored(portB) < readings.count && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(scored(portA) + scored(portB) == readings.count)
+        #expect(scored(portA) > 0 && scored(portB) > 0, "the work is shared")
+    }
+
     @Test("a fault opens an alert, recovery resolves it, offsets are committed; a restart needs no new warm-up")
     func alertLifecycleAndRestart() throws {
         let dir = TestEnvironment.temporaryDirectory("detector")
