@@ -115,6 +115,11 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     public var seasonalPeriodMs: Int64 = 86_400_000
     /// Buckets per period (default 288: 5-minute buckets over a day).
     public var seasonalBuckets: Int = 288
+    /// Weekly profile period, ms (default one week): weekdays and weekends differ in most
+    /// human-driven signals. Used once a time of week has history.
+    public var weeklyPeriodMs: Int64 = 604_800_000
+    /// Buckets of the weekly profile (default 2016: 5-minute buckets; 0 = no weekly profile).
+    public var weeklyBuckets: Int = 2016
     /// EWMA rate of each bucket's profile value (default 0.2, ~5 periods of memory).
     public var seasonalAlpha: Double = 0.2
     /// Holt level smoothing for the trend model (default 0.05).

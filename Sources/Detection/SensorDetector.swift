@@ -101,10 +101,10 @@ public struct SensorDetector: Codable, Sendable {
     // Anomaly likelihood over the surprise |EWMA z|.
     private var surpriseLong: RollingWindow
     private var surpriseShort: RollingWindow
-    // Seasonal profile (time-of-period buckets) and the likelihood of its residual.
-    private var profile: [Double]
-    private var profileSeen: [Bool]
-    private var residualVar = 0.0
+    // Seasonal profiles (time-of-day and time-of-week buckets) and the likelihood of the
+    // residual that neither explains.
+    private var daily: SeasonalProfile
+    private var weekly: SeasonalProfile
     private var residualLong: RollingWindow
     private var residualShort: RollingWindow
     // Holt trend (per second).
@@ -127,8 +127,8 @@ public struct SensorDetector: Codable, Sendable {
         shortWindow = RollingWindow(capacity: params.gaussianShortWindow)
         surpriseLong = RollingWindow(capacity: params.likelihoodWindow)
         surpriseShort = RollingWindow(capacity: params.likelihoodShortWindow)
-        profile = [Double](repeating: 0, count: Swift.max(1, params.seasonalBuckets))
-        profileSeen = [Bool](repeating: false, count: Swift.max(1, params.seasonalBuckets))
+        daily = SeasonalProfile(periodMs: params.seasonalPeriodMs, buckets: params.seasonalBuckets)
+        weekly = SeasonalProfile(periodMs: params.weeklyPeriodMs, buckets: params.weeklyBuckets)
         residualLong = RollingWindow(capacity: params.likelihoodWindow)
         residualShort = RollingWindow(capacity: params.likelihoodShortWindow)
         warmup?.reserveCapacity(self.warmupCount)
@@ -187,7 +187,8 @@ public struct SensorDetector: Codable, Sendable {
         }
 
         updateTrend(ts: ts, value: value, out: &out)
-        let seasonalResidual = updateProfile(ts: ts, value: value)
+        let dailyResidual = daily.update(ts: ts, value: value, alpha: p.seasonalAlpha)
+        let weeklyResidual = weekly.update(ts: ts, value: value, alpha: p.seasonalAlpha)
 
         if var w = warmup {
             w.append(value)
@@ -246,9 +247,28 @@ public struct SensorDetector: Codable, Sendable {
         out.gaussianTailRatio = log(tail) / log(p.gaussianTailLimit)
         longWindow.push(value)
 
+        // Surprise against the seasonal profiles: the daily one, and the weekly one once this
+        // time of week has history. A reading is only as surprising as the best of them says,
+        // so a weekend that differs from weekdays is explained by the weekly profile.
+        var seasonalZ: Double? = nil
+        var seasonalScale = Double.infinity
+        if let res = dailyResidual {
+            seasonalScale = daily.scale
+            seasonalZ = daily.standardize(res, clamp: c, alpha: p.ewmaAlpha, floor: sigmaFloor)
+        }
+        if let res = weeklyResidual {
+            seasonalScale = Swift.min(seasonalScale, weekly.scale)
+            let wz = weekly.standardize(res, clamp: c, alpha: p.ewmaAlpha, floor: sigmaFloor)
+            seasonalZ = Swift.min(seasonalZ ?? wz, wz)
+        }
+        // The signal is seasonal when a profile predicts it better than the adaptive level does.
+        let seasonalSignal = seasonalScale < sd
+
         // Anomaly likelihood (as in Numenta's post-processing): is the recent average surprise
         // far in the upper tail of the surprise distribution seen over the long window?
-        let surprise = Swift.min(Swift.abs(ez), 20)
+        // The surprise is the smaller of the level residual and the seasonal one: a regular daily
+        // swing is a large level residual but is predicted by the profile, so it is no surprise.
+        let surprise = Swift.min(Swift.abs(ez), seasonalSignal ? (seasonalZ ?? .infinity) : .infinity, 20)
         surpriseShort.push(surprise)
         if surpriseLong.count >= Swift.min(100, surpriseLong.capacity) {
             let ssd = Swift.max(surpriseLong.variance.squareRoot(), 1e-3)
@@ -262,11 +282,8 @@ public struct SensorDetector: Codable, Sendable {
 
         // Same test on the residual from the time-of-period profile: a value that is normal
         // for the level but wrong for the time of day (a missing daily peak) is surprising here.
-        if let res = seasonalResidual {
-            let rs = Swift.max(residualVar.squareRoot(), sigmaFloor)
-            let sz = Swift.min(Swift.abs(res) / rs, 20)
-            let cr = Swift.min(Swift.max(res, -c * rs), c * rs)
-            residualVar = (1 - p.ewmaAlpha) * (residualVar + p.ewmaAlpha * cr * cr)
+        if let z = seasonalZ {
+            let sz = Swift.min(z, 20)
             residualShort.push(sz)
             if residualLong.count >= Swift.min(100, residualLong.capacity) {
                 let ssd = Swift.max(residualLong.variance.squareRoot(), 1e-3)
@@ -313,25 +330,6 @@ public struct SensorDetector: Codable, Sendable {
     }
     private var lastTrendTs: Int64? = nil
 
-    /// Residual against the profile bucket for `ts` (nil while that bucket has no history),
-    /// then folds the value into the bucket.
-    private mutating func updateProfile(ts: Int64, value: Double) -> Double? {
-        let n = profile.count
-        let period = Swift.max(params.seasonalPeriodMs, 1)
-        var phase = ts % period
-        if phase < 0 { phase += period }
-        let b = Swift.min(Int(phase * Int64(n) / period), n - 1)
-        guard profileSeen[b] else {
-            profile[b] = value
-            profileSeen[b] = true
-            return nil
-        }
-        let r = value - profile[b]
-        profile[b] += params.seasonalAlpha * r
-        if residualVar == 0 { residualVar = r * r }
-        return r
-    }
-
     private mutating func finishWarmup(_ w: [Double]) {
         median = Stats.median(w)
         let mad = Stats.median(w.map { Swift.abs($0 - median) })
@@ -343,5 +341,51 @@ public struct SensorDetector: Codable, Sendable {
         robustSigma = mad > 0 ? 1.4826 * mad : Swift.max(s, scaleFloor)
         ewmaMean = m
         ewmaVar = Swift.max(s, sigmaFloor) * Swift.max(s, sigmaFloor)
+    }
+}
+
+/// A time-of-period profile: one EWMA value per bucket of the period, and the EWMA scale of
+/// the residuals against it. O(1) per reading, memory O(buckets).
+struct SeasonalProfile: Codable, Sendable {
+    let periodMs: Int64
+    private var values: [Double]
+    private var seen: [Bool]
+    private var residualVar = 0.0
+
+    init(periodMs: Int64, buckets: Int) {
+        self.periodMs = Swift.max(periodMs, 1)
+        values = [Double](repeating: 0, count: Swift.max(0, buckets))
+        seen = [Bool](repeating: false, count: Swift.max(0, buckets))
+    }
+
+    /// Residual against the bucket for `ts` (nil while that bucket has no history, or with
+    /// no buckets), then folds the value into the bucket.
+    mutating func update(ts: Int64, value: Double, alpha: Double) -> Double? {
+        let n = values.count
+        guard n > 0 else { return nil }
+        var phase = ts % periodMs
+        if phase < 0 { phase += periodMs }
+        let b = Swift.min(Int(phase * Int64(n) / periodMs), n - 1)
+        guard seen[b] else {
+            values[b] = value
+            seen[b] = true
+            return nil
+        }
+        let r = value - values[b]
+        values[b] += alpha * r
+        if residualVar == 0 { residualVar = r * r }
+        return r
+    }
+
+    /// Current residual scale (standard deviation).
+    var scale: Double { residualVar.squareRoot() }
+
+    /// |residual| in units of the residual scale; the clamped residual then updates the scale.
+    mutating func standardize(_ r: Double, clamp c: Double, alpha: Double, floor: Double) -> Double {
+        let rs = Swift.max(residualVar.squareRoot(), floor)
+        let z = Swift.abs(r) / rs
+        let cr = Swift.min(Swift.max(r, -c * rs), c * rs)
+        residualVar = (1 - alpha) * (residualVar + alpha * cr * cr)
+        return z
     }
 }
