@@ -265,12 +265,14 @@ public struct SensorDetector: Codable, Sendable {
         let seasonalSignal = seasonalScale < sd
 
         // Anomaly likelihood (as in Numenta's post-processing): is the recent average surprise
-        // far in the upper tail of the surprise distribution seen over the long window?
+        // far in the upper tail of the distribution of averaged surprise over the long window?
+        // The history holds the short-window averages, so like is compared with like (a mean of
+        // several readings against the spread of such means, not of single readings).
         // The surprise is the smaller of the level residual and the seasonal one: a regular daily
         // swing is a large level residual but is predicted by the profile, so it is no surprise.
         let surprise = Swift.min(Swift.abs(ez), seasonalSignal ? (seasonalZ ?? .infinity) : .infinity, 20)
         surpriseShort.push(surprise)
-        if surpriseLong.count >= Swift.min(100, surpriseLong.capacity) {
+        if surpriseLong.count >= Swift.min(p.likelihoodMinHistory, surpriseLong.capacity) {
             let ssd = Swift.max(surpriseLong.variance.squareRoot(), 1e-3)
             let lz = (surpriseShort.mean - surpriseLong.mean) / ssd
             if lz > 0 {
@@ -278,14 +280,15 @@ public struct SensorDetector: Codable, Sendable {
                 out.likelihoodRatio = log(lt) / log(p.likelihoodTailLimit)
             }
         }
-        surpriseLong.push(surprise)
+        surpriseLong.push(surpriseShort.mean)
 
         // Same test on the residual from the time-of-period profile: a value that is normal
         // for the level but wrong for the time of day (a missing daily peak) is surprising here.
+        // As above, the history holds short-window averages.
         if let z = seasonalZ {
             let sz = Swift.min(z, 20)
             residualShort.push(sz)
-            if residualLong.count >= Swift.min(100, residualLong.capacity) {
+            if residualLong.count >= Swift.min(p.likelihoodMinHistory, residualLong.capacity) {
                 let ssd = Swift.max(residualLong.variance.squareRoot(), 1e-3)
                 let lz = (residualShort.mean - residualLong.mean) / ssd
                 if lz > 0 {
@@ -293,7 +296,7 @@ public struct SensorDetector: Codable, Sendable {
                     out.seasonalRatio = log(lt) / log(p.likelihoodTailLimit)
                 }
             }
-            residualLong.push(sz)
+            residualLong.push(residualShort.mean)
         }
 
         return out
