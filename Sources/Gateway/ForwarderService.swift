@@ -82,6 +82,10 @@ public final class ForwarderService: Service, @unchecked Sendable {
         var lastHousekeeping = ContinuousClock.now - .seconds(1)
         var retryAfter = ContinuousClock.now
         var dropGeneration = journal.dropGeneration
+        // Hand nothing to librdkafka until a broker has answered once: records produced before
+        // the producer has metadata and a producer id can expire (message.timeout.ms) and force
+        // an early rewind while later records are already in flight.
+        var kafkaSeen = false
 
         while true {
             let now = ContinuousClock.now
@@ -89,7 +93,8 @@ public final class ForwarderService: Service, @unchecked Sendable {
 
             // Hand committed entries to librdkafka, in order.
             var handed = 0
-            if !rewinding, now >= retryAfter, outstanding.count < config.kafka.maxInFlight {
+            if !kafkaSeen { kafkaSeen = health.isKafkaReachable }
+            if kafkaSeen, !rewinding, now >= retryAfter, outstanding.count < config.kafka.maxInFlight {
                 let batch = journalCall { try journal.readCommitted(after: cursor, limit: min(2000, config.kafka.maxInFlight - outstanding.count)) }
                 for e in batch ?? [] {
                     let topic = e.kind == .reading ? config.kafka.readingsTopic : config.kafka.deadletterTopic

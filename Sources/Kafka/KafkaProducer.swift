@@ -31,6 +31,10 @@ public final class KafkaProducer: @unchecked Sendable {
         // Reconnect within a second once a broker is back (librdkafka's default backs off to 10 s),
         // so a journal backlog starts draining promptly after an outage.
         "reconnect.backoff.max.ms": "1000",
+        // Never expire records: the idempotent producer then retries in order for as long as an
+        // outage lasts. A finite timeout still loses nothing (the forwarder resends from the
+        // journal), but a record that times out in flight can land after later ones.
+        "message.timeout.ms": "0",
     ]
 
     public init(bootstrap: String, properties: [String: String] = [:], logger: Logger) throws(KafkaError) {
