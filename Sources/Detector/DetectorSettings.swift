@@ -31,10 +31,7 @@ public struct DetectorSettings: Sendable {
     public var logLevel: String
 
     public static func load(file: String?, environment: [String: String], overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> DetectorSettings {
-        var source = ConfigSource()
-        if let file { try source.loadYAML(path: file) }
-        try source.loadEnvironment(environment, knownKeys: knownKeys)
-        for o in overrides { source.set(o.key, o.value, origin: "flag \(o.flag)") }
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
         var r = ConfigReader(source)
         let settings = try read(&r, environment: environment)
         try source.checkUnknownKeys(known: r.knownKeys, openPrefixes: ["kafka.properties"])

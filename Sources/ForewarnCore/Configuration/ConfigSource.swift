@@ -25,6 +25,16 @@ public struct ConfigSource: Sendable {
 
     public init() {}
 
+    /// The usual layering: the YAML file (if any), then `FOREWARN_*` variables, then flag overrides.
+    public static func gather(file: String?, environment: [String: String], knownKeys: [String],
+                              overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> ConfigSource {
+        var source = ConfigSource()
+        if let file { try source.loadYAML(path: file) }
+        try source.loadEnvironment(environment, knownKeys: knownKeys)
+        for o in overrides { source.set(o.key, o.value, origin: "flag \(o.flag)") }
+        return source
+    }
+
     /// Loads a YAML file of nested mappings with scalar leaves.
     public mutating func loadYAML(path: String) throws(ConfigError) {
         let text: String

@@ -143,10 +143,7 @@ public struct GatewayConfiguration: Sendable {
 
     /// Loads from an optional YAML file, the environment, and flag overrides (key → value), then validates.
     public static func load(file: String?, environment: [String: String], overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> GatewayConfiguration {
-        var source = ConfigSource()
-        if let file { try source.loadYAML(path: file) }
-        try source.loadEnvironment(environment, knownKeys: knownKeys)
-        for o in overrides { source.set(o.key, o.value, origin: "flag \(o.flag)") }
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
         var reader = ConfigReader(source)
         let config = try read(&reader, environment: environment)
         try source.checkUnknownKeys(known: reader.knownKeys, openPrefixes: ["kafka.properties"])
