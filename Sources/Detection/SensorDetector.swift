@@ -272,14 +272,7 @@ public struct SensorDetector: Codable, Sendable {
         // swing is a large level residual but is predicted by the profile, so it is no surprise.
         let surprise = Swift.min(Swift.abs(ez), seasonalSignal ? (seasonalZ ?? .infinity) : .infinity, 20)
         surpriseShort.push(surprise)
-        if surpriseLong.count >= Swift.min(p.likelihoodMinHistory, surpriseLong.capacity) {
-            let ssd = Swift.max(surpriseLong.variance.squareRoot(), 1e-3)
-            let lz = (surpriseShort.mean - surpriseLong.mean) / ssd
-            if lz > 0 {
-                let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
-                out.likelihoodRatio = log(lt) / log(p.likelihoodTailLimit)
-            }
-        }
+        if let r = Self.tailRatio(short: surpriseShort, long: surpriseLong, params: p) { out.likelihoodRatio = r }
         surpriseLong.push(surpriseShort.mean)
 
         // Same test on the residual from the time-of-period profile: a value that is normal
@@ -288,14 +281,7 @@ public struct SensorDetector: Codable, Sendable {
         if let z = seasonalZ {
             let sz = Swift.min(z, 20)
             residualShort.push(sz)
-            if residualLong.count >= Swift.min(p.likelihoodMinHistory, residualLong.capacity) {
-                let ssd = Swift.max(residualLong.variance.squareRoot(), 1e-3)
-                let lz = (residualShort.mean - residualLong.mean) / ssd
-                if lz > 0 {
-                    let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
-                    out.seasonalRatio = log(lt) / log(p.likelihoodTailLimit)
-                }
-            }
+            if let r = Self.tailRatio(short: residualShort, long: residualLong, params: p) { out.seasonalRatio = r }
             residualLong.push(residualShort.mean)
         }
 
@@ -332,6 +318,18 @@ public struct SensorDetector: Codable, Sendable {
         if let t = ttt { out.trendRatio = p.rulHorizonSeconds / Swift.max(t, 1) }
     }
     private var lastTrendTs: Int64? = nil
+
+    /// Anomaly-likelihood ratio: how far the short-window mean of surprise sits in the upper tail
+    /// of the long window's history of such means (1 = at `likelihoodTailLimit`). Nil until the
+    /// history is long enough, or when the recent mean is not above the historical one.
+    static func tailRatio(short: RollingWindow, long: RollingWindow, params p: UnivariateParameters) -> Double? {
+        guard long.count >= Swift.min(p.likelihoodMinHistory, long.capacity) else { return nil }
+        let ssd = Swift.max(long.variance.squareRoot(), 1e-3)
+        let lz = (short.mean - long.mean) / ssd
+        guard lz > 0 else { return nil }
+        let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
+        return log(lt) / log(p.likelihoodTailLimit)
+    }
 
     private mutating func finishWarmup(_ w: [Double]) {
         median = Stats.median(w)
