@@ -71,8 +71,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Scenario → detectors in process, scored against the truth (evaluate simulation, tests).
+        .target(name: "FleetEvaluation", dependencies: ["Simulator", "Detection", "Detector", "Evaluation"]),
         .executableTarget(name: "ForewarnCLI", dependencies: [
-            "ForewarnCore", "Kafka", "Gateway", "ServiceSupport", "Detection", "Evaluation", "Detector", "Simulator",
+            "ForewarnCore", "Kafka", "Gateway", "ServiceSupport", "Detection", "Evaluation", "Detector", "Simulator", "FleetEvaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -85,6 +87,8 @@ let package = Package(
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "Evaluation"]),
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "Detection", "ForewarnCore", "Kafka", "TestSupport"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "ForewarnCore", "TestSupport"]),
+        .testTarget(name: "FleetEvaluationTests", dependencies: ["FleetEvaluation", "Simulator", "Detection", "Detector", "Evaluation"],
+                    exclude: ["shift-change.yaml"]),
         // The whole chain: simulator → mosquitto → gateway → dev-kafka → detector → alerts.
         .testTarget(name: "EndToEndTests", dependencies: ["Detection", "Evaluation", "Kafka", "TestSupport"], exclude: ["e2e-scenario.yaml"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Kafka", "MQTT", "TestSupport"]),

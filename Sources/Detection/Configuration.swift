@@ -181,6 +181,30 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     /// Drift tracking pauses while the smoothed ratio is at or above this (default 0.5), so an
     /// anomaly is not learned as normal.
     public var driftFreezeRatio: Double = 0.5
+    /// Operating-point changes (shift changes, load steps): when the monitor leaves its normal
+    /// band because several sensors moved together at least this fast, in warm-up standard
+    /// deviations per minute of the vector's displacement, the monitor follows the move instead
+    /// of alarming on it (default 0 = off; `models/pump.yaml` uses 0.5). A slow drift or a move
+    /// of a single sensor is never taken for an operating-point change; limits and trends keep
+    /// watching throughout.
+    public var operatingChangeRate: Double = 0
+    /// The largest sensor's share of the move (squared, standardized) must be at most this
+    /// (default 0.85): a load change moves several process variables together, a fault
+    /// usually one.
+    public var operatingChangeDominance: Double = 0.85
+    /// How far back the move is measured, ms (default 360 000 = 6 min; snapshots every sixth).
+    public var operatingChangeLookbackMs: Int64 = 360_000
+    /// How long the monitor watches after leaving its band before it decides, ms
+    /// (default 60 000). Its score is held below the alert limit meanwhile.
+    public var operatingChangeDecideMs: Int64 = 60_000
+    /// A change that has not settled after this long is an anomaly after all, ms
+    /// (default 1 800 000 = 30 min).
+    public var operatingChangeMaxMs: Int64 = 1_800_000
+    /// EWMA rate at which the operating point follows during a change (default 0.05 per step).
+    public var operatingChangeAlpha: Double = 0.05
+    /// The change is over when the monitor has stayed below `driftFreezeRatio` this long, ms
+    /// (default 60 000).
+    public var operatingChangeSettleMs: Int64 = 60_000
 
     public init() {}
 }

@@ -17,6 +17,8 @@ public struct MachineDetector: Codable, Sendable {
     private var pcaOutput = PCAOutputSnapshot()
     private var machineAlerts: AlertLifecycle
     private var healthAlerts: [String: AlertLifecycle] = [:]
+    // Trend slopes are not trusted while the operating point moves, and reset after a change.
+    private var trendResetPending = false
     private var pendingBucket: Int64? = nil
     private var pendingTs: Int64 = 0
     /// Latest fused machine score in [0,1].
@@ -32,6 +34,8 @@ public struct MachineDetector: Codable, Sendable {
 
     /// Whether a machine alert episode is currently open.
     public var machineAlertOpen: Bool { machineAlerts.isOpen }
+    /// Operating-point changes (e.g. shift changes) the multivariate monitor has followed.
+    public var operatingChangesFollowed: Int { pca?.operatingChanges ?? 0 }
     /// Whether the multivariate monitor has finished its warm-up fit.
     public var isPCAFitted: Bool { pca?.isFitted ?? false }
 
@@ -103,9 +107,17 @@ public struct MachineDetector: Codable, Sendable {
             x.reserveCapacity(monitor.sensors.count)
             for s in monitor.sensors { if let v = lastValues[s] { x.append(v) } }
             if x.count == monitor.sensors.count {
-                pcaOutput = PCAOutputSnapshot(monitor.observe(x))
+                pcaOutput = PCAOutputSnapshot(monitor.observe(x, ts: ts))
                 pca = monitor
             }
+        }
+
+        let held = pcaOutput.operatingChange || pcaOutput.moving
+        // Once a followed change is over, its slope is history: the trend starts afresh.
+        if pcaOutput.following { trendResetPending = true }
+        if trendResetPending && !held {
+            trendResetPending = false
+            for name in Array(sensors.keys) { sensors[name]?.resetTrendSlope() }
         }
 
         // Fusion: the score is driven by the model furthest beyond its own control limit.
@@ -121,6 +133,7 @@ public struct MachineDetector: Codable, Sendable {
         for (name, o) in lastOutputs {
             for m in ModelKind.allCases where m != .pca && enabled.contains(m) {
                 if pcaActive && !config.univariateWithPCA && m != .limit && m != .trend { continue }
+                if m == .trend && held { continue }
                 let r = o.ratio(m)
                 if r > best || (r == best && r > 0 && (bestSensors.first.map { name < $0 } ?? true)) {
                     best = r
@@ -161,6 +174,7 @@ public struct MachineDetector: Codable, Sendable {
             ev["pca.q"] = pcaOutput.q
             ev["pca.q_limit"] = pcaOutput.qLimit
             ev["pca.ratio"] = pcaOutput.ratio
+            if pcaOutput.operatingChange || pcaOutput.moving { ev["pca.operating_change"] = 1 }
         }
         return AlertContext(model: topModel, sensors: topSensors, evidence: ev, timeToThresholdS: ttt, severityFloor: floor)
     }
@@ -199,6 +213,9 @@ struct PCAOutputSnapshot: Codable, Sendable {
     var fitted = false
     var t2 = 0.0, q = 0.0, t2Limit = 0.0, qLimit = 0.0, ratio = 0.0
     var topSensors: [String] = []
+    var operatingChange = false
+    var moving = false
+    var following = false
     init() {}
     init(_ o: PCAOutput) {
         fitted = o.fitted
@@ -208,5 +225,8 @@ struct PCAOutputSnapshot: Codable, Sendable {
         qLimit = o.qLimit
         ratio = o.ratio
         topSensors = o.topSensors
+        operatingChange = o.operatingChange
+        moving = o.moving
+        following = o.following
     }
 }

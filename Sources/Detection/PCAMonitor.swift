@@ -5,6 +5,12 @@
 // `limitMargin`. We chose empirical limits over the F / Jackson-Mudholkar approximations
 // because industrial sensors are rarely Gaussian (quantised, skewed), and the theoretical
 // limits then misstate the false-alarm rate; the margin compensates for in-sample optimism.
+//
+// Operating-point changes: a warm-up at one load knows nothing of the others, so the first
+// shift change would leave the normal band. When the monitor leaves its band, it watches for
+// `operatingChangeDecideMs` (score held) and asks how the vector got there: several sensors
+// moving together fast is a change of operating point, and the monitor follows it; anything
+// slower, or one sensor alone, is an anomaly. See docs/detection.md.
 
 /// Symmetric eigen-decomposition by cyclic Jacobi rotations. Small d (tens) only.
 public enum SymmetricEigen {
@@ -124,7 +130,28 @@ public struct PCAOutput: Sendable, Equatable {
     public var ratio = 0.0
     /// Sensor with the largest residual contribution (for evidence).
     public var topSensors: [String] = []
+    /// The monitor is deciding whether it sees an operating-point change, or following one:
+    /// `ratio` is held below the alert limit.
+    public var operatingChange = false
+    /// The machine vector is moving like an operating-point change right now (several sensors,
+    /// fast), whether or not the monitor has left its band.
+    public var moving = false
+    /// The monitor is following an operating-point change it recognised.
+    public var following = false
     public init() {}
+}
+
+/// Where a monitor is in telling operating-point changes from anomalies.
+public enum OperatingChangePhase: Codable, Sendable, Equatable {
+    /// In band, or out of band with change recognition off.
+    case normal
+    /// Out of band since `since` (ms); the score is held until the decision.
+    case deciding(since: Int64)
+    /// Following an operating-point change that began at `since`; `settledSince` is when the
+    /// monitor last came back in band.
+    case following(since: Int64, settledSince: Int64?)
+    /// Out of band and not a change: scored as usual until back in band.
+    case anomaly
 }
 
 /// Streaming PCA monitor: collects warm-up vectors, fits, then scores.
@@ -143,6 +170,14 @@ public struct PCAMonitor: Codable, Sendable {
     private var mean: [Double] = []
     // Mean of the smoothed standardized warm-up rows (what the PCA centres on).
     private var offset: [Double] = []
+    // Operating-change recognition: a slow EWMA of x/scale, and its snapshots over the lookback.
+    public private(set) var changePhase = OperatingChangePhase.normal
+    private var slowView: [Double] = []
+    private var snapshots: [[Double]] = []
+    private var snapshotTimes: [Int64] = []
+    /// Operating-point changes followed so far (for evidence and tests).
+    public private(set) var operatingChanges = 0
+    private var lastFollowingTs: Int64? = nil
 
     public init(sensors: [String], params: MultivariateParameters, warmupCount: Int) {
         self.sensors = sensors
@@ -153,8 +188,8 @@ public struct PCAMonitor: Codable, Sendable {
 
     public var isFitted: Bool { model != nil }
 
-    /// Feed one aligned vector in `sensors` order.
-    public mutating func observe(_ x: [Double]) -> PCAOutput {
+    /// Feed one aligned vector in `sensors` order, observed at `ts` (epoch ms).
+    public mutating func observe(_ x: [Double], ts: Int64 = 0) -> PCAOutput {
         var out = PCAOutput()
         let d = sensors.count
         guard let m = model else {
@@ -162,29 +197,120 @@ public struct PCAMonitor: Codable, Sendable {
             if warmupRows.count >= warmupCount { fit() }
             return out
         }
+        let recognise = params.operatingChangeRate > 0
+        if recognise { remember(x, ts: ts) }
         let a = params.inputSmoothingAlpha
         var z = [Double](repeating: 0, count: d)
-        let track = params.driftAlpha > 0 && smoothRatio < params.driftFreezeRatio
+        var trackAlpha = 0.0
+        if case .following = changePhase {
+            trackAlpha = params.operatingChangeAlpha
+        } else if params.driftAlpha > 0 && smoothRatio < params.driftFreezeRatio {
+            trackAlpha = params.driftAlpha
+        }
         for i in 0..<d {
             let s = (x[i] - mean[i]) / scale[i]
-            if track { mean[i] += params.driftAlpha * (x[i] - mean[i]) }
+            if trackAlpha > 0 { mean[i] += trackAlpha * (x[i] - mean[i]) }
             smoothed[i] += a * (s - smoothed[i])
             z[i] = smoothed[i] - offset[i]
         }
         let (t2, q) = m.statistics(centred: z)
         let r = max(params.t2Weight * t2 / t2Limit, params.qWeight * q / qLimit)
         smoothRatio += params.scoreSmoothingAlpha * (r - smoothRatio)
+        if recognise { advanceChangePhase(ts: ts) }
         out.fitted = true
         out.t2 = t2
         out.q = q
         out.t2Limit = t2Limit
         out.qLimit = qLimit
-        out.ratio = smoothRatio
+        if recognise {
+            let move = recentMove(ts: ts)
+            out.moving = move.rate >= params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
+        }
+        if case .following = changePhase { out.following = true }
+        switch changePhase {
+        case .deciding, .following:
+            out.operatingChange = true
+            out.ratio = min(smoothRatio, params.driftFreezeRatio)
+        case .normal, .anomaly:
+            out.ratio = smoothRatio
+        }
         // Rank sensors by |z|: which sensors moved away from the healthy operating point.
         let ranked = (0..<d).sorted { abs(z[$0]) > abs(z[$1]) }
         out.topSensors = ranked.prefix(3).filter { abs(z[$0]) > 1 }.map { sensors[$0] }
         if out.topSensors.isEmpty, let f = ranked.first { out.topSensors = [sensors[f]] }
         return out
+    }
+
+    // MARK: - Operating-point changes
+
+    /// Updates the slow view of the vector and its snapshots (one per sixth of the lookback).
+    private mutating func remember(_ x: [Double], ts: Int64) {
+        let d = sensors.count
+        if slowView.count != d {
+            slowView = (0..<d).map { x[$0] / scale[$0] }
+        } else {
+            // ~50 steps of memory: quiet enough to measure a move of half a sigma per minute.
+            for i in 0..<d { slowView[i] += 0.02 * (x[i] / scale[i] - slowView[i]) }
+        }
+        let lookback = params.operatingChangeLookbackMs
+        if snapshotTimes.last.map({ ts - $0 >= lookback / 6 }) ?? true {
+            snapshots.append(slowView)
+            snapshotTimes.append(ts)
+            while let first = snapshotTimes.first, ts - first > lookback {
+                snapshots.removeFirst()
+                snapshotTimes.removeFirst()
+            }
+        }
+    }
+
+    /// How fast (sigma per minute) and how broadly the vector moved over the lookback: the
+    /// fastest displacement over windows of at least half the lookback (shorter ones are noise).
+    func recentMove(ts: Int64) -> (rate: Double, dominance: Double) {
+        var best = (rate: 0.0, dominance: 1.0)
+        let minAge = max(params.operatingChangeLookbackMs / 2, 1)
+        for (snap, t) in zip(snapshots, snapshotTimes) where ts - t >= minAge {
+            var sum = 0.0, top = 0.0
+            for i in 0..<slowView.count {
+                let dd = (slowView[i] - snap[i]) * (slowView[i] - snap[i])
+                sum += dd
+                top = max(top, dd)
+            }
+            let rate = sum.squareRoot() / (Double(ts - t) / 60_000)
+            if rate > best.rate { best = (rate, sum > 0 ? top / sum : 1) }
+        }
+        return best
+    }
+
+    private mutating func advanceChangePhase(ts: Int64) {
+        let inBand = smoothRatio < params.driftFreezeRatio
+        switch changePhase {
+        case .normal:
+            if !inBand { changePhase = .deciding(since: ts) }
+        case .deciding(let since):
+            let move = recentMove(ts: ts)
+            if move.rate >= params.operatingChangeRate && move.dominance <= params.operatingChangeDominance {
+                changePhase = .following(since: ts, settledSince: nil)
+                // A ramp can leave and re-enter the band several times: one change, one count.
+                if lastFollowingTs.map({ ts - $0 > params.operatingChangeMaxMs }) ?? true { operatingChanges += 1 }
+            } else if inBand {
+                changePhase = .normal
+            } else if ts - since >= params.operatingChangeDecideMs {
+                changePhase = .anomaly
+            }
+        case .following(let since, let settled):
+            lastFollowingTs = ts
+            if inBand {
+                let s = settled ?? ts
+                changePhase = ts - s >= params.operatingChangeSettleMs ? .normal : .following(since: since, settledSince: s)
+            } else if ts - since >= params.operatingChangeMaxMs {
+                // Still out of band after a change's worth of time: not a change after all.
+                changePhase = .anomaly
+            } else {
+                changePhase = .following(since: since, settledSince: nil)
+            }
+        case .anomaly:
+            if inBand { changePhase = .normal }
+        }
     }
 
     private mutating func fit() {

@@ -137,6 +137,10 @@ public struct SensorDetector: Codable, Sendable {
     public var isWarmedUp: Bool { warmup == nil }
 
     /// Feed one reading. `ts` is epoch ms (reading time).
+    /// Forgets the trend's slope: a slope measured across an operating-point change is the
+    /// change, not wear.
+    public mutating func resetTrendSlope() { slope = 0 }
+
     public mutating func observe(ts: Int64, value: Double) -> SensorOutput {
         var out = SensorOutput()
         let p = params

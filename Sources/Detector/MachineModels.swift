@@ -91,6 +91,28 @@ public struct MachineModels: Sendable {
                 let ms = try millis(v, kk)
                 guard ms > 0 else { throw ConfigError(key: key(kk), "must be a positive duration (in \(path))") }
                 c.univariate.rulHorizonSeconds = Double(ms) / 1000
+            case "operating-changes":
+                guard let om = v.mapping else { throw ConfigError(key: key(kk), "must be a mapping of min-rate, dominance, max-duration (in \(path))") }
+                for (ok, ov) in om {
+                    let okk = ok.string ?? ""
+                    let full = "\(kk).\(okk)"
+                    switch okk {
+                    case "min-rate":
+                        let r = try number(ov, full)
+                        guard r >= 0 else { throw ConfigError(key: key(full), "must be ≥ 0 (sigma per minute; 0 = off) (in \(path))") }
+                        c.multivariate.operatingChangeRate = r
+                    case "dominance":
+                        let r = try number(ov, full)
+                        guard r > 0 && r <= 1 else { throw ConfigError(key: key(full), "must be in (0, 1] (in \(path))") }
+                        c.multivariate.operatingChangeDominance = r
+                    case "max-duration":
+                        let ms = try millis(ov, full)
+                        guard ms > 0 else { throw ConfigError(key: key(full), "must be a positive duration (in \(path))") }
+                        c.multivariate.operatingChangeMaxMs = ms
+                    default:
+                        throw ConfigError(key: key(full), "unknown key (allowed: min-rate, dominance, max-duration)")
+                    }
+                }
             case "models":
                 guard let seq = v.sequence else { throw ConfigError(key: key("models"), "must be a list of model names") }
                 var set = Set<ModelKind>()
@@ -163,7 +185,7 @@ public struct MachineModels: Sendable {
                     }
                 }
             default:
-                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, trend-horizon, models, sensors, lifecycle)")
+                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, trend-horizon, operating-changes, models, sensors, lifecycle)")
             }
         }
         return MachineType(name: name, file: path, machines: machines, template: c)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Detection
 import Detector
 import Evaluation
+import FleetEvaluation
 import ForewarnCore
 import Foundation
 import Kafka
@@ -117,42 +118,22 @@ extension EvaluateCommand {
                 durationMs = d.components.seconds * 1000
             } else { durationMs = sc.duration ?? 6 * 3_600_000 }
             let machineModels = try MachineModels(directory: models)
-            var fleet = try FleetSimulator(scenario: sc, seed: seed ?? sc.seed ?? 1)
-            let start = fleet.start
-            var detectors: [MachineDetector] = fleet.machines.map {
-                MachineDetector(config: machineModels.configuration(machine: $0.spec.id, site: $0.spec.site))
-            }
-            let ids = fleet.machines.map(\.spec.id)
-            let names = fleet.machines.map { $0.sensors.map(\.name) }
-            var alerts: [AlertEvent] = []
-            var buffer: [SimReading] = []
-            var count = 0
             let clock = ContinuousClock()
             let began = clock.now
-            var t = start
-            while t < start + durationMs {
-                let next = min(t + 60_000, start + durationMs)
-                buffer.removeAll(keepingCapacity: true)
-                fleet.advance(until: next, into: &buffer)
-                for r in buffer {
-                    alerts += detectors[r.machine].observe(ts: r.ts, sensor: names[r.machine][r.sensor], value: r.value)
-                }
-                count += buffer.count
-                t = next
-            }
-            for i in detectors.indices { alerts += detectors[i].flush() }
+            let result = try FleetEvaluation.run(scenario: sc, models: machineModels, seed: seed ?? sc.seed ?? 1, durationMs: durationMs)
             let elapsed = clock.now - began
-            let truth = fleet.truth(forDuration: durationMs).map {
-                TruthFault(machine: $0.machine, kind: $0.kind.rawValue, onset: $0.onset, failure: $0.failure, sensors: $0.sensors)
-            }
-            let report = TruthScorer.score(truth: truth, alerts: alerts, machines: ids.count, durationMs: durationMs)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            print("simulation \(sc.name): \(ids.count) machines, \(durationMs / 60_000) min simulated, \(count) readings in \(String(format: "%.1f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-9))) readings/s)")
+            let count = result.readings
+            print("simulation \(sc.name): \(result.machines.count) machines, \(durationMs / 60_000) min simulated, \(count) readings in \(String(format: "%.1f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-9))) readings/s)")
+            let start = result.start
             if verbose {
-                for a in alerts {
+                for a in result.alerts {
                     print("  event \(a.machine) +\((a.ts - start) / 1000)s \(a.kind.rawValue) \(a.state.rawValue) \(a.severity.rawValue) \(a.model) \(a.sensors) score \(String(format: "%.2f", a.score)) \(a.evidence.sorted { $0.key < $1.key }.prefix(12).map { "\($0.key)=\(String(format: "%.2f", $0.value))" }.joined(separator: " "))")
                 }
             }
+            let followed = result.operatingChanges.values.reduce(0, +)
+            print("operating-point changes followed: \(followed) over \(result.machines.count) machines")
+            let report = result.report
             print(TruthScorer.table(report, start: start))
         }
     }

@@ -273,3 +273,61 @@ private func gaussianSeries(_ n: Int, seed: UInt64, mean: Double = 0, sd: Double
     }
     #expect(obj["time_to_threshold_s"] is NSNull)
 }
+
+// MARK: - Operating-point changes
+
+/// A pump-like machine: four sensors that all move with load (gain per unit load), plus noise.
+private struct LoadedMachine {
+    static let base = [2.5, 55, 20, 6.0], gain = [0.4, 10, 12, -0.4], noise = [0.15, 0.25, 0.2, 0.04]
+    static let names = ["vib_rms", "temp_c", "current_a", "pressure_bar"]
+    var rng = SplitMix64(seed: 77)
+
+    mutating func values(load: Double, vibOffset: Double = 0) -> [String: Double] {
+        var v: [String: Double] = [:]
+        for i in 0..<4 { v[Self.names[i]] = Self.base[i] + Self.gain[i] * (load - 0.85) + Self.noise[i] * rng.nextGaussian() }
+        v["vib_rms"]! += vibOffset
+        return v
+    }
+}
+
+/// Night load (0.55) for an hour, a 15-minute ramp to full load, an hour at full load.
+private func shiftChange(recognise: Bool, vibStepAt: Int? = nil) -> (events: [AlertEvent], followed: Int) {
+    var config = DetectorConfiguration(machine: "m")
+    config.enabledModels = [.pca, .limit]
+    config.multivariate.operatingChangeRate = recognise ? 0.6 : 0
+    var det = MachineDetector(config: config)
+    var machine = LoadedMachine()
+    var events: [AlertEvent] = []
+    for t in 0..<(3600 + 900 + 3600) {
+        let load = vibStepAt != nil ? 0.55 : (t < 3600 ? 0.55 : min(1.0, 0.55 + 0.45 * Double(t - 3600) / 900))
+        let step = vibStepAt.map { t >= $0 ? 1.0 : 0 } ?? 0
+        events += det.observe(ts: Int64(t) * 1000, values: machine.values(load: load, vibOffset: step))
+    }
+    return (events.filter { $0.kind == .machine }, det.operatingChangesFollowed)
+}
+
+@Test func shiftChangeIsFollowedNotAlerted() {
+    let (events, followed) = shiftChange(recognise: true)
+    #expect(events.isEmpty, "\(events.map { "\($0.state) \($0.model) at \($0.ts / 1000) s" })")
+    #expect(followed == 1)
+}
+
+@Test func shiftChangeAlertsWithoutRecognition() {
+    // The same data with recognition off: the warm-up never saw full load, and the ramp alerts.
+    let (events, followed) = shiftChange(recognise: false)
+    let open = events.first { $0.state == .open }
+    #expect(open?.model == "pca")
+    #expect(open.map { $0.ts >= 3_600_000 && $0.ts < 4_500_000 } ?? false)
+    #expect(followed == 0)
+}
+
+@Test func aOneSensorStepIsAnAnomalyNotAnOperatingChange() {
+    // vib_rms steps by 1 mm/s (~7 sigma) on its own at constant load: a fault (e.g. imbalance).
+    let (events, followed) = shiftChange(recognise: true, vibStepAt: 5400)
+    let open = try! #require(events.first { $0.state == .open })
+    #expect(open.model == "pca")
+    #expect(open.sensors.first == "vib_rms")
+    // Held for at most the decision time (60 s) plus the lifecycle's open-count.
+    #expect(open.ts >= 5_400_000 && open.ts <= 5_400_000 + 90_000, "opened at \(open.ts / 1000) s")
+    #expect(followed == 0)
+}

@@ -1,0 +1,66 @@
+// The detector against the simulator's physics across a shift change: warm-up at night load,
+// then the 06:00 ramp to full load, with degradations running through it. Played in process
+// (FleetEvaluation), in simulated time, through the shipped models/pump.yaml.
+import Detection
+import Detector
+import Evaluation
+import FleetEvaluation
+import Foundation
+import Simulator
+import Testing
+
+private let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+private let repoRoot = here.deletingLastPathComponent().deletingLastPathComponent().path
+
+/// models/pump.yaml with its `operating-changes` line replaced by `replacement`, in a temp directory.
+private func pumpModels(operatingChanges replacement: String?) throws -> MachineModels {
+    guard let replacement else { return try MachineModels(directory: repoRoot + "/models") }
+    let text = try String(contentsOfFile: repoRoot + "/models/pump.yaml", encoding: .utf8)
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let replaced = lines.map { $0.hasPrefix("operating-changes:") ? Substring(replacement) : $0 }
+    try #require(replaced != lines, "models/pump.yaml has no operating-changes line")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("forewarn-models-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try replaced.joined(separator: "\n").write(toFile: dir + "/pump.yaml", atomically: true, encoding: .utf8)
+    return try MachineModels(directory: dir)
+}
+
+@Suite struct ShiftChangeTests {
+    let scenario: Scenario
+
+    init() throws {
+        scenario = try Scenario.load(path: here.appendingPathComponent("shift-change.yaml").path)
+    }
+
+    @Test("degradations running through a shift change alert before failure; healthy pumps stay quiet through it")
+    func faultsThroughTheShiftChange() throws {
+        let r = try FleetEvaluation.run(scenario: scenario, models: try pumpModels(operatingChanges: nil),
+                                        seed: scenario.seed ?? 1, durationMs: 9 * 3_600_000)
+        let report = r.report
+        #expect(report.degradations.count == 3)
+        for o in report.degradations {
+            #expect(o.detected, "\(o.fault.machine) \(o.fault.kind) not detected before failure")
+            // The alert must come after onset and leave real time to act: at least 20 % of the degradation.
+            if let lead = o.leadFraction { #expect(lead >= 0.2, "\(o.fault.machine) \(o.fault.kind): lead \(lead)") }
+        }
+        #expect(report.falseMachineAlerts.isEmpty, "false alerts: \(report.falseMachineAlerts.map { "\($0.machine) \($0.model) at +\(($0.ts - r.start) / 60_000) min" })")
+        #expect(report.falseSensorAlerts.isEmpty)
+        // The healthy pumps got through the 06:00 ramp by following it, not by never noticing it.
+        #expect((r.operatingChanges["m1"] ?? 0) >= 1 && (r.operatingChanges["m4"] ?? 0) >= 1, "\(r.operatingChanges)")
+        // 5 pumps x 4 sensors x 1 Hz x 9 h.
+        #expect(r.readings == 5 * 4 * 9 * 3600)
+    }
+
+    @Test("without operating-change recognition the same shift change raises false alerts (the test can fail)")
+    func theShiftChangeIsAProblemWithoutRecognition() throws {
+        let r = try FleetEvaluation.run(scenario: scenario, models: try pumpModels(operatingChanges: "operating-changes: {min-rate: 0}"),
+                                        seed: scenario.seed ?? 1, durationMs: 7 * 3_600_000)
+        let healthyFalse = r.report.falseMachineAlerts.filter { $0.machine == "m1" || $0.machine == "m4" }
+        #expect(!healthyFalse.isEmpty)
+        // ... and they come with the ramp, not before it.
+        let sixAM = r.start + 6 * 3_600_000
+        #expect(healthyFalse.allSatisfy { $0.ts >= sixAM && $0.ts < sixAM + 30 * 60_000 })
+        #expect(r.operatingChanges.values.allSatisfy { $0 == 0 })
+    }
+}
