@@ -224,7 +224,9 @@ public struct PCAMonitor: Codable, Sendable {
         out.qLimit = qLimit
         if recognise {
             let move = recentMove(ts: ts)
-            out.moving = move.rate >= params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
+            // A clearer bar than for following: a slow wear trend on two coupled sensors
+            // (friction heats the motor) can reach min-rate, and the trend model must keep it.
+            out.moving = move.rate >= 1.5 * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
         }
         if case .following = changePhase { out.following = true }
         switch changePhase {
