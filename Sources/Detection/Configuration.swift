@@ -194,9 +194,10 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     public var operatingChangeDominance: Double = 0.85
     /// How far back the move is measured, ms (default 360 000 = 6 min; snapshots every sixth).
     public var operatingChangeLookbackMs: Int64 = 360_000
-    /// How long the monitor watches after leaving its band before it decides, ms
-    /// (default 60 000). Its score is held below the alert limit meanwhile.
-    public var operatingChangeDecideMs: Int64 = 60_000
+    /// How long the monitor may watch after leaving its band before it decides, ms (default
+    /// 180 000: a ramp can leave the band half a minute in, before its rate is measurable).
+    /// It follows as soon as the move qualifies; its score is held below the alert limit meanwhile.
+    public var operatingChangeDecideMs: Int64 = 180_000
     /// A change that has not settled after this long is an anomaly after all, ms
     /// (default 1 800 000 = 30 min).
     public var operatingChangeMaxMs: Int64 = 1_800_000

@@ -7,8 +7,8 @@
 // limits then misstate the false-alarm rate; the margin compensates for in-sample optimism.
 //
 // Operating-point changes: a warm-up at one load knows nothing of the others, so the first
-// shift change would leave the normal band. When the monitor leaves its band, it watches for
-// `operatingChangeDecideMs` (score held) and asks how the vector got there: several sensors
+// shift change would leave the normal band. When the monitor leaves its band, it watches for up
+// to `operatingChangeDecideMs` (score held) and asks how the vector got there: several sensors
 // moving together fast is a change of operating point, and the monitor follows it; anything
 // slower, or one sensor alone, is an anomaly. See docs/detection.md.
 
