@@ -283,7 +283,9 @@ public final class DetectorService: Service, @unchecked Sendable {
     private func updateLag() {
         let tps = Array(partitions.keys)
         guard !tps.isEmpty else { return }
-        let highs = consumer.highWatermarks(tps, timeout: .milliseconds(500))
+        // From fetch responses, not a broker query: librdkafka 2.0.2's watermark query can block
+        // forever while the broker is down (librdkafka#2588), which froze this loop, SIGTERM included.
+        let highs = consumer.cachedHighWatermarks(tps)
         var total: Int64 = 0
         for tp in tps {
             guard let high = highs[tp] else { continue }

@@ -17,15 +17,18 @@ struct DevKafkaCommand: ParsableCommand {
     @Option(help: "Number of brokers.") var brokers = 1
     @Option(help: "Partitions for the forewarn topics (and auto-created ones).") var partitions = 4
     @Option(name: .customLong("topic"), help: "Extra topic to create (repeatable).") var topics: [String] = []
+    @Option(help: "Delay every broker response by this many milliseconds (a slow network, for tests).") var rtt = 0
 
     func validate() throws {
         guard (1...9).contains(brokers) else { throw ValidationError("--brokers must be 1...9") }
         guard (1...256).contains(partitions) else { throw ValidationError("--partitions must be 1...256") }
+        guard (0...60_000).contains(rtt) else { throw ValidationError("--rtt must be 0...60000 milliseconds") }
     }
 
     func run() throws {
         let cluster: MockCluster
         do { cluster = try MockCluster(brokers: brokers) } catch { fail("dev-kafka: \(error)", code: 1) }
+        if rtt > 0 { cluster.setAllBrokers(rttMilliseconds: rtt) }
         let replication = min(3, brokers)
         for t in ["forewarn.readings", "forewarn.alerts", "forewarn.deadletter"] + topics {
             do { try cluster.createTopic(t, partitions: partitions, replicationFactor: replication) } catch {

@@ -212,7 +212,22 @@ public final class KafkaConsumer: @unchecked Sendable {
         watermarks(partitions, timeout: timeout).mapValues(\.high)
     }
 
+    /// High watermarks as last seen in this consumer's fetch responses: no request, never
+    /// blocks. Partitions not fetched yet are missing. Long-running loops use this one.
+    public func cachedHighWatermarks(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        var out: [TopicPartition: Int64] = [:]
+        for tp in partitions {
+            var low: Int64 = 0, high: Int64 = 0
+            if rd_kafka_get_watermark_offsets(handle, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 {
+                out[tp] = high
+            }
+        }
+        return out
+    }
+
     /// Low (first retained) and high (next to be written) offsets of each partition, from the broker.
+    /// Caution: librdkafka before 2.3.0 (Debian ships 2.0.2) can ignore `timeout` and block until
+    /// the partition's broker is back (librdkafka#2588), so only one-shot tools call this.
     public func watermarks(_ partitions: [TopicPartition], timeout: Duration) -> [TopicPartition: (low: Int64, high: Int64)] {
         var out: [TopicPartition: (low: Int64, high: Int64)] = [:]
         for tp in partitions {

@@ -39,6 +39,11 @@ public final class MockCluster: @unchecked Sendable {
         }
     }
 
+    /// Delays every broker's responses by `milliseconds`: a slow or distant network.
+    public func setAllBrokers(rttMilliseconds ms: Int) {
+        for id in 1...Int32(brokerCount) { _ = rd_kafka_mock_broker_set_rtt(cluster, id, Int32(ms)) }
+    }
+
     /// Makes the next `count` Produce requests fail with a retriable broker error.
     public func failNextProduceRequests(_ count: Int) {
         let errors = [rd_kafka_resp_err_t](repeating: RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, count: count)

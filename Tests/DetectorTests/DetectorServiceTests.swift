@@ -125,6 +125,29 @@ struct DetectorServiceTests {
         #expect(scored(portA) > 0 && scored(portB) > 0, "the work is shared")
     }
 
+    @Test("with Kafka gone, SIGTERM still stops the detector promptly (librdkafka 2.0.2's watermark query would hang)")
+    func stopsWhileKafkaIsGone() throws {
+        let dir = TestEnvironment.temporaryDirectory("detector-kafka-gone")
+        // A slow network (every response 1.5 s late) keeps requests in flight when Kafka dies.
+        let kafka = try DevKafka(directory: dir, partitions: 2, rttMilliseconds: 1500)
+        defer { kafka.stop() }
+        let (detector, port) = try startDetector(dir: dir, kafka: kafka)
+        defer { detector.stop(grace: 1) }
+        try produce(pumpReadings(machine: "m1", from: 0, count: 100), bootstrap: kafka.bootstrap, firstSeq: 1)
+        func scored() -> Int {
+            ((try? JSONSerialization.jsonObject(with: Data(httpGet(port: port, path: "/healthz").1.utf8)) as? [String: Any])?["readings"] as? NSNumber)?.intValue ?? 0
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while scored() < 400 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(scored() == 400)
+        kafka.stop()
+        // Long enough for the loop to refresh its lag (every second) against the dead cluster.
+        Thread.sleep(forTimeInterval: 4)
+        detector.signal(SIGTERM)
+        let status = detector.waitForExit(timeout: 20)
+        #expect(status != nil, "the detector ignored SIGTERM for 20 s with Kafka gone")
+    }
+
     @Test("a fault opens an alert, recovery resolves it, offsets are committed; a restart needs no new warm-up")
     func alertLifecycleAndRestart() throws {
         let dir = TestEnvironment.temporaryDirectory("detector")

@@ -201,9 +201,11 @@ public final class DevKafka: @unchecked Sendable {
     public let bootstrap: String
     let child: ChildProcess
 
-    public init(directory: String, partitions: Int = 4) throws {
+    /// `rttMilliseconds` delays every broker response (a slow network).
+    public init(directory: String, partitions: Int = 4, rttMilliseconds: Int = 0) throws {
         child = try ChildProcess(executable: TestEnvironment.forewarnBinary,
-                                 arguments: ["dev-kafka", "--partitions", String(partitions)], directory: directory, name: "dev-kafka")
+                                 arguments: ["dev-kafka", "--partitions", String(partitions), "--rtt", String(rttMilliseconds)],
+                                 directory: directory, name: "dev-kafka")
         let deadline = Date().addingTimeInterval(10)
         var line = ""
         while Date() < deadline {
