@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "Detection", "ForewarnCore", "Kafka", "TestSupport"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "ForewarnCore", "TestSupport"]),
         .testTarget(name: "FleetEvaluationTests", dependencies: ["FleetEvaluation", "Simulator", "Detection", "Detector", "Evaluation", "ForewarnCore"],
-                    exclude: ["shift-change.yaml"]),
+                    exclude: ["shift-change.yaml", "slow-ramp.yaml"]),
         // The whole chain: simulator → mosquitto → gateway → dev-kafka → detector → alerts.
         .testTarget(name: "EndToEndTests", dependencies: ["Detection", "Evaluation", "Kafka", "TestSupport"], exclude: ["e2e-scenario.yaml"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Kafka", "MQTT", "TestSupport"]),

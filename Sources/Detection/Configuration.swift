@@ -133,6 +133,10 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     public var trendLevelAlpha: Double = 0.05
     /// Holt slope smoothing for the trend model (default 0.01).
     public var trendSlopeAlpha: Double = 0.01
+    /// The trend model feeds the machine score only once its projection has been within the
+    /// horizon this long, ms (default 0). A load ramp toward a threshold projects a failure for
+    /// its first minutes too; wear keeps projecting it.
+    public var trendPersistMs: Int64 = 0
     /// Time to threshold (s) at or below which the trend model reaches its limit (default 3600).
     public var rulHorizonSeconds: Double = 3600
     /// Minimum run of identical readings before a sensor counts as stuck (default 60).
@@ -201,6 +205,10 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     /// A change that has not settled after this long is an anomaly after all, ms
     /// (default 1 800 000 = 30 min).
     public var operatingChangeMaxMs: Int64 = 1_800_000
+    /// Drift tracking rate while the recent move is broad (no sensor above
+    /// `operatingChangeDominance`) but slower than a change, e.g. an hour-long load ramp
+    /// (default 0 = `driftAlpha` always). Only with operating-change recognition on.
+    public var broadDriftAlpha: Double = 0
     /// EWMA rate at which the operating point follows during a change (default 0.05 per step).
     public var operatingChangeAlpha: Double = 0.05
     /// The change is over when the monitor has stayed below `driftFreezeRatio` this long, ms

@@ -19,6 +19,8 @@ public struct MachineDetector: Codable, Sendable {
     private var healthAlerts: [String: AlertLifecycle] = [:]
     // Trend slopes are not trusted while the operating point moves, and reset after a change.
     private var trendResetPending = false
+    // When each sensor's trend projection last crossed its horizon (for `trendPersistMs`).
+    private var trendBeyondSince: [String: Int64] = [:]
     private var pendingBucket: Int64? = nil
     private var pendingTs: Int64 = 0
     /// Latest fused machine score in [0,1].
@@ -130,11 +132,20 @@ public struct MachineDetector: Codable, Sendable {
             bestModel = ModelKind.pca.rawValue
             bestSensors = pcaOutput.topSensors
         }
+        let persist = config.univariate.trendPersistMs
+        if persist > 0 {
+            for (name, o) in lastOutputs {
+                if o.ratio(.trend) >= 1 { trendBeyondSince[name] = trendBeyondSince[name] ?? ts } else { trendBeyondSince[name] = nil }
+            }
+        }
         for (name, o) in lastOutputs {
             for m in ModelKind.allCases where m != .pca && enabled.contains(m) {
                 if pcaActive && !config.univariateWithPCA && m != .limit && m != .trend { continue }
                 if m == .trend && held { continue }
                 let r = o.ratio(m)
+                // A projection has to hold before it counts: the first minutes of a load ramp
+                // project a failure too.
+                if m == .trend, persist > 0, r >= 1, (trendBeyondSince[name].map { ts - $0 < persist } ?? true) { continue }
                 if r > best || (r == best && r > 0 && (bestSensors.first.map { name < $0 } ?? true)) {
                     best = r
                     bestModel = m.rawValue

@@ -199,13 +199,17 @@ public struct PCAMonitor: Codable, Sendable {
         }
         let recognise = params.operatingChangeRate > 0
         if recognise { remember(x, ts: ts) }
+        let move = recognise ? recentMove(ts: ts) : (rate: 0.0, dominance: 1.0)
         let a = params.inputSmoothingAlpha
         var z = [Double](repeating: 0, count: d)
         var trackAlpha = 0.0
         if case .following = changePhase {
             trackAlpha = params.operatingChangeAlpha
         } else if params.driftAlpha > 0 && smoothRatio < params.driftFreezeRatio {
-            trackAlpha = params.driftAlpha
+            // A broad move (several sensors) too slow to count as a change, such as an hour-long
+            // load ramp, is followed faster than a drift of one sensor, which is how wear looks.
+            let broad = recognise && params.broadDriftAlpha > 0 && move.dominance <= params.operatingChangeDominance
+            trackAlpha = broad ? max(params.broadDriftAlpha, params.driftAlpha) : params.driftAlpha
         }
         for i in 0..<d {
             let s = (x[i] - mean[i]) / scale[i]
@@ -223,7 +227,6 @@ public struct PCAMonitor: Codable, Sendable {
         out.t2Limit = t2Limit
         out.qLimit = qLimit
         if recognise {
-            let move = recentMove(ts: ts)
             // A clearer bar than for following: a slow wear trend on two coupled sensors
             // (friction heats the motor) can reach min-rate, and the trend model must keep it.
             out.moving = move.rate >= 1.5 * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance

@@ -62,6 +62,7 @@ public struct MachineModels: Sendable {
         var c = DetectorConfiguration()
         var machines = ["*"]
         var driftMemoryMs: Int64? = nil
+        var slowChangeMemoryMs: Int64? = nil
         func key(_ k: String) -> String { "\(name).\(k)" }
         func number(_ n: Node, _ k: String) throws(ConfigError) -> Double {
             guard let s = n.scalar?.string, let v = Double(s), v.isFinite else { throw ConfigError(key: key(k), "must be a number (in \(path))") }
@@ -92,13 +93,15 @@ public struct MachineModels: Sendable {
                 let ms = try millis(v, kk)
                 guard ms > 0 else { throw ConfigError(key: key(kk), "must be a positive duration (in \(path))") }
                 c.univariate.rulHorizonSeconds = Double(ms) / 1000
+            case "trend-persistence":
+                c.univariate.trendPersistMs = try millis(v, kk)
             case "drift-memory":
                 // An EWMA rate per machine step: step / memory.
                 let ms = try millis(v, kk)
                 guard ms > 0 else { throw ConfigError(key: key(kk), "must be a positive duration (in \(path))") }
                 driftMemoryMs = ms
             case "operating-changes":
-                guard let om = v.mapping else { throw ConfigError(key: key(kk), "must be a mapping of min-rate, dominance, max-duration (in \(path))") }
+                guard let om = v.mapping else { throw ConfigError(key: key(kk), "must be a mapping of min-rate, dominance, max-duration, slow-change-memory (in \(path))") }
                 for (ok, ov) in om {
                     let okk = ok.string ?? ""
                     let full = "\(kk).\(okk)"
@@ -115,8 +118,12 @@ public struct MachineModels: Sendable {
                         let ms = try millis(ov, full)
                         guard ms > 0 else { throw ConfigError(key: key(full), "must be a positive duration (in \(path))") }
                         c.multivariate.operatingChangeMaxMs = ms
+                    case "slow-change-memory":
+                        let ms = try millis(ov, full)
+                        guard ms > 0 else { throw ConfigError(key: key(full), "must be a positive duration (in \(path))") }
+                        slowChangeMemoryMs = ms
                     default:
-                        throw ConfigError(key: key(full), "unknown key (allowed: min-rate, dominance, max-duration)")
+                        throw ConfigError(key: key(full), "unknown key (allowed: min-rate, dominance, max-duration, slow-change-memory)")
                     }
                 }
             case "models":
@@ -191,11 +198,12 @@ public struct MachineModels: Sendable {
                     }
                 }
             default:
-                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, trend-horizon, drift-memory, operating-changes, models, sensors, lifecycle)")
+                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, trend-horizon, trend-persistence, drift-memory, operating-changes, models, sensors, lifecycle)")
             }
         }
         // After the loop: the rate depends on `bucket`, which may come later in the file.
         if let driftMemoryMs { c.multivariate.driftAlpha = min(1, Double(c.bucketMs) / Double(driftMemoryMs)) }
+        if let slowChangeMemoryMs { c.multivariate.broadDriftAlpha = min(1, Double(c.bucketMs) / Double(slowChangeMemoryMs)) }
         return MachineType(name: name, file: path, machines: machines, template: c)
     }
 }

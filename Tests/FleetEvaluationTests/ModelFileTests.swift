@@ -24,8 +24,12 @@ private func load(_ yaml: String) throws -> MachineModels {
         #expect(c.multivariate.operatingChangeDominance == 0.85)
         #expect(c.multivariate.operatingChangeMaxMs == 30 * 60_000)
         #expect(abs(c.multivariate.driftAlpha - 1.0 / 300) < 1e-12)
+        #expect(abs(c.multivariate.broadDriftAlpha - 1.0 / 100) < 1e-12)
+        #expect(c.univariate.trendPersistMs == 5 * 60_000)
         // The built-in defaults leave recognition off (SKAB and NAB are scored with them).
         #expect(DetectorConfiguration().multivariate.operatingChangeRate == 0)
+        #expect(DetectorConfiguration().multivariate.broadDriftAlpha == 0)
+        #expect(DetectorConfiguration().univariate.trendPersistMs == 0)
     }
 
     @Test func driftMemoryFollowsTheBucketWhereverItIsWritten() throws {
@@ -40,6 +44,8 @@ private func load(_ yaml: String) throws -> MachineModels {
         ("operating-changes: {rate: 1}", "pump.operating-changes.rate", "allowed: min-rate, dominance, max-duration"),
         ("operating-changes: 0.6", "pump.operating-changes", "mapping"),
         ("drift-memory: 0s", "pump.drift-memory", "positive"),
+        ("operating-changes: {slow-change-memory: 0s}", "pump.operating-changes.slow-change-memory", "positive"),
+        ("trend-persistence: later", "pump.trend-persistence", "duration"),
     ])
     func badValuesNameTheKey(yaml: String, key: String, message: String) throws {
         do {
