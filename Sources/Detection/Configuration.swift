@@ -133,7 +133,8 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     public var trendLevelAlpha: Double = 0.05
     /// Holt slope smoothing for the trend model (default 0.01).
     public var trendSlopeAlpha: Double = 0.01
-    /// The trend model feeds the machine score only once its projection has been within the
+    /// While several sensors move together (a possible load ramp, seen by the PCA monitor), the
+    /// trend model feeds the machine score only once its projection has been within the
     /// horizon this long, ms (default 0). A load ramp toward a threshold projects a failure for
     /// its first minutes too; wear keeps projecting it.
     public var trendPersistMs: Int64 = 0

@@ -143,9 +143,9 @@ public struct MachineDetector: Codable, Sendable {
                 if pcaActive && !config.univariateWithPCA && m != .limit && m != .trend { continue }
                 if m == .trend && held { continue }
                 let r = o.ratio(m)
-                // A projection has to hold before it counts: the first minutes of a load ramp
-                // project a failure too.
-                if m == .trend, persist > 0, r >= 1, (trendBeyondSince[name].map { ts - $0 < persist } ?? true) { continue }
+                // While several sensors move together, a projection has to hold before it counts:
+                // the first minutes of a load ramp project a failure too.
+                if m == .trend, persist > 0, r >= 1, pcaOutput.broadMove, (trendBeyondSince[name].map { ts - $0 < persist } ?? true) { continue }
                 if r > best || (r == best && r > 0 && (bestSensors.first.map { name < $0 } ?? true)) {
                     best = r
                     bestModel = m.rawValue
@@ -227,6 +227,7 @@ struct PCAOutputSnapshot: Codable, Sendable {
     var operatingChange = false
     var moving = false
     var following = false
+    var broadMove = false
     init() {}
     init(_ o: PCAOutput) {
         fitted = o.fitted
@@ -239,5 +240,6 @@ struct PCAOutputSnapshot: Codable, Sendable {
         operatingChange = o.operatingChange
         moving = o.moving
         following = o.following
+        broadMove = o.broadMove
     }
 }

@@ -138,6 +138,9 @@ public struct PCAOutput: Sendable, Equatable {
     public var moving = false
     /// The monitor is following an operating-point change it recognised.
     public var following = false
+    /// Several sensors are moving together at least half as fast as a change: the start of a
+    /// ramp, or a slow one. Trend projections must persist to count meanwhile.
+    public var broadMove = false
     public init() {}
 }
 
@@ -230,6 +233,7 @@ public struct PCAMonitor: Codable, Sendable {
             // A clearer bar than for following: a slow wear trend on two coupled sensors
             // (friction heats the motor) can reach min-rate, and the trend model must keep it.
             out.moving = move.rate >= 1.5 * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
+            out.broadMove = move.rate >= 0.5 * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
         }
         if case .following = changePhase { out.following = true }
         switch changePhase {
