@@ -26,17 +26,18 @@ private func pumpModels(operatingChanges replacement: String?) throws -> Machine
     return try MachineModels(directory: dir)
 }
 
+/// Plays `file` (beside this test) for `hours` through models/pump.yaml, its `operating-changes`
+/// line optionally replaced.
+private func play(_ file: String, hours: Int64, operatingChanges: String? = nil) throws -> FleetEvaluationResult {
+    let scenario = try Scenario.load(path: here.appendingPathComponent(file).path)
+    return try FleetEvaluation.run(scenario: scenario, models: try pumpModels(operatingChanges: operatingChanges),
+                                   seed: scenario.seed ?? 1, durationMs: hours * 3_600_000)
+}
+
 @Suite struct ShiftChangeTests {
-    let scenario: Scenario
-
-    init() throws {
-        scenario = try Scenario.load(path: here.appendingPathComponent("shift-change.yaml").path)
-    }
-
     @Test("degradations running through a shift change alert before failure; healthy pumps stay quiet through it")
     func faultsThroughTheShiftChange() throws {
-        let r = try FleetEvaluation.run(scenario: scenario, models: try pumpModels(operatingChanges: nil),
-                                        seed: scenario.seed ?? 1, durationMs: 9 * 3_600_000)
+        let r = try play("shift-change.yaml", hours: 9)
         let report = r.report
         #expect(report.degradations.count == 3)
         for o in report.degradations {
@@ -55,8 +56,7 @@ private func pumpModels(operatingChanges replacement: String?) throws -> Machine
 
     @Test("without operating-change recognition the same shift change raises false alerts (the test can fail)")
     func theShiftChangeIsAProblemWithoutRecognition() throws {
-        let r = try FleetEvaluation.run(scenario: scenario, models: try pumpModels(operatingChanges: "operating-changes: {min-rate: 0}"),
-                                        seed: scenario.seed ?? 1, durationMs: 7 * 3_600_000)
+        let r = try play("shift-change.yaml", hours: 7, operatingChanges: "operating-changes: {min-rate: 0}")
         let healthyFalse = r.report.falseMachineAlerts.filter { $0.machine == "m1" || $0.machine == "m4" }
         #expect(!healthyFalse.isEmpty)
         // ... and they come with the ramp, not before it.
@@ -67,25 +67,17 @@ private func pumpModels(operatingChanges replacement: String?) throws -> Machine
 }
 
 @Suite struct SlowRampTests {
-    let scenario: Scenario
-
-    init() throws {
-        scenario = try Scenario.load(path: here.appendingPathComponent("slow-ramp.yaml").path)
-    }
-
     @Test("hour-long load ramps raise no alert on healthy pumps")
     func hourLongRampsAreQuiet() throws {
-        let r = try FleetEvaluation.run(scenario: scenario, models: try pumpModels(operatingChanges: nil),
-                                        seed: scenario.seed ?? 1, durationMs: 15 * 3_600_000)
+        let r = try play("slow-ramp.yaml", hours: 15)
         #expect(r.report.falseMachineAlerts.isEmpty, "false alerts: \(r.report.falseMachineAlerts.map { "\($0.machine) \($0.model) at +\(($0.ts - r.start) / 60_000) min" })")
         #expect(r.readings == 4 * 4 * 15 * 3600)
     }
 
     @Test("without slow-change-memory the same ramps alarm (the test can fail)")
     func hourLongRampsAlarmWithoutSlowChangeMemory() throws {
-        let r = try FleetEvaluation.run(scenario: scenario,
-                                        models: try pumpModels(operatingChanges: "operating-changes: {min-rate: 0.6, dominance: 0.85, max-duration: 30m}"),
-                                        seed: scenario.seed ?? 1, durationMs: 15 * 3_600_000)
+        let r = try play("slow-ramp.yaml", hours: 15,
+                         operatingChanges: "operating-changes: {min-rate: 0.6, dominance: 0.85, max-duration: 30m}")
         #expect(!r.report.falseMachineAlerts.isEmpty)
     }
 }
