@@ -189,7 +189,7 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     /// Operating-point changes (shift changes, load steps): when the monitor leaves its normal
     /// band because several sensors moved together at least this fast, in warm-up standard
     /// deviations per minute of the vector's displacement, the monitor follows the move instead
-    /// of alarming on it (default 0 = off; `models/pump.yaml` uses 0.5). A slow drift or a move
+    /// of alarming on it (default 0 = off; `models/pump.yaml` uses 0.6). A slow drift or a move
     /// of a single sensor is never taken for an operating-point change; limits and trends keep
     /// watching throughout.
     public var operatingChangeRate: Double = 0

@@ -211,7 +211,7 @@ public struct PCAMonitor: Codable, Sendable {
         } else if params.driftAlpha > 0 && smoothRatio < params.driftFreezeRatio {
             // A broad move (several sensors) too slow to count as a change, such as an hour-long
             // load ramp, is followed faster than a drift of one sensor, which is how wear looks.
-            let broad = recognise && params.broadDriftAlpha > 0 && move.dominance <= params.operatingChangeDominance
+            let broad = recognise && params.broadDriftAlpha > 0 && isBroad(move, atLeast: 0)
             trackAlpha = broad ? max(params.broadDriftAlpha, params.driftAlpha) : params.driftAlpha
         }
         for i in 0..<d {
@@ -223,7 +223,7 @@ public struct PCAMonitor: Codable, Sendable {
         let (t2, q) = m.statistics(centred: z)
         let r = max(params.t2Weight * t2 / t2Limit, params.qWeight * q / qLimit)
         smoothRatio += params.scoreSmoothingAlpha * (r - smoothRatio)
-        if recognise { advanceChangePhase(ts: ts) }
+        if recognise { advanceChangePhase(ts: ts, move: move) }
         out.fitted = true
         out.t2 = t2
         out.q = q
@@ -232,8 +232,8 @@ public struct PCAMonitor: Codable, Sendable {
         if recognise {
             // A clearer bar than for following: a slow wear trend on two coupled sensors
             // (friction heats the motor) can reach min-rate, and the trend model must keep it.
-            out.moving = move.rate >= 1.5 * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
-            out.broadMove = move.rate >= 0.5 * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
+            out.moving = isBroad(move, atLeast: 1.5)
+            out.broadMove = isBroad(move, atLeast: 0.5)
         }
         if case .following = changePhase { out.following = true }
         switch changePhase {
@@ -290,14 +290,19 @@ public struct PCAMonitor: Codable, Sendable {
         return best
     }
 
-    private mutating func advanceChangePhase(ts: Int64) {
+    /// Whether `move` involves several sensors (no one above `operatingChangeDominance`) and
+    /// is at least `factor` times `operatingChangeRate` fast.
+    private func isBroad(_ move: (rate: Double, dominance: Double), atLeast factor: Double) -> Bool {
+        move.rate >= factor * params.operatingChangeRate && move.dominance <= params.operatingChangeDominance
+    }
+
+    private mutating func advanceChangePhase(ts: Int64, move: (rate: Double, dominance: Double)) {
         let inBand = smoothRatio < params.driftFreezeRatio
         switch changePhase {
         case .normal:
             if !inBand { changePhase = .deciding(since: ts) }
         case .deciding(let since):
-            let move = recentMove(ts: ts)
-            if move.rate >= params.operatingChangeRate && move.dominance <= params.operatingChangeDominance {
+            if isBroad(move, atLeast: 1) {
                 changePhase = .following(since: ts, settledSince: nil)
                 // A ramp can leave and re-enter the band several times: one change, one count.
                 if lastFollowingTs.map({ ts - $0 > params.operatingChangeMaxMs }) ?? true { operatingChanges += 1 }

@@ -77,6 +77,11 @@ public struct MachineModels: Sendable {
             let (sec, atto) = d.components
             return sec * 1000 + atto / 1_000_000_000_000_000
         }
+        func positiveMillis(_ n: Node, _ k: String) throws(ConfigError) -> Int64 {
+            let ms = try millis(n, k)
+            guard ms > 0 else { throw ConfigError(key: key(k), "must be a positive duration (in \(path))") }
+            return ms
+        }
         for (k, v) in map {
             let kk = k.string ?? ""
             switch kk {
@@ -90,16 +95,12 @@ public struct MachineModels: Sendable {
                 guard let b = v.scalar.flatMap({ Bool($0.string) }) else { throw ConfigError(key: key(kk), "must be true or false (in \(path))") }
                 c.univariate.impulseFilter = b
             case "trend-horizon":
-                let ms = try millis(v, kk)
-                guard ms > 0 else { throw ConfigError(key: key(kk), "must be a positive duration (in \(path))") }
-                c.univariate.rulHorizonSeconds = Double(ms) / 1000
+                c.univariate.rulHorizonSeconds = Double(try positiveMillis(v, kk)) / 1000
             case "trend-persistence":
                 c.univariate.trendPersistMs = try millis(v, kk)
             case "drift-memory":
                 // An EWMA rate per machine step: step / memory.
-                let ms = try millis(v, kk)
-                guard ms > 0 else { throw ConfigError(key: key(kk), "must be a positive duration (in \(path))") }
-                driftMemoryMs = ms
+                driftMemoryMs = try positiveMillis(v, kk)
             case "operating-changes":
                 guard let om = v.mapping else { throw ConfigError(key: key(kk), "must be a mapping of min-rate, dominance, max-duration, slow-change-memory (in \(path))") }
                 for (ok, ov) in om {
@@ -115,13 +116,9 @@ public struct MachineModels: Sendable {
                         guard r > 0 && r <= 1 else { throw ConfigError(key: key(full), "must be in (0, 1] (in \(path))") }
                         c.multivariate.operatingChangeDominance = r
                     case "max-duration":
-                        let ms = try millis(ov, full)
-                        guard ms > 0 else { throw ConfigError(key: key(full), "must be a positive duration (in \(path))") }
-                        c.multivariate.operatingChangeMaxMs = ms
+                        c.multivariate.operatingChangeMaxMs = try positiveMillis(ov, full)
                     case "slow-change-memory":
-                        let ms = try millis(ov, full)
-                        guard ms > 0 else { throw ConfigError(key: key(full), "must be a positive duration (in \(path))") }
-                        slowChangeMemoryMs = ms
+                        slowChangeMemoryMs = try positiveMillis(ov, full)
                     default:
                         throw ConfigError(key: key(full), "unknown key (allowed: min-rate, dominance, max-duration, slow-change-memory)")
                     }
