@@ -39,7 +39,7 @@ public enum Replay {
     /// period min(floor(0.15 n), 750).
     public static func warmupCount(format: DatasetFormat, rows n: Int) -> Int {
         switch format {
-        case .skab: return 400
+        case .skab: return SKABScorer.trainingRows
         case .nab: return NABScorer.probation(rows: n)
         }
     }

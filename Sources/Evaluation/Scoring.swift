@@ -140,6 +140,21 @@ public enum NABScorer {
 }
 
 public enum SKABScorer {
+    /// The training part of every SKAB experiment file: its first 400 rows, never scored.
+    public static let trainingRows = 400
+
+    /// Contiguous runs of `true` as inclusive row windows (SKAB's anomaly spans).
+    public static func labelRuns(_ labels: [Bool]) -> [RowWindow] {
+        var out: [RowWindow] = []
+        var start: Int? = nil
+        for (i, a) in labels.enumerated() {
+            if a, start == nil { start = i }
+            if !a, let s = start { out.append(RowWindow(start: s, end: i - 1)); start = nil }
+        }
+        if let s = start { out.append(RowWindow(start: s, end: labels.count - 1)) }
+        return out
+    }
+
     /// Changepoint windows: from each `changepoint` row to the last row within 60 s after it.
     /// Where two changepoints are closer than that, the earlier window stops before the later
     /// changepoint, so windows never overlap and each changepoint keeps its own window.

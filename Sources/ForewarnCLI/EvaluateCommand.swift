@@ -16,57 +16,158 @@ struct EvaluateCommand: ParsableCommand {
         subcommands: [SKAB.self, NAB.self, Simulation.self, Truth.self])
 
     struct SKAB: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "SKAB protocol: F1, FAR, MAR over all files, plus changepoint NAB scores.")
+        static let configuration = CommandConfiguration(
+            abstract: "SKAB protocol: point F1, FAR, MAR over the rows after each file's 400 training rows; changepoint NAB scores; false alert openings per stream-day.")
         @Argument(help: "SKAB directory (with valve1/, valve2/, other/).") var directory: String
         @Flag(name: .shortAndLong, help: "One line per file.") var verbose = false
+        @Flag(help: "Leave one group out: pick a setting on the other groups, score the one left out.") var crossValidate = false
+        @Option(help: "Write an HTML report (index.html, one chart per file) into this directory.") var report: String?
 
         func run() throws {
-            let report = try Evaluator.evaluateSKAB(directory: directory)
+            let series = try Evaluator.loadSKAB(directory: directory)
+            let result = Evaluator.evaluateSKAB(series, traces: report != nil)
+            let lines = Self.summary(result)
             if verbose {
-                for f in report.files {
+                for f in result.files {
                     let c = f.counts
-                    print("\(f.file): F1 \(f3(c.f1)) FAR \(pct(c.far)) MAR \(pct(c.mar))")
+                    print("\(f.file): F1 \(f3(c.f1)) FAR \(pct(c.far)) MAR \(pct(c.mar)) TP \(c.tp) FP \(c.fp) FN \(c.fn) TN \(c.tn) false openings \(f.budget.falseOpenings)")
                 }
             }
-            let t = report.total
-            print("SKAB (\(report.files.count) files, \(t.tp + t.fp + t.fn + t.tn) scored rows, first 400 rows of each file are warm-up)")
-            print("| group | F1 | FAR | MAR |")
-            print("| --- | --- | --- | --- |")
-            for g in report.groups {
-                let c = report.group(g)
-                print("| \(g) | \(f3(c.f1)) | \(pct(c.far)) | \(pct(c.mar)) |")
+            lines.forEach { print($0) }
+            if crossValidate {
+                let candidates = Candidates.grid()
+                let reports = [result] + candidates.dropFirst().map { Evaluator.evaluateSKAB(series, base: $0.config) }
+                let cv = CrossValidation.skab(candidates: candidates, reports: reports)
+                print("")
+                print("Leave one group out (\(candidates.count) candidate settings; each group scored with the one that has the best F1 on the others)")
+                print("| left out | in-sample F1 / FAR / MAR | chosen on the others | left-out F1 / FAR / MAR |")
+                print("| --- | --- | --- | --- |")
+                for f in cv.folds {
+                    print("| \(f.group) | \(triple(f.inSample)) | \(f.chosen) | \(triple(f.leftOut)) |")
+                }
+                print("| **all** | **\(triple(cv.inSample))** | | **\(triple(cv.leftOut))** |")
             }
-            print("| **all** | **\(f3(t.f1))** | **\(pct(t.far))** | **\(pct(t.mar))** |")
-            print("Leaderboard: Conv-AE 0.78 / 13.55% / 28.02%; MSET 0.78 / 39.73% / 14.13%; T²+Q (PCA) 0.76 / 26.62% / 24.92%")
+            if let report {
+                let rows = result.files.map { f in
+                    ReportRow(file: f.file.split(separator: "/").suffix(2).joined(separator: "/"), group: f.group, score: f.counts.f1,
+                              falseOpenings: f.budget.falseOpenings, days: f.budget.days,
+                              extra: [f3(f.counts.far), f3(f.counts.mar)], trace: f.trace!)
+                }
+                try writeReport(directory: report, HTMLReport.page(title: "Forewarn on SKAB", summary: lines, scoreName: "F1", extraColumns: ["FAR", "MAR"],
+                                                                    rows: rows, threshold: DetectorConfiguration().lifecycle.openThreshold))
+            }
+        }
+
+        static func summary(_ r: SKABReport) -> [String] {
+            let t = r.total
+            var out: [String] = []
+            out.append("SKAB (\(r.files.count) files; the first \(SKABScorer.trainingRows) rows of each are its training part and are not scored; \(t.tp + t.fp + t.fn + t.tn) rows scored)")
+            out.append("| group | F1 | FAR | MAR | TP | FP | FN | TN | false alert openings | per stream-day |")
+            out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            for g in r.groups {
+                let c = r.group(g), b = r.budget(group: g)
+                out.append("| \(g) | \(f3(c.f1)) | \(pct(c.far)) | \(pct(c.mar)) | \(c.tp) | \(c.fp) | \(c.fn) | \(c.tn) | \(b.falseOpenings) | \(f2(b.perStreamDay)) |")
+            }
+            let b = r.budget
+            out.append("| **all** | **\(f3(t.f1))** | **\(pct(t.far))** | **\(pct(t.mar))** | \(t.tp) | \(t.fp) | \(t.fn) | \(t.tn) | \(b.falseOpenings) | \(f2(b.perStreamDay)) |")
+            out.append("FAR = FP / (FP + TN), MAR = FN / (FN + TP); false alert openings: alerts that open outside every anomaly span, per day of scored data (each file one machine)")
+            out.append("Leaderboard: Conv-AE 0.78 / 13.55% / 28.02%; MSET 0.78 / 39.73% / 14.13%; T²+Q (PCA) 0.76 / 26.62% / 24.92%")
             for p in NABProfile.all {
-                let tally = report.changepoint(p)
-                print("changepoint NAB \(p.name): \(String(format: "%.2f", tally.normalized(p))) (windows \(tally.windows), detected \(tally.truePositives), false \(tally.falsePositives))")
+                let tally = r.changepoint(p)
+                out.append("changepoint NAB \(p.name): \(f2(tally.normalized(p))) (windows \(tally.windows), detected \(tally.truePositives), false \(tally.falsePositives))")
             }
+            return out
         }
     }
 
     struct NAB: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "NAB protocol: standard, reward-low-FP and reward-low-FN profile scores.")
-        @Argument(help: "NAB data directory (category/file.csv below it).") var directory: String
-        @Option(help: "windows.json with the label windows.") var windows: String
+        static let configuration = CommandConfiguration(
+            abstract: "NAB protocol over one or more NAB folders as one corpus (raw scores summed, normalised once): the three profiles, each group and category, false alert openings per stream-day.")
+        @Argument(help: "NAB folders, each with windows.json and data/<category>/*.csv (e.g. nab nab-web).") var roots: [String]
+        @Option(help: "windows.json, when a single data directory is given without one.") var windows: String?
         @Flag(name: .shortAndLong, help: "One line per file.") var verbose = false
+        @Flag(help: "Leave one category out: pick a setting on the other categories, score the one left out.") var crossValidate = false
+        @Option(help: "Write an HTML report (index.html, one chart per file) into this directory.") var report: String?
+
+        func validate() throws {
+            if windows != nil && roots.count != 1 { throw ValidationError("--windows applies to a single data directory") }
+        }
 
         func run() throws {
-            let report = try Evaluator.evaluateNAB(directory: directory, windowsPath: windows)
+            let nabRoots: [NABRoot] = roots.map { r in
+                if let windows { return NABRoot(name: URL(fileURLWithPath: r).lastPathComponent, dataDirectory: r, windowsPath: windows) }
+                return NABRoot(directory: r)
+            }
+            for r in nabRoots where !FileManager.default.fileExists(atPath: r.windowsPath) {
+                throw ValidationError("\(r.windowsPath) not found: give NAB folders holding windows.json, or --windows")
+            }
+            let files = try Evaluator.loadNAB(roots: nabRoots)
+            let result = Evaluator.evaluateNAB(files, traces: report != nil)
             if verbose {
-                for f in report.files {
+                for f in result.files {
                     let t = f.tallies["standard"]!
-                    print("\(f.file): detections \(f.detections) windows \(t.windows) detected \(t.truePositives) false \(t.falsePositives) score \(String(format: "%.1f", t.normalized(.standard)))")
+                    print("\(f.group)/\(f.file): detections \(f.detections) windows \(t.windows) detected \(t.truePositives) false \(t.falsePositives) raw \(f2(t.raw)) score \(String(format: "%.1f", t.normalized(.standard)))")
                 }
             }
-            print("NAB (\(report.files.count) files)")
-            for p in NABProfile.all {
-                let t = report.total(p)
-                print("\(p.name): \(String(format: "%.2f", t.normalized(p))) (windows \(t.windows), detected \(t.truePositives), false positives \(t.falsePositives))")
+            let lines = Self.summary(result)
+            lines.forEach { print($0) }
+            if crossValidate {
+                let candidates = Candidates.grid()
+                let reports = [result] + candidates.dropFirst().map { Evaluator.evaluateNAB(files, base: $0.config) }
+                let cv = CrossValidation.nab(candidates: candidates, reports: reports)
+                print("")
+                print("Leave one category out (\(candidates.count) candidate settings; each category scored with the one that has the best standard score on the others)")
+                print("| left out | windows | in-sample | chosen on the others | left-out |")
+                print("| --- | --- | --- | --- | --- |")
+                for f in cv.folds {
+                    print("| \(f.category) | \(f.inSample.windows) | \(nabScore(f.inSample)) | \(f.chosen) | \(nabScore(f.leftOut)) |")
+                }
+                print("| **all** | \(cv.inSample.windows) | **\(nabScore(cv.inSample))** | | **\(nabScore(cv.leftOut))** |")
+                print("(a category without windows shows its raw score: only false positives count there)")
             }
-            print("Published full-corpus standard: ARTime 74.9, HTM 70.1, CAD OSE 69.9, KNN CAD 58.0, Windowed Gaussian 39.6")
+            if let report {
+                let rows = result.files.map { f in
+                    let t = f.tallies["standard"]!
+                    return ReportRow(file: f.file, group: f.group, score: t.windows > 0 ? t.normalized(.standard) : t.raw,
+                                     falseOpenings: f.budget.falseOpenings, days: f.budget.days,
+                                     extra: ["\(t.windows)", "\(t.truePositives)", "\(f.detections)"], trace: f.trace!)
+                }
+                try writeReport(directory: report, HTMLReport.page(title: "Forewarn on NAB", summary: lines, scoreName: "standard score",
+                                                                    extraColumns: ["windows", "detected", "detections"], rows: rows,
+                                                                    threshold: DetectorConfiguration().lifecycle.openThreshold))
+            }
+        }
+
+        static func summary(_ r: NABReport) -> [String] {
+            var out: [String] = []
+            out.append("NAB (\(r.files.count) files from \(r.groups.joined(separator: ", ")), scored as one corpus: raw scores summed over files, normalised once)")
+            out.append("| part | files | windows | detected | false positives | standard | reward low FP | reward low FN | false alert openings | per stream-day |")
+            out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            func line(_ name: String, _ filter: (NABFileResult) -> Bool) -> String {
+                let t = NABProfile.all.map { r.total($0, where: filter) }
+                let b = r.budget(where: filter)
+                let n = r.files.filter(filter).count
+                let scores = zip(NABProfile.all, t).map { p, x in x.windows > 0 ? f2(x.normalized(p)) : "—" }
+                return "| \(name) | \(n) | \(t[0].windows) | \(t[0].truePositives) | \(t[0].falsePositives) | \(scores.joined(separator: " | ")) | \(b.falseOpenings) | \(f2(b.perStreamDay)) |"
+            }
+            for g in r.groups { out.append(line("group \(g)", { $0.group == g })) }
+            for c in r.categories { out.append(line(c, { $0.category == c })) }
+            out.append(line("**all**", { _ in true }))
+            out.append("Published full-corpus standard: ARTime 74.9, HTM 70.1, CAD OSE 69.9, KNN CAD 58.0, Windowed Gaussian 39.6 (thresholds tuned on the corpus)")
+            return out
         }
     }
+}
+
+func triple(_ c: ConfusionCounts) -> String { "\(f3(c.f1)) / \(pct(c.far)) / \(pct(c.mar))" }
+func nabScore(_ t: NABTally) -> String { t.windows > 0 ? f2(t.normalized(.standard)) : "raw \(f2(t.raw))" }
+func f2(_ x: Double) -> String { String(format: "%.2f", x) }
+
+func writeReport(directory: String, _ html: String) throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let path = directory + "/index.html"
+    try Data(html.utf8).write(to: URL(fileURLWithPath: path))
+    print("report: \(path)")
 }
 
 struct DetectCommand: ParsableCommand {

@@ -1,0 +1,97 @@
+// Leave-one-category-out cross-validation: is the default configuration chosen for reasons
+// that carry over to data it was not chosen on?
+//
+// Every candidate configuration is replayed once over every file. For each category (NAB) or
+// group (SKAB), the candidate that scores best on all the *other* categories is picked, and the
+// left-out category is scored with it. The left-out column is what a parameter change has to
+// improve; the in-sample column (the shipped default on everything) is shown beside it.
+import Detection
+
+/// A named configuration to choose from.
+public struct Candidate: Sendable {
+    public var name: String
+    public var config: DetectorConfiguration
+    public init(name: String, config: DetectorConfiguration) { self.name = name; self.config = config }
+}
+
+public enum Candidates {
+    /// The grid the cross-validation chooses from: the shipped default first, then the settings
+    /// that decide how sensitive the detector is — the risk level of the self-calibrated
+    /// threshold and how many steps a score must hold before an alert opens.
+    public static func grid(base: DetectorConfiguration = DetectorConfiguration()) -> [Candidate] {
+        var out = [Candidate(name: "default", config: base)]
+        for risk in [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8] where risk != base.univariate.likelihoodTailLimit {
+            var c = base
+            c.univariate.likelihoodTailLimit = risk
+            out.append(Candidate(name: "likelihood-tail=\(risk)", config: c))
+        }
+        for n in [1, 3, 6, 12] where n != base.lifecycle.openCount {
+            var c = base
+            c.lifecycle.openCount = n
+            out.append(Candidate(name: "open-count=\(n)", config: c))
+        }
+        return out
+    }
+}
+
+public struct NABFold: Sendable {
+    public var category: String
+    /// The shipped default on this category.
+    public var inSample: NABTally
+    /// The candidate picked on the other categories, and its score on this one.
+    public var chosen: String
+    public var leftOut: NABTally
+}
+
+public struct NABCrossValidation: Sendable {
+    public var folds: [NABFold]
+    public var inSample: NABTally { folds.reduce(NABTally()) { $0 + $1.inSample } }
+    public var leftOut: NABTally { folds.reduce(NABTally()) { $0 + $1.leftOut } }
+}
+
+public struct SKABFold: Sendable {
+    public var group: String
+    public var inSample: ConfusionCounts
+    public var chosen: String
+    public var leftOut: ConfusionCounts
+}
+
+public struct SKABCrossValidation: Sendable {
+    public var folds: [SKABFold]
+    public var inSample: ConfusionCounts { folds.reduce(ConfusionCounts()) { $0 + $1.inSample } }
+    public var leftOut: ConfusionCounts { folds.reduce(ConfusionCounts()) { $0 + $1.leftOut } }
+}
+
+public enum CrossValidation {
+    /// `reports[i]` is candidate i over the same files; candidate 0 is the shipped default.
+    /// Picks by the standard profile, normalised over the other categories as one corpus; ties
+    /// go to the earlier candidate.
+    public static func nab(candidates: [Candidate], reports: [NABReport], profile: NABProfile = .standard) -> NABCrossValidation {
+        precondition(!reports.isEmpty && candidates.count == reports.count)
+        let cats = reports[0].categories
+        let folds = cats.map { cat -> NABFold in
+            let others = reports.map { $0.total(profile) { $0.category != cat } }
+            let best = bestIndex(others) { t -> Double in t.windows == 0 ? t.raw : t.normalized(profile) }
+            return NABFold(category: cat, inSample: reports[0].total(profile) { $0.category == cat },
+                           chosen: candidates[best].name, leftOut: reports[best].total(profile) { $0.category == cat })
+        }
+        return NABCrossValidation(folds: folds)
+    }
+
+    /// SKAB: picks by point F1 over the other groups.
+    public static func skab(candidates: [Candidate], reports: [SKABReport]) -> SKABCrossValidation {
+        precondition(!reports.isEmpty && candidates.count == reports.count)
+        let folds = reports[0].groups.map { g -> SKABFold in
+            let others = reports.map { r in r.files.filter { $0.group != g }.reduce(ConfusionCounts()) { $0 + $1.counts } }
+            let best = bestIndex(others) { $0.f1 }
+            return SKABFold(group: g, inSample: reports[0].group(g), chosen: candidates[best].name, leftOut: reports[best].group(g))
+        }
+        return SKABCrossValidation(folds: folds)
+    }
+
+    static func bestIndex<T>(_ xs: [T], by value: (T) -> Double) -> Int {
+        var best = 0
+        for i in xs.indices.dropFirst() where value(xs[i]) > value(xs[best]) + 1e-12 { best = i }
+        return best
+    }
+}
