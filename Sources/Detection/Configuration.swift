@@ -105,7 +105,7 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     public var gaussianTailLimit: Double = 1e-6
     /// Anomaly likelihood: window of past surprise values (|EWMA z|) it is judged against
     /// (default 2000 readings).
-    public var likelihoodWindow: Int = 2000
+    public var likelihoodWindow: Int = 1000
     /// Anomaly likelihood (and seasonal): averaged surprise values needed in the history before
     /// the test reports anything (default 1000, half the window: the tail of a thin history
     /// is poorly estimated; chosen from a sweep of 100/300/600/800/1000/1200/2000 on NAB).
@@ -118,6 +118,15 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// window and minimum history below) that also keeps 100k readings of noise alert-free:
     /// averages of |z| are right-skewed, so the Gaussian tail needs a stricter limit than 1e-5.
     public var likelihoodTailLimit: Double = 1e-6
+    /// Judge the averaged surprise by the fitted tail of its own history (peaks over threshold,
+    /// a generalised Pareto tail as in SPOT) instead of a Gaussian tail (default false: on NAB
+    /// it cut false positives by half but missed more windows; see docs/detection.md).
+    public var calibratedTail: Bool = false
+    /// Learn the likelihood's history of surprise during the warm-up (the level residuals
+    /// replayed when it ends, the time-of-period residuals as they come), so the tests are live
+    /// as soon as the warm-up is over; the history then needs at most `warmupCount` values
+    /// (default true).
+    public var learnDuringWarmup: Bool = true
     /// Seasonal profile period, ms (default one day).
     public var seasonalPeriodMs: Int64 = 86_400_000
     /// Buckets per period (default 288: 5-minute buckets over a day).

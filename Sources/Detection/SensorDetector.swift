@@ -101,6 +101,9 @@ public struct SensorDetector: Codable, Sendable {
     // Anomaly likelihood over the surprise |EWMA z|.
     private var surpriseLong: RollingWindow
     private var surpriseShort: RollingWindow
+    // The same histories' upper tails, fitted (peaks over threshold) for the calibrated test.
+    private var surpriseTail: ScoreTail
+    private var residualTail: ScoreTail
     // Seasonal profiles (time-of-day and time-of-week buckets) and the likelihood of the
     // residual that neither explains.
     private var daily: SeasonalProfile
@@ -131,6 +134,8 @@ public struct SensorDetector: Codable, Sendable {
         weekly = SeasonalProfile(periodMs: params.weeklyPeriodMs, buckets: params.weeklyBuckets)
         residualLong = RollingWindow(capacity: params.likelihoodWindow)
         residualShort = RollingWindow(capacity: params.likelihoodShortWindow)
+        surpriseTail = ScoreTail(capacity: params.likelihoodWindow)
+        residualTail = ScoreTail(capacity: params.likelihoodWindow)
         warmup?.reserveCapacity(self.warmupCount)
     }
 
@@ -195,6 +200,12 @@ public struct SensorDetector: Codable, Sendable {
         let weeklyResidual = weekly.update(ts: ts, value: value, alpha: p.seasonalAlpha)
 
         if var w = warmup {
+            // The time-of-period residuals are learned during the warm-up too, so the seasonal
+            // test is live when it ends.
+            if p.learnDuringWarmup, let res = dailyResidual {
+                let z = Swift.min(daily.standardize(res, clamp: p.residualClamp, alpha: p.ewmaAlpha, floor: sigmaFloor), 20)
+                pushHistory(z, short: &residualShort, long: &residualLong, tail: &residualTail)
+            }
             w.append(value)
             warmupMaxRun = Swift.max(warmupMaxRun, run)
             longWindow.push(value)
@@ -276,8 +287,9 @@ public struct SensorDetector: Codable, Sendable {
         // swing is a large level residual but is predicted by the profile, so it is no surprise.
         let surprise = Swift.min(Swift.abs(ez), seasonalSignal ? (seasonalZ ?? .infinity) : .infinity, 20)
         surpriseShort.push(surprise)
-        if let r = Self.tailRatio(short: surpriseShort, long: surpriseLong, params: p) { out.likelihoodRatio = r }
+        if let r = tailRatio(short: surpriseShort, long: surpriseLong, tail: surpriseTail) { out.likelihoodRatio = r }
         surpriseLong.push(surpriseShort.mean)
+        if p.calibratedTail { surpriseTail.push(surpriseShort.mean) }
 
         // Same test on the residual from the time-of-period profile: a value that is normal
         // for the level but wrong for the time of day (a missing daily peak) is surprising here.
@@ -285,8 +297,9 @@ public struct SensorDetector: Codable, Sendable {
         if let z = seasonalZ {
             let sz = Swift.min(z, 20)
             residualShort.push(sz)
-            if let r = Self.tailRatio(short: residualShort, long: residualLong, params: p) { out.seasonalRatio = r }
+            if let r = tailRatio(short: residualShort, long: residualLong, tail: residualTail) { out.seasonalRatio = r }
             residualLong.push(residualShort.mean)
+            if p.calibratedTail { residualTail.push(residualShort.mean) }
         }
 
         return out
@@ -326,13 +339,27 @@ public struct SensorDetector: Codable, Sendable {
     /// Anomaly-likelihood ratio: how far the short-window mean of surprise sits in the upper tail
     /// of the long window's history of such means (1 = at `likelihoodTailLimit`). Nil until the
     /// history is long enough, or when the recent mean is not above the historical one.
-    static func tailRatio(short: RollingWindow, long: RollingWindow, params p: UnivariateParameters) -> Double? {
-        guard long.count >= Swift.min(p.likelihoodMinHistory, long.capacity) else { return nil }
+    func tailRatio(short: RollingWindow, long: RollingWindow, tail: ScoreTail) -> Double? {
+        let p = params
+        let needed = Swift.min(p.likelihoodMinHistory, long.capacity, p.learnDuringWarmup ? warmupCount : Int.max)
+        guard long.count >= needed else { return nil }
+        if p.calibratedTail {
+            guard let pt = tail.tailProbability(short.mean), pt < 1 else { return nil }
+            return log(pt) / log(p.likelihoodTailLimit)
+        }
         let ssd = Swift.max(long.variance.squareRoot(), 1e-3)
         let lz = (short.mean - long.mean) / ssd
         guard lz > 0 else { return nil }
         let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
         return log(lt) / log(p.likelihoodTailLimit)
+    }
+
+    /// Pushes one surprise value into a short window, and its short-window mean into the
+    /// long history (and the fitted tail).
+    private func pushHistory(_ z: Double, short: inout RollingWindow, long: inout RollingWindow, tail: inout ScoreTail) {
+        short.push(z)
+        long.push(short.mean)
+        if params.calibratedTail { tail.push(short.mean) }
     }
 
     private mutating func finishWarmup(_ w: [Double]) {
@@ -346,6 +373,21 @@ public struct SensorDetector: Codable, Sendable {
         robustSigma = mad > 0 ? 1.4826 * mad : Swift.max(s, scaleFloor)
         ewmaMean = m
         ewmaVar = Swift.max(s, sigmaFloor) * Swift.max(s, sigmaFloor)
+        guard params.learnDuringWarmup else { return }
+        // Replay the warm-up through the adaptive baseline, so the likelihood's history of
+        // surprise is there when the warm-up ends (the warm-up is the learning period).
+        let c = params.residualClamp
+        for v in w {
+            let sd = Swift.max(ewmaVar.squareRoot(), sigmaFloor)
+            let ez = (v - ewmaMean) / sd
+            let cz = Swift.min(Swift.max(ez, -c), c)
+            let r = cz * sd
+            ewmaMean += params.ewmaAlpha * r
+            ewmaVar = (1 - params.ewmaAlpha) * (ewmaVar + params.ewmaAlpha * r * r)
+            pushHistory(Swift.min(Swift.abs(ez), 20), short: &surpriseShort, long: &surpriseLong, tail: &surpriseTail)
+        }
+        surpriseTail.fit()
+        residualTail.fit()
     }
 }
 

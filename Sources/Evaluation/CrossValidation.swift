@@ -25,6 +25,18 @@ public enum Candidates {
             c.univariate.likelihoodTailLimit = risk
             out.append(Candidate(name: "likelihood-tail=\(risk)", config: c))
         }
+        for w in [500, 2000, 4000] where w != base.univariate.likelihoodWindow {
+            var c = base
+            c.univariate.likelihoodWindow = w
+            out.append(Candidate(name: "likelihood-window=\(w)", config: c))
+        }
+        for (name, learn, evt) in [("no-warmup-learning", false, base.univariate.calibratedTail), ("pareto-tail", true, true)] {
+            var c = base
+            c.univariate.learnDuringWarmup = learn
+            c.univariate.calibratedTail = evt
+            out.append(Candidate(name: name, config: c))
+            if evt { for risk in [1e-2, 1e-3] { var d = c; d.univariate.likelihoodTailLimit = risk; out.append(Candidate(name: "pareto-tail risk=\(risk)", config: d)) } }
+        }
         for n in [1, 3, 6, 12] where n != base.lifecycle.openCount {
             var c = base
             c.lifecycle.openCount = n

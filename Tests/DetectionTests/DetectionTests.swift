@@ -331,3 +331,30 @@ private func shiftChange(recognise: Bool, vibStepAt: Int? = nil) -> (events: [Al
     #expect(open.ts >= 5_400_000 && open.ts <= 5_400_000 + 210_000, "opened at \(open.ts / 1000) s")
     #expect(followed == 0)
 }
+
+@Suite("ScoreTail (peaks over threshold)")
+struct ScoreTailTests {
+    @Test("An exponential history gets an exponential tail: P(X > x) within a factor of 2 of e^-x")
+    func exponentialTail() {
+        var tail = ScoreTail(capacity: 2000)
+        var g = UInt64(42)
+        for _ in 0..<2000 {
+            g = g &* 6364136223846793005 &+ 1442695040888963407
+            let u = Double(g >> 11) / Double(1 << 53)
+            tail.push(-log(1 - u))
+        }
+        tail.fit()
+        let p = tail.tailProbability(6)!
+        #expect(p > exp(-6) / 2 && p < exp(-6) * 2, "P(X > 6) = \(p), expected ≈ \(exp(-6))")
+        #expect(tail.tailProbability(0.1)! >= 0.05 - 1e-9)
+    }
+
+    @Test("A flat history: a value above it is rare, a value at it is not")
+    func flatHistory() {
+        var tail = ScoreTail(capacity: 100)
+        for _ in 0..<100 { tail.push(1) }
+        tail.fit()
+        #expect(tail.tailProbability(1)! >= 0.05)
+        #expect(tail.tailProbability(1.1)! < 1e-10)
+    }
+}
