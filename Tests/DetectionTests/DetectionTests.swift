@@ -1,6 +1,9 @@
 // Behavioural tests of the Detection models and the Evaluation scorers, each against a
 // known answer. All randomness is seeded (SplitMix64 + Box-Muller), so results are exact.
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 @testable import Detection
 @testable import Evaluation
@@ -341,11 +344,11 @@ struct ScoreTailTests {
         for _ in 0..<2000 {
             g = g &* 6364136223846793005 &+ 1442695040888963407
             let u = Double(g >> 11) / Double(1 << 53)
-            tail.push(-log(1 - u))
+            tail.push(-Foundation.log(1 - u))
         }
         tail.fit()
         let p = tail.tailProbability(6)!
-        #expect(p > exp(-6) / 2 && p < exp(-6) * 2, "P(X > 6) = \(p), expected ≈ \(exp(-6))")
+        #expect(p > 0.00124 && p < 0.00496, "P(X > 6) = \(p), expected ≈ e^-6 = 0.00248")
         #expect(tail.tailProbability(0.1)! >= 0.05 - 1e-9)
     }
 
@@ -356,5 +359,37 @@ struct ScoreTailTests {
         tail.fit()
         #expect(tail.tailProbability(1)! >= 0.05)
         #expect(tail.tailProbability(1.1)! < 1e-10)
+    }
+}
+
+@Suite("HTML report")
+struct HTMLReportTests {
+    @Test("One chart per file with its signal, score, threshold, alert span and label window; each SVG is well-formed XML")
+    func chartsHaveTheirElements() throws {
+        var csv = "timestamp,value\n"
+        for i in 0..<3000 {
+            let t = String(format: "2020-01-%02d %02d:%02d:00", 1 + i / 288, (i % 288) / 12, (i % 12) * 5)
+            csv += "\(t),\(i >= 2000 && i < 2100 ? 50.0 : Double((i * 7919) % 11))\n"
+        }
+        let s = try CSVLoader.parse(csv, name: "cat/file.csv")
+        let file = Evaluator.NABFile(key: "cat/file.csv", group: "g", series: s, windows: [RowWindow(start: 1950, end: 2150)])
+        let report = Evaluator.evaluateNAB([file, file], traces: true)
+        #expect(report.files[0].tallies["standard"]!.truePositives == 1, "the step is detected, so an alert span is drawn")
+        let rows = report.files.map { f in
+            ReportRow(file: f.file, group: f.group, score: 1, falseOpenings: f.budget.falseOpenings, days: f.budget.days, extra: [], trace: f.trace!)
+        }
+        let html = HTMLReport.page(title: "t <&>", summary: ["a"], scoreName: "score", extraColumns: [], rows: rows, threshold: 0.5)
+        #expect(html.hasPrefix("<!DOCTYPE html>") && html.hasSuffix("</html>\n"))
+        #expect(html.contains("t &lt;&amp;&gt;"))
+        #expect(html.components(separatedBy: "<tr><td><a href=\"#chart-").count - 1 == 2)
+        let svgs = html.components(separatedBy: "<svg").dropFirst().map { "<svg" + $0.components(separatedBy: "</svg>")[0] + "</svg>" }
+        #expect(svgs.count == 2)
+        for svg in svgs {
+            for element in ["class=\"signal\"", "class=\"score\"", "class=\"threshold\"", "class=\"label\"", "class=\"alert\"", "class=\"unscored\""] {
+                #expect(svg.contains(element), "chart lacks \(element)")
+            }
+            let parser = XMLParser(data: Data(svg.utf8))
+            #expect(parser.parse(), "SVG is not well-formed: \(String(describing: parser.parserError))")
+        }
     }
 }
