@@ -55,6 +55,11 @@ public struct MachineModels: Sendable {
     static func parse(path: String) throws(ConfigError) -> MachineType {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch { throw ConfigError(key: "models", "cannot read \(path)") }
+        return try parse(text: text, path: path)
+    }
+
+    /// One model file's text; `path` names the type (its base name) and appears in errors.
+    static func parse(text: String, path: String) throws(ConfigError) -> MachineType {
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw ConfigError(key: "models", "\(path) is not valid YAML: \(error)") }
         guard let root, let map = root.mapping else { throw ConfigError(key: "models", "\(path) must be a mapping") }
@@ -68,12 +73,15 @@ public struct MachineModels: Sendable {
             guard let s = n.scalar?.string, let v = Double(s), v.isFinite else { throw ConfigError(key: key(k), "must be a number (in \(path))") }
             return v
         }
+        // Counts size buffers (the warm-up is kept in memory), so they are bounded.
         func integer(_ n: Node, _ k: String) throws(ConfigError) -> Int {
-            guard let s = n.scalar?.string, let v = Int(s), v >= 0 else { throw ConfigError(key: key(k), "must be a whole number ≥ 0 (in \(path))") }
+            guard let s = n.scalar?.string, let v = Int(s), (0...1_000_000).contains(v) else {
+                throw ConfigError(key: key(k), "must be a whole number in 0...1000000 (in \(path))")
+            }
             return v
         }
         func millis(_ n: Node, _ k: String) throws(ConfigError) -> Int64 {
-            guard let s = n.scalar?.string, let d = ConfigReader.parseDuration(s) else { throw ConfigError(key: key(k), "must be a duration such as 500ms, 30s, 5m (in \(path))") }
+            guard let s = n.scalar?.string, let d = ConfigReader.parseDuration(s) else { throw ConfigError(key: key(k), "must be a duration such as 500ms, 30s, 5m, at most 36500d (in \(path))") }
             let (sec, atto) = d.components
             return sec * 1000 + atto / 1_000_000_000_000_000
         }

@@ -61,13 +61,15 @@ public struct ConfigReader {
     }
 
     /// Durations like `250ms`, `5s`, `2m`, `1h`, `7d`; a bare number means seconds.
-    public mutating func duration(_ key: String, default d: Duration, min: Duration = .zero) throws(ConfigError) -> Duration {
+    /// At most `max` (and never more than `maximumDuration`).
+    public mutating func duration(_ key: String, default d: Duration, min: Duration = .zero, max: Duration = ConfigReader.maximumDuration) throws(ConfigError) -> Duration {
         knownKeys.insert(key)
         guard let raw = source.value(key) else { return d }
         guard let v = Self.parseDuration(raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not a duration (allowed: a number with ms, s, m, h or d, e.g. 250ms, 30s, 7d)")
+            throw ConfigError(key: key, "'\(raw)' is not a duration (allowed: a number ≥ 0 with ms, s, m, h or d, e.g. 250ms, 30s, 7d; at most \(Self.maximumDurationText))")
         }
         guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum \(min)") }
+        guard v <= max else { throw ConfigError(key: key, "\(raw) is above the maximum \(max)") }
         return v
     }
 
@@ -76,7 +78,7 @@ public struct ConfigReader {
         knownKeys.insert(key)
         guard let raw = source.value(key) else { return d }
         guard let v = Self.parseSize(raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not a size (allowed: bytes, or a number with KB, MB, GB, KiB, MiB, GiB)")
+            throw ConfigError(key: key, "'\(raw)' is not a size (allowed: bytes, or a number ≥ 0 with KB, MB, GB, KiB, MiB, GiB; at most \(Self.maximumSizeText))")
         }
         guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum of \(min) bytes") }
         return v
@@ -100,27 +102,48 @@ public struct ConfigReader {
         return level
     }
 
+    /// The longest duration any key accepts: 36500 days (100 years). Keeps every millisecond
+    /// count far inside Int64, so no later arithmetic on a configured duration can overflow.
+    public static let maximumDuration: Duration = .seconds(36_500 * 86_400)
+    static let maximumDurationText = "36500d"
+    /// The largest size any key accepts: 10^18 bytes (1000000TB), inside Int64.
+    public static let maximumSize: Int64 = 1_000_000_000_000_000_000
+    static let maximumSizeText = "1000000TB"
+
+    /// A duration, or nil when `raw` is not one or is above `maximumDuration` (never traps).
     public static func parseDuration(_ raw: String) -> Duration? {
         let s = raw.trimmedSpaces
+        let maxMillis = Double(maximumDuration.components.seconds) * 1000
+        func millis(_ v: Double, _ scale: Double) -> Duration? {
+            let ms = (v * scale * 1000).rounded()
+            // Checked in Double before converting: Int64(_:) traps on anything it cannot hold.
+            guard v.isFinite, v >= 0, ms.isFinite, ms <= maxMillis else { return nil }
+            return .milliseconds(Int64(ms))
+        }
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             let number = s.dropLast(suffix.count)
             // "ms" also ends in "s": only accept the longest unit whose prefix is a number.
-            if let v = Double(number), v.isFinite, v >= 0 { return .milliseconds(Int64((v * scale * 1000).rounded())) }
+            if let v = Double(number), v.isFinite, v >= 0 { return millis(v, scale) }
         }
-        if let v = Double(s), v.isFinite, v >= 0 { return .milliseconds(Int64((v * 1000).rounded())) }
+        if let v = Double(s) { return millis(v, 1) }
         return nil
     }
 
+    /// A size in bytes, or nil when `raw` is not one or is above `maximumSize` (never traps).
     public static func parseSize(_ raw: String) -> Int64? {
         let s = raw.trimmedSpaces
         let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
                                         ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             guard let v = Double(s.dropLast(suffix.count).trimmedSpaces), v.isFinite, v >= 0 else { return nil }
-            return Int64(v * Double(scale))
+            let bytes = (v * Double(scale)).rounded(.down)
+            // Checked in Double before converting: Int64(_:) traps on anything it cannot hold.
+            guard bytes.isFinite, bytes <= Double(maximumSize) else { return nil }
+            return Int64(bytes)
         }
-        return Int64(s)
+        guard let v = Int64(s), v >= 0, v <= maximumSize else { return nil }
+        return v
     }
 }
 

@@ -178,7 +178,8 @@ public struct GatewayConfiguration: Sendable {
             topicTemplate: template,
             protocolVersion: try r.choice("mqtt.protocol", default: .v311),
             cleanSession: try r.bool("mqtt.clean-session", default: false),
-            keepalive: try r.duration("mqtt.keepalive", default: .seconds(30), min: .seconds(5)),
+            // MQTT carries the keepalive as 16-bit seconds.
+            keepalive: try r.duration("mqtt.keepalive", default: .seconds(30), min: .seconds(5), max: .seconds(65_535)),
             reconnectMin: try r.duration("mqtt.reconnect-min", default: .milliseconds(500), min: .milliseconds(10)),
             reconnectMax: try r.duration("mqtt.reconnect-max", default: .seconds(30), min: .milliseconds(10)),
             maxPayloadBytes: try r.int("mqtt.max-payload-bytes", default: 65_536, range: 16...16_777_216),
