@@ -224,6 +224,13 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     /// The change is over when the monitor has stayed below `driftFreezeRatio` this long, ms
     /// (default 60 000).
     public var operatingChangeSettleMs: Int64 = 60_000
+    /// An excursion has settled when its ratio has stayed below this share of its peak for
+    /// `excursionSettleMs` (default 0.1; 0 = never): the machine has come back most of the way
+    /// but not all (a valve restored, a rig still warm). The offset left behind becomes the
+    /// reference, so the alert closes and drift tracking resumes on it; see `ExcursionSettling`.
+    public var excursionSettleFraction: Double = 0.1
+    /// How long the ratio must stay below `excursionSettleFraction` of its peak, ms (default 10 000).
+    public var excursionSettleMs: Int64 = 10_000
 
     public init() {}
 }

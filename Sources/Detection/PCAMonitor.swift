@@ -168,6 +168,9 @@ public struct PCAMonitor: Codable, Sendable {
     private var t2Limit = 1.0
     private var qLimit = 1.0
     private var smoothRatio = 0.0
+    private var settling: ExcursionSettling
+    /// The smoothed ratio relative to a settled excursion's offset (what is reported and judged).
+    private var ratio: Double { settling.relative(smoothRatio) }
     // Raw warm-up statistics for standardization.
     private var scale: [Double] = []
     private var mean: [Double] = []
@@ -187,7 +190,11 @@ public struct PCAMonitor: Codable, Sendable {
         self.params = params
         self.warmupCount = max(warmupCount, sensors.count + 2)
         smoothed = [Double](repeating: 0, count: sensors.count)
+        settling = ExcursionSettling(fraction: params.excursionSettleFraction, holdMs: params.excursionSettleMs)
     }
+
+    /// Excursions settled so far (see `ExcursionSettling`).
+    public var settledExcursions: Int { settling.settled }
 
     public var isFitted: Bool { model != nil }
 
@@ -208,7 +215,7 @@ public struct PCAMonitor: Codable, Sendable {
         var trackAlpha = 0.0
         if case .following = changePhase {
             trackAlpha = params.operatingChangeAlpha
-        } else if params.driftAlpha > 0 && smoothRatio < params.driftFreezeRatio {
+        } else if params.driftAlpha > 0 && ratio < params.driftFreezeRatio {
             // A broad move (several sensors) too slow to count as a change, such as an hour-long
             // load ramp, is followed faster than a drift of one sensor, which is how wear looks.
             let broad = recognise && params.broadDriftAlpha > 0 && isBroad(move, atLeast: 0)
@@ -223,6 +230,7 @@ public struct PCAMonitor: Codable, Sendable {
         let (t2, q) = m.statistics(centred: z)
         let r = max(params.t2Weight * t2 / t2Limit, params.qWeight * q / qLimit)
         smoothRatio += params.scoreSmoothingAlpha * (r - smoothRatio)
+        settling.step(raw: smoothRatio, ts: ts)
         if recognise { advanceChangePhase(ts: ts, move: move) }
         out.fitted = true
         out.t2 = t2
@@ -239,9 +247,9 @@ public struct PCAMonitor: Codable, Sendable {
         switch changePhase {
         case .deciding, .following:
             out.operatingChange = true
-            out.ratio = min(smoothRatio, params.driftFreezeRatio)
+            out.ratio = min(ratio, params.driftFreezeRatio)
         case .normal, .anomaly:
-            out.ratio = smoothRatio
+            out.ratio = ratio
         }
         // Rank sensors by |z|: which sensors moved away from the healthy operating point.
         let ranked = (0..<d).sorted { abs(z[$0]) > abs(z[$1]) }
@@ -297,7 +305,7 @@ public struct PCAMonitor: Codable, Sendable {
     }
 
     private mutating func advanceChangePhase(ts: Int64, move: (rate: Double, dominance: Double)) {
-        let inBand = smoothRatio < params.driftFreezeRatio
+        let inBand = ratio < params.driftFreezeRatio
         switch changePhase {
         case .normal:
             if !inBand { changePhase = .deciding(since: ts) }

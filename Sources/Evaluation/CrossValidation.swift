@@ -37,6 +37,17 @@ public enum Candidates {
             out.append(Candidate(name: name, config: c))
             if evt { for risk in [1e-2, 1e-3] { var d = c; d.univariate.likelihoodTailLimit = risk; out.append(Candidate(name: "pareto-tail risk=\(risk)", config: d)) } }
         }
+        // When a multivariate excursion counts as settled (SKAB; NAB streams are univariate).
+        for f in [0.0, 0.05, 0.2] where f != base.multivariate.excursionSettleFraction {
+            var c = base
+            c.multivariate.excursionSettleFraction = f
+            out.append(Candidate(name: "settle-fraction=\(f)", config: c))
+        }
+        for ms: Int64 in [5_000, 30_000] where ms != base.multivariate.excursionSettleMs {
+            var c = base
+            c.multivariate.excursionSettleMs = ms
+            out.append(Candidate(name: "settle-hold=\(ms / 1000)s", config: c))
+        }
         for n in [1, 3, 6, 12] where n != base.lifecycle.openCount {
             var c = base
             c.lifecycle.openCount = n
@@ -99,6 +110,19 @@ public enum CrossValidation {
             return SKABFold(group: g, inSample: reports[0].group(g), chosen: candidates[best].name, leftOut: reports[best].group(g))
         }
         return SKABCrossValidation(folds: folds)
+    }
+
+    /// Replays every candidate after the first over `files` (the first, the shipped default,
+    /// is `defaultReport`), then cross-validates.
+    public static func nab(files: [Evaluator.NABFile], defaultReport: NABReport, candidates: [Candidate] = Candidates.grid()) -> NABCrossValidation {
+        let reports = [defaultReport] + candidates.dropFirst().map { Evaluator.evaluateNAB(files, base: $0.config) }
+        return nab(candidates: candidates, reports: reports)
+    }
+
+    /// SKAB counterpart of `nab(files:defaultReport:candidates:)`.
+    public static func skab(series: [LabeledSeries], defaultReport: SKABReport, candidates: [Candidate] = Candidates.grid()) -> SKABCrossValidation {
+        let reports = [defaultReport] + candidates.dropFirst().map { Evaluator.evaluateSKAB(series, base: $0.config) }
+        return skab(candidates: candidates, reports: reports)
     }
 
     static func bestIndex<T>(_ xs: [T], by value: (T) -> Double) -> Int {

@@ -36,8 +36,7 @@ struct EvaluateCommand: ParsableCommand {
             lines.forEach { print($0) }
             if crossValidate {
                 let candidates = Candidates.grid()
-                let reports = [result] + candidates.dropFirst().map { Evaluator.evaluateSKAB(series, base: $0.config) }
-                let cv = CrossValidation.skab(candidates: candidates, reports: reports)
+                let cv = CrossValidation.skab(series: series, defaultReport: result, candidates: candidates)
                 print("")
                 print("Leave one group out (\(candidates.count) candidate settings; each group scored with the one that has the best F1 on the others)")
                 print("| left out | in-sample F1 / FAR / MAR | chosen on the others | left-out F1 / FAR / MAR |")
@@ -113,8 +112,7 @@ struct EvaluateCommand: ParsableCommand {
             lines.forEach { print($0) }
             if crossValidate {
                 let candidates = Candidates.grid()
-                let reports = [result] + candidates.dropFirst().map { Evaluator.evaluateNAB(files, base: $0.config) }
-                let cv = CrossValidation.nab(candidates: candidates, reports: reports)
+                let cv = CrossValidation.nab(files: files, defaultReport: result, candidates: candidates)
                 print("")
                 print("Leave one category out (\(candidates.count) candidate settings; each category scored with the one that has the best standard score on the others)")
                 print("| left out | windows | in-sample | chosen on the others | left-out |")

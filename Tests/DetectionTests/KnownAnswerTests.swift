@@ -1,0 +1,130 @@
+// Known-answer tests of the default univariate chain (MachineDetector with its default
+// configuration) on the stream shapes issue 8 names: a step, heavy-tailed noise, a
+// seasonal series with a level shift that settles, and a count series with zeros.
+// All randomness is seeded, so each result is exact.
+import Foundation
+import Testing
+@testable import Detection
+
+/// Student's t with `dof` degrees of freedom: a standard normal over sqrt(chi-square / dof).
+private func studentT(_ rng: inout SplitMix64, dof: Int) -> Double {
+    var chi2 = 0.0
+    for _ in 0..<dof { let g = rng.nextGaussian(); chi2 += g * g }
+    return rng.nextGaussian() / (chi2 / Double(dof)).squareRoot()
+}
+
+/// Poisson by inversion (small means only).
+private func poisson(_ rng: inout SplitMix64, mean: Double) -> Double {
+    let l = exp(-mean)
+    var k = 0.0, p = rng.nextUnit()
+    while p > l { k += 1; p *= rng.nextUnit() }
+    return k
+}
+
+private func openings(_ events: [AlertEvent]) -> [AlertEvent] { events.filter { $0.state == .open } }
+
+private func describe(_ events: [AlertEvent]) -> String {
+    openings(events).prefix(5).map { "\($0.model)@\($0.ts / 1000)s" }.joined(separator: ", ")
+}
+
+private let fiveMinutes: Int64 = 300_000
+
+@Suite("Known answers on stream shapes, default configuration")
+struct KnownAnswerTests {
+    @Test("A 6-sigma step in a stationary series opens exactly one alert, within 20 readings")
+    func stepIsFound() {
+        var rng = SplitMix64(seed: 11)
+        var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+        var events: [AlertEvent] = []
+        var firstOpen: Int? = nil
+        for i in 0..<6000 {
+            let v = 50 + (i >= 4000 ? 6 : 0) + rng.nextGaussian()
+            let e = det.observe(ts: Int64(i) * 1000, values: ["x": v])
+            if firstOpen == nil, !openings(e).isEmpty { firstOpen = i }
+            events += e
+        }
+        #expect(openings(events).count == 1, "openings: \(describe(events))")
+        let at = try! #require(firstOpen)
+        #expect(at >= 4000 && at < 4020, "opened at reading \(at)")
+    }
+
+    /// Known issue, measured: the anomaly likelihood judges the short-window mean of surprise
+    /// with a Gaussian tail, which heavy-tailed noise breaks. Today Laplace noise opens 1 alert
+    /// and Student t (5 dof) 10 in 100,000 readings (docs/detection.md, "Heavy tails"). The
+    /// known issue turns into a failure once it is fixed, so the test is then made strict.
+    @Test("Heavy-tailed stationary noise (Laplace; Student t, 5 dof) gives no alert over 100,000 samples")
+    func heavyTailedNoiseIsQuiet() {
+        var rng = SplitMix64(seed: 3)
+        func count(_ noise: (inout SplitMix64) -> Double) -> Int {
+            var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+            var n = 0
+            for i in 0..<100_000 { n += openings(det.observe(ts: Int64(i) * 1000, values: ["x": 20 + noise(&rng)])).count }
+            return n
+        }
+        let laplace = count { r in (r.nextUnit() < 0.5 ? -1 : 1) * -log(r.nextUnit()) }
+        let t5 = count { r in studentT(&r, dof: 5) }
+        withKnownIssue("the likelihood's Gaussian tail over-alerts on heavy-tailed noise") {
+            #expect(laplace + t5 == 0, "openings: Laplace \(laplace), Student t(5) \(t5)")
+        }
+    }
+
+    @Test("A daily-seasonal series with a level shift that settles alerts once")
+    func seasonalLevelShiftAlertsOnce() {
+        var rng = SplitMix64(seed: 5)
+        var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+        var events: [AlertEvent] = []
+        let perDay = 288, shiftAt = 14 * perDay
+        for i in 0..<(28 * perDay) {
+            let phase = 2 * Double.pi * Double(i % perDay) / Double(perDay)
+            let v = 100 + 20 * sin(phase) + (i >= shiftAt ? 25 : 0) + 2 * rng.nextGaussian()
+            events += det.observe(ts: Int64(i) * fiveMinutes, values: ["x": v])
+        }
+        let opened = openings(events)
+        #expect(opened.count == 1, "openings: \(describe(events))")
+        if let first = opened.first {
+            let row = Int(first.ts / fiveMinutes)
+            #expect(row >= shiftAt && row < shiftAt + 12, "opened at row \(row), shift at \(shiftAt)")
+        }
+    }
+
+    @Test("A settled excursion closes: a ratio that falls to a tenth of its peak and stays 10 s becomes the reference")
+    func excursionSettles() {
+        var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+        var ts: Int64 = 0
+        func feed(_ raw: Double, seconds: Int) { for _ in 0..<seconds { s.step(raw: raw, ts: ts); ts += 1000 } }
+        feed(0.2, seconds: 60)
+        feed(80, seconds: 30)                  // the event
+        feed(6, seconds: 9)                    // back below 8 (a tenth of the peak), not yet 10 s
+        #expect(s.settled == 0 && s.relative(6) > 1)
+        feed(6, seconds: 2)
+        #expect(s.settled == 1)
+        #expect(s.relative(6) <= 0.5, "the offset left behind is below the close threshold")
+        #expect(s.relative(13) > 1, "a deviation growing past twice the offset alerts again")
+        feed(0.2, seconds: 600)                // the machine returns to its trained state
+        #expect(s.reference < 1.01, "reference decays back to 1, got \(s.reference)")
+    }
+
+    @Test("Growing or holding faults never settle: wear keeps its alert through failure")
+    func growingOrHoldingFaultsNeverSettle() {
+        var ramp = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+        var hold = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+        for i in 0..<36_000 {
+            let ts = Int64(i) * 1000
+            ramp.step(raw: 1 + Double(i) / 1000, ts: ts)
+            hold.step(raw: i < 100 ? 0.3 : 5, ts: ts)
+        }
+        #expect(ramp.settled == 0 && ramp.reference == 1)
+        #expect(hold.settled == 0 && hold.relative(5) == 5)
+    }
+
+    @Test("A count series with zeros (Poisson, mean 0.7) gives no false alert over 30 days at 5 minutes")
+    func countSeriesWithZerosIsQuiet() {
+        var rng = SplitMix64(seed: 9)
+        var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+        var events: [AlertEvent] = []
+        for i in 0..<(30 * 288) {
+            events += det.observe(ts: Int64(i) * fiveMinutes, values: ["count": poisson(&rng, mean: 0.7)])
+        }
+        #expect(events.isEmpty, "\(openings(events).count) openings: \(describe(events))")
+    }
+}
