@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "forewarn", targets: ["ForewarnCLI"]),
+        // For the libFuzzer package in Fuzz/ only.
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -82,7 +84,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
+        // Every outside input as a fuzz target, shared by Fuzz/ (libFuzzer) and the corpus replay test.
+        .target(name: "FuzzTargets", dependencies: ["ForewarnCore", "Detector", "Evaluation"]),
+
         .testTarget(name: "ForewarnCoreTests", dependencies: ["ForewarnCore"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"], exclude: ["Corpus"]),
         .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "Evaluation"]),
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "Detection", "ForewarnCore", "Kafka", "TestSupport"]),

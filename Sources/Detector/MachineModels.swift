@@ -59,7 +59,7 @@ public struct MachineModels: Sendable {
     }
 
     /// One model file's text; `path` names the type (its base name) and appears in errors.
-    static func parse(text: String, path: String) throws(ConfigError) -> MachineType {
+    public static func parse(text: String, path: String) throws(ConfigError) -> MachineType {
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw ConfigError(key: "models", "\(path) is not valid YAML: \(error)") }
         guard let root, let map = root.mapping else { throw ConfigError(key: "models", "\(path) must be a mapping") }
