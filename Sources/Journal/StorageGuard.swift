@@ -29,13 +29,15 @@ public struct StorageProbe: Sendable, Equatable {
 /// Why the disk guard holds intake.
 public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
     case lowSpace(available: Int64, reserve: Int64)
+    /// Free pages inside the journal would do, but the WAL and checkpoints need room on the file system itself.
+    case lowFilesystemSpace(free: Int64, floor: Int64)
     case readOnly
     case vanished
 
     /// A short label for metrics.
     public var label: String {
         switch self {
-        case .lowSpace: "disk-low"
+        case .lowSpace, .lowFilesystemSpace: "disk-low"
         case .readOnly: "disk-read-only"
         case .vanished: "journal-vanished"
         }
@@ -45,6 +47,8 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case let .lowSpace(available, reserve):
             "disk nearly full: \(available) bytes free for the journal, below the reserve journal.min-free-bytes=\(reserve)"
+        case let .lowFilesystemSpace(free, floor):
+            "disk nearly full: \(free) bytes free on the file system, below the \(floor) (half of journal.min-free-bytes) that SQLite's WAL and checkpoints need"
         case .readOnly: "the journal's file system is read-only"
         case .vanished: "the journal file is gone from its path (state directory removed or unmounted)"
         }
@@ -53,12 +57,16 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
 
 /// Decides, from storage probes, when MQTT intake must stop because the disk is (nearly) full,
 /// read-only or gone, and when it may start again. Intake stops while at least `minFreeBytes`
-/// are still free (the reserve covers the readings in flight, SQLite's WAL and the deletes and
-/// checkpoints that drain the journal) and restarts only at `resumeFreeBytes`, so it does not
-/// flap around one threshold.
+/// are still free for the journal (the reserve covers the readings in flight, SQLite's WAL and
+/// the deletes and checkpoints that drain the journal), or when the file system itself has
+/// less than half of that (free pages inside the journal file cannot hold WAL frames). It
+/// restarts only at one and a half times those levels, so it does not flap around a threshold.
 public struct DiskGuard: Sendable, Equatable {
     public let minFreeBytes: Int64
     public let resumeFreeBytes: Int64
+    /// The file system must keep this much free for the WAL, whatever the journal's free pages.
+    public let filesystemFloorBytes: Int64
+    public let filesystemResumeBytes: Int64
     /// Non-nil while intake is held.
     public private(set) var pausedFor: DiskPauseReason?
 
@@ -67,39 +75,48 @@ public struct DiskGuard: Sendable, Equatable {
         case resume
     }
 
-    /// Resumes at one and a half times the reserve.
     public init(minFreeBytes: Int64) {
         self.minFreeBytes = minFreeBytes
         resumeFreeBytes = minFreeBytes + minFreeBytes / 2
+        filesystemFloorBytes = minFreeBytes / 2
+        filesystemResumeBytes = filesystemFloorBytes + filesystemFloorBytes / 2
     }
 
     public var isPaused: Bool { pausedFor != nil }
 
     /// Takes a probe; returns what changed, if anything. A pause reason can change while paused
-    /// (e.g. vanished, then low space): the new reason is returned as a pause.
+    /// (e.g. vanished, then low space): the new kind of reason is returned as a pause.
     public mutating func observe(_ probe: StorageProbe) -> Change? {
         let reason = holdReason(probe)
+        defer { pausedFor = reason }
         switch (pausedFor, reason) {
-        case (nil, nil):
-            return nil
-        case let (nil, r?):
-            pausedFor = r
-            return .pause(r)
-        case (_?, nil):
-            pausedFor = nil
-            return .resume
-        case let (old?, r?):
-            pausedFor = r
-            if case .lowSpace = old, case .lowSpace = r { return nil }  // the figure moved, the reason did not
-            return old == r ? nil : .pause(r)
+        case (nil, nil): return nil
+        case let (nil, r?): return .pause(r)
+        case (_?, nil): return .resume
+        case let (old?, r?): return old.label == r.label && old.isLowSpace == r.isLowSpace ? nil : .pause(r)
         }
     }
 
     private func holdReason(_ p: StorageProbe) -> DiskPauseReason? {
         if p.vanished { return .vanished }
         if p.readOnly { return .readOnly }
-        let threshold = isPaused ? resumeFreeBytes : minFreeBytes
-        return p.availableBytes < threshold ? .lowSpace(available: p.availableBytes, reserve: minFreeBytes) : nil
+        let paused = isPaused
+        if p.availableBytes < (paused ? resumeFreeBytes : minFreeBytes) {
+            return .lowSpace(available: p.availableBytes, reserve: minFreeBytes)
+        }
+        if p.filesystemFreeBytes < (paused ? filesystemResumeBytes : filesystemFloorBytes) {
+            return .lowFilesystemSpace(free: p.filesystemFreeBytes, floor: filesystemFloorBytes)
+        }
+        return nil
+    }
+}
+
+extension DiskPauseReason {
+    var isLowSpace: Bool {
+        switch self {
+        case .lowSpace, .lowFilesystemSpace: true
+        case .readOnly, .vanished: false
+        }
     }
 }
 

@@ -141,8 +141,8 @@ struct GatewayDiskFullTests {
         while gateway.metric("forewarn_gateway_readings_in_total") < 1000 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         #expect(gateway.metric("forewarn_gateway_readings_in_total") == 1000)
 
-        // Another program takes all the space: intake stops (disk-low); the WAL checkpoint gives a
-        // little back, which the other program takes too.
+        // Another program takes all the space: intake stops (disk-low) though the journal file
+        // has free pages; the WAL checkpoint gives a little back, which the other program takes too.
         p.disk.fill(name: "filler-1")
         let low = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"disk-low\"") }
         #expect(low.1.contains("\"backpressure\":true"), "\(low.1)")
@@ -172,5 +172,46 @@ struct GatewayDiskFullTests {
         #expect(after.exit == 0)
         #expect(after.problems.isEmpty, "PRAGMA integrity_check: \(after.problems)")
         #expect(after.entries == 0)
+    }
+
+    @Test("the state directory vanishes (unmounted under the gateway): intake stops, health says why, what was journaled is still delivered, nothing acknowledged is lost")
+    func stateDirectoryVanishes() throws {
+        let p = try SmallDiskPipeline("disk-vanish", diskBytes: 2 << 20, settings: ["journal.min-free-bytes=64KiB"])
+        defer { p.stop() }
+        let gateway = p.gateway
+        p.kafka.brokersDown()
+        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
+        let publisher = try TestPublisher(url: p.broker.url)
+        var published = try publishReadings(publisher, count: 500, machines: 5)
+        let deadline = Date().addingTimeInterval(20)
+        while gateway.metric("forewarn_gateway_readings_in_total") < 500 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(gateway.metric("forewarn_gateway_readings_in_total") == 500)
+
+        p.disk.detach()
+        let gone = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"journal-vanished\"") }
+        #expect(gone.0 == 503, "\(gone.1)")
+        #expect(gone.1.contains("the journal file is gone from its path"), "\(gone.1)")
+        #expect(gateway.metric("forewarn_gateway_backpressure_reason{reason=\"journal-vanished\"}") == 1)
+        // Published now: the broker keeps it for the paused gateway's session.
+        published += try publishReadings(publisher, count: 300, machines: 5, startTs: 1_700_000_100_000)
+        #expect(publisher.finish())
+
+        // The open journal still drains to Kafka.
+        p.kafka.brokersUp()
+        let first = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 500, timeout: 60, settle: 2))
+        #expect(first.count == 500, "exactly the journaled readings: \(first.count)")
+        #expect(Set(first.map(\.reading)) == Set(published.prefix(500)))
+        #expect(gateway.metric("forewarn_gateway_readings_in_total") == 500, "intake stayed paused")
+        #expect(gateway.child.isRunning, "no crash")
+
+        // A restart on a fresh state directory takes the rest from the broker.
+        gateway.child.signal(SIGTERM)
+        #expect(gateway.child.waitForExit(timeout: 30) == 0)
+        let again = try GatewayProcess(directory: p.dir, name: "gateway-2", mqtt: p.broker.url, kafka: p.kafka.bootstrap,
+                                       stateDir: p.disk.path + "/state", settings: ["journal.min-free-bytes=64KiB"])
+        defer { again.child.stop() }
+        let all = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 800, timeout: 60, settle: 2))
+        #expect(missing(published, all) == 0, "nothing acknowledged by the broker is lost")
+        #expect(Set(all.map(\.reading)).count == 800)
     }
 }

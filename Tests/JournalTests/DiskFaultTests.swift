@@ -32,7 +32,19 @@ struct DiskGuardTests {
         var g = DiskGuard(minFreeBytes: 1000)
         #expect(g.observe(probe(600, reusable: 500)) == nil)
         #expect(g.observe(probe(600, reusable: 300)) == .pause(.lowSpace(available: 900, reserve: 1000)))
-        #expect(g.observe(probe(100, reusable: 1400)) == .resume, "a drained journal's free pages are room for new entries")
+        #expect(g.observe(probe(800, reusable: 800)) == .resume, "a drained journal's free pages are room for new entries")
+    }
+
+    @Test func theFileSystemKeepsHalfTheReserveForTheWAL() {
+        var g = DiskGuard(minFreeBytes: 1000)
+        #expect(g.filesystemFloorBytes == 500 && g.filesystemResumeBytes == 750)
+        #expect(g.observe(probe(499, reusable: 1 << 20)) == .pause(.lowFilesystemSpace(free: 499, floor: 500)),
+                "free pages cannot hold WAL frames")
+        #expect(g.observe(probe(100, reusable: 0)) == nil, "still low on space: same kind of reason, no new change")
+        #expect(g.pausedFor == .lowSpace(available: 100, reserve: 1000))
+        #expect(g.observe(probe(749, reusable: 1 << 20)) == nil, "hysteresis on the floor too")
+        #expect(g.observe(probe(750, reusable: 1 << 20)) == .resume)
+        #expect(DiskPauseReason.lowFilesystemSpace(free: 1, floor: 2).label == "disk-low")
     }
 
     @Test func readOnlyAndVanishedPauseWhateverTheFreeSpace() {

@@ -55,6 +55,14 @@ public final class SmallDisk: @unchecked Sendable {
         Self.run("/bin/mount", ["-o", "remount,\(readOnly ? "ro" : "rw")", path]).0 == 0
     }
 
+    /// Lazy unmount (`umount -l`): the path is an empty directory at once, while files that are
+    /// open on the disk stay usable until closed (a state directory that vanished under a process).
+    public func detach() {
+        guard mounted else { return }
+        mounted = false
+        Self.run("/bin/umount", ["-l", path])
+    }
+
     public func unmount() {
         guard mounted else { return }
         mounted = false
