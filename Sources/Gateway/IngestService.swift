@@ -35,7 +35,7 @@ public final class IngestService: Service, @unchecked Sendable {
     private let keptGauge = Gauge(label: "forewarn_gateway_journal_kept_in_memory")
     private let writeFailures = Counter(label: "forewarn_gateway_journal_write_failures_total")
     private let reasonGauges = Dictionary(uniqueKeysWithValues: BackpressureReason.labels.map {
-        ($0, Gauge(label: "forewarn_gateway_backpressure_reason", dimensions: [("reason", $0)]))
+        ($0, Gauge(label: "forewarn_gateway_intake_paused", dimensions: [("reason", $0)]))
     })
     /// Decides pause and resume; touched on the MQTT loop thread only (the lock keeps it Sendable).
     private let gate: Mutex<IntakeGate>
