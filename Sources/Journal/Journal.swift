@@ -110,8 +110,8 @@ public struct JournalOptions: Sendable {
     public var maxAge: Duration
     public var fullPolicy: JournalFullPolicy
     public var synchronous: JournalSynchronous
-    /// The free-space reserve (`journal.min-free-bytes`). The WAL is kept within a quarter of it:
-    /// it is checkpointed every `minFreeBytes / 4` bytes and truncated back to that size.
+    /// The free-space reserve (`journal.min-free-bytes`). The WAL is kept within a quarter of it
+    /// (at least 64 KiB): checkpointed at that size (at most every 1000 pages) and truncated back to it.
     public var minFreeBytes: Int64
 
     public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), maxBytes: Int64 = 1 << 30,
@@ -194,8 +194,9 @@ public final class Journal: Sendable {
     static let schemaVersion: Int64 = 1
     /// How many stamped-message fingerprints are remembered (covers the broker's in-flight window).
     static let recentCapacity = 4096
-    /// Deletes per transaction while draining (each one's WAL growth stays far inside the reserve).
-    static let deletesPerCommit = 256
+    /// Deletes per transaction while draining: about 256 WAL bytes each, so one transaction fits
+    /// the WAL budget (a quarter of the reserve); 256 to 8192.
+    let deletesPerCommit: Int
 
     /// What `append` did.
     public enum AppendOutcome: Sendable, Equatable {
@@ -211,6 +212,8 @@ public final class Journal: Sendable {
     public init(options: JournalOptions, logger: Logger) throws(JournalError) {
         self.options = options
         self.logger = logger
+        let walBudget = max(options.minFreeBytes / 4, 64 << 10)
+        deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
         let conn = try SQLiteConnection(path: options.path)
         do {
             try Self.check(conn)
@@ -218,7 +221,6 @@ public final class Journal: Sendable {
             try conn.exec("PRAGMA synchronous=\(options.synchronous == .full ? "FULL" : "NORMAL")")
             try conn.exec("PRAGMA busy_timeout=5000")
             // Keep the WAL inside the free-space reserve, so deletes and checkpoints always have room.
-            let walBudget = max(options.minFreeBytes / 4, 64 << 10)
             try conn.exec("PRAGMA wal_autocheckpoint=\(min(1000, max(16, walBudget / 4096)))")
             try conn.exec("PRAGMA journal_size_limit=\(walBudget)")
             try conn.exec("""
@@ -387,7 +389,7 @@ public final class Journal: Sendable {
                         _ = try delete(&s, seq: seq)
                         // A large delete rewrites many pages into the WAL at once: commit in bounded
                         // steps, so draining a full journal never needs more than the reserve.
-                        if s.kept.deletes.count >= Self.deletesPerCommit { try commit(&s) }
+                        if s.kept.deletes.count >= deletesPerCommit { try commit(&s) }
                     }
                     return
                 } catch { fail(&s, error) }
@@ -541,7 +543,7 @@ public final class Journal: Sendable {
         guard let failure = s.failure else { return }
         if failure.kind == .diskFull { try? s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)") }
         do throws(JournalError) {
-            for chunk in s.kept.deleteChunks(size: Self.deletesPerCommit) {
+            for chunk in s.kept.deleteChunks(size: deletesPerCommit) {
                 try begin(&s)
                 for seq in chunk { try deleteRow(&s, seq: seq) }
                 try commitTransaction(&s)
