@@ -83,7 +83,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "ForewarnCoreTests", dependencies: ["ForewarnCore"]),
-        .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore"]),
+        .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore", "TestSupport"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "Evaluation"]),
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "Detection", "ForewarnCore", "Kafka", "TestSupport"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "ForewarnCore", "TestSupport"]),
@@ -91,7 +91,7 @@ let package = Package(
                     exclude: ["shift-change.yaml", "slow-ramp.yaml"]),
         // The whole chain: simulator → mosquitto → gateway → dev-kafka → detector → alerts.
         .testTarget(name: "EndToEndTests", dependencies: ["Detection", "Evaluation", "Kafka", "TestSupport"], exclude: ["e2e-scenario.yaml"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Kafka", "MQTT", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Journal", "Kafka", "MQTT", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["Kafka", "MQTT"], path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]

@@ -19,7 +19,8 @@ public struct GatewayServices: Sendable {
         let j = config.journal
         journal = try Journal(options: JournalOptions(
             path: config.stateDirectory + "/journal.sqlite", commitEvery: j.commitEvery, commitInterval: j.commitInterval,
-            maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous), logger: logger)
+            maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous,
+            minFreeBytes: j.minFreeBytes), logger: logger)
         health = GatewayHealth(grace: config.health.grace)
         forwarder = try ForwarderService(config: config, journal: journal, health: health, logger: logger)
         ingest = try IngestService(config: config, journal: journal, health: health, logger: logger)

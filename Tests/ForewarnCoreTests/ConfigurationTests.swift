@@ -27,7 +27,18 @@ struct ConfigurationTests {
         #expect(c.http == HostPort(host: "127.0.0.1", port: 9464))
         #expect(c.journal.fullPolicy == .backpressure)
         #expect(c.journal.commitInterval == .milliseconds(20))
+        #expect(c.journal.minFreeBytes == 64 << 20)
         #expect(c.mqtt.cleanSession == false)
+    }
+
+    @Test func diskReserveIsASizeOfAtLeast64KiB() throws {
+        #expect(try load(flags: [("journal.min-free-bytes", "512KiB")]).journal.minFreeBytes == 512 << 10)
+        let small = error(flags: [("journal.min-free-bytes", "1000")])
+        #expect(small?.key == "journal.min-free-bytes")
+        #expect(small?.description.contains("below the minimum of 65536 bytes") == true)
+        let word = error(yaml: "journal:\n  min-free-bytes: plenty\n")
+        #expect(word?.key == "journal.min-free-bytes")
+        #expect(word?.description.contains("is not a size") == true)
     }
 
     @Test func fileThenEnvironmentThenFlags() throws {

@@ -127,6 +127,12 @@ public struct GatewayConfiguration: Sendable {
         public var resumeFraction: Double
         /// `journal.synchronous`: `full` or `normal`. Default `full`.
         public var synchronous: JournalSynchronous
+        /// `journal.min-free-bytes`: the free-space reserve on the state directory's file system.
+        /// MQTT intake stops while less than this is free (counting free pages inside the journal
+        /// file) and resumes at 1.5 times it; the WAL is kept within a quarter of it. It must cover
+        /// the readings in flight when intake stops plus SQLite's room for deletes and checkpoints.
+        /// Default 64MiB, at least 64KiB.
+        public var minFreeBytes: Int64
     }
 
     public struct Health: Sendable {
@@ -219,7 +225,8 @@ public struct GatewayConfiguration: Sendable {
             maxAge: try r.duration("journal.max-age", default: .seconds(7 * 86_400), min: .seconds(1)),
             fullPolicy: try r.choice("journal.full-policy", default: .backpressure),
             resumeFraction: try r.double("journal.resume-at", default: 0.8, range: 0.05...0.99),
-            synchronous: try r.choice("journal.synchronous", default: .full))
+            synchronous: try r.choice("journal.synchronous", default: .full),
+            minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
         let health = Health(grace: try r.duration("health.grace", default: .seconds(30)))
         return GatewayConfiguration(gatewayID: gatewayID, defaultSite: site, stateDirectory: stateDir, http: http,
                                     logLevel: logLevel, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
