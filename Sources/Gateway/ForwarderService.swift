@@ -187,10 +187,11 @@ public final class ForwarderService: Service, @unchecked Sendable {
     private func journalCall<T>(_ body: () throws -> T) -> T? {
         do {
             let v = try body()
+            health.setJournalReadError(nil)
             return v
         } catch {
             logger.error("journal: \(error)")
-            health.setJournalError("\(error)")
+            health.setJournalReadError("\(error)")
             Thread.sleep(forTimeInterval: 0.1)
             return nil
         }

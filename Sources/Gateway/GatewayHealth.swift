@@ -17,6 +17,9 @@ public final class GatewayHealth: Sendable {
         var dropsTotal = 0
         var backpressure: [BackpressureReason] = []
         var journalError: String?
+        /// The forwarder's own journal failures (reads, deletes), kept apart from the ingest
+        /// side's write failure, which the ingest loop re-states on every probe.
+        var journalReadError: String?
         var journalFreeBytes: Int64?
         var journal = JournalSnapshot()
     }
@@ -63,6 +66,7 @@ public final class GatewayHealth: Sendable {
     }
     func setJournalFreeBytes(_ bytes: Int64) { state.withLock { $0.journalFreeBytes = bytes } }
     func setJournalError(_ e: String?) { state.withLock { $0.journalError = e } }
+    func setJournalReadError(_ e: String?) { state.withLock { if $0.journalReadError != e { $0.journalReadError = e } } }
     func setJournal(_ j: JournalSnapshot) { state.withLock { $0.journal = j } }
 
     public var isKafkaReachable: Bool { state.withLock { $0.kafkaDownSince == nil } }
@@ -85,6 +89,7 @@ public final class GatewayHealth: Sendable {
             problems.append("journal dropped data \(Int(seconds(now - last)))s ago (\(s.dropsTotal) dropped in total)")
         }
         if let e = s.journalError { problems.append("journal write failing: \(e)") }
+        if let e = s.journalReadError { problems.append("journal read failing: \(e)") }
         for r in s.backpressure where r.isProblem {
             if case .writeFailing = r { continue }   // said above
             problems.append("MQTT intake paused: \(r)")
