@@ -20,7 +20,8 @@ public struct GatewayServices: Sendable {
         journal = try Journal(options: JournalOptions(
             path: config.stateDirectory + "/journal.sqlite", commitEvery: j.commitEvery, commitInterval: j.commitInterval,
             maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous,
-            minFreeBytes: j.minFreeBytes), logger: logger)
+            minFreeBytes: j.minFreeBytes, firstSeq: JournalOptions.clockSeq(nowMs: Int64(Date().timeIntervalSince1970 * 1000))),
+            logger: logger)
         health = GatewayHealth(grace: config.health.grace)
         forwarder = try ForwarderService(config: config, journal: journal, health: health, logger: logger)
         ingest = try IngestService(config: config, journal: journal, health: health, logger: logger)

@@ -113,10 +113,15 @@ public struct JournalOptions: Sendable {
     /// The free-space reserve (`journal.min-free-bytes`). The WAL is kept within a quarter of it
     /// (at least 64 KiB): checkpointed at that size (at most every 1000 pages) and truncated back to it.
     public var minFreeBytes: Int64
+    /// The seq of a new journal's first entry (default 1). An existing journal continues where
+    /// it left off. The gateway passes `JournalOptions.clockSeq()`, so a journal recreated after
+    /// loss never reuses an earlier (gateway, seq), by which consumers remove duplicates.
+    public var firstSeq: Int64
 
     public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), maxBytes: Int64 = 1 << 30,
                 maxAge: Duration = .seconds(7 * 86_400), fullPolicy: JournalFullPolicy = .backpressure, synchronous: JournalSynchronous = .full,
-                minFreeBytes: Int64 = 64 << 20) {
+                minFreeBytes: Int64 = 64 << 20, firstSeq: Int64 = 1) {
+        self.firstSeq = max(1, firstSeq)
         self.path = path
         self.commitEvery = commitEvery
         self.commitInterval = commitInterval
@@ -126,6 +131,10 @@ public struct JournalOptions: Sendable {
         self.synchronous = synchronous
         self.minFreeBytes = minFreeBytes
     }
+
+    /// Milliseconds since 1970 × 1000: above every seq an earlier journal of this gateway used,
+    /// unless it averaged more than 1,000,000 readings a second over its whole life.
+    public static func clockSeq(nowMs: Int64) -> Int64 { nowMs * 1000 }
 }
 
 public final class Journal: Sendable {
@@ -239,6 +248,8 @@ public final class Journal: Sendable {
                   digest INTEGER NOT NULL);
                 PRAGMA user_version=\(Self.schemaVersion);
                 """)
+            // A new journal starts its numbering at `firstSeq`; an existing one keeps its own.
+            try conn.exec("INSERT INTO sqlite_sequence(name, seq) SELECT 'entries', \(options.firstSeq - 1) WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'entries')")
         } catch let e where Self.isOnReadOnlyFileSystem(options.path) {
             throw JournalError(.readOnly, path: options.path, e.detail)
         } catch let e where e.kind == .other || e.kind == .unreadable {

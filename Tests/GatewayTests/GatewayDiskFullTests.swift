@@ -216,5 +216,10 @@ struct GatewayDiskFullTests {
         let all = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 800, timeout: 60, settle: 2))
         #expect(missing(published, all) == 0, "nothing acknowledged by the broker is lost")
         #expect(Set(all.map(\.reading)).count == 800)
+        // The new journal numbers above the lost one, so (gateway, seq) never repeats.
+        let firstSeqs = Set(first.map(\.seq))
+        let later = all.filter { !firstSeqs.contains($0.seq) }
+        #expect(later.count == 300, "the 300 taken after the restart have seqs of their own")
+        #expect(later.map(\.seq).min() ?? 0 > first.map(\.seq).max() ?? .max)
     }
 }
