@@ -9,8 +9,11 @@ import Synchronization
 
 /// MQTT → parse → journal. Runs libmosquitto's loop on its own thread; each message is parsed
 /// and appended to the journal inside the message callback, so the window between the broker's
-/// PUBACK and the journal is one parse and one SQLite insert. Group commits happen on the
-/// loop's ticks (every ~10 ms) as well as every `journal.commit-every` entries.
+/// PUBACK and the journal is one parse and one SQLite insert. The loop ticks after every
+/// packet it reads (and every ~10 ms when idle); each tick asks the journal's `CommitPolicy`
+/// whether to commit, telling it whether more input is already queued on the socket, so a
+/// group is committed as soon as nothing more would join it (`journal.commit-when-idle`), at
+/// `journal.commit-every` entries, or after `journal.commit-interval`.
 public final class IngestService: Service, @unchecked Sendable {
     let config: GatewayConfiguration
     let journal: Journal
@@ -140,7 +143,11 @@ public final class IngestService: Service, @unchecked Sendable {
     func tick() {
         health.mqttSubscribed(client.isSubscribed)
         flushPending()
-        do { try journal.commitIfDue() } catch {
+        do {
+            // An idle commit held back by journal.commit-min-gap is due within that gap: look again soon.
+            let pending = try journal.commitIfDue(inputQueued: client.hasQueuedInput)
+            client.setTickInterval(pending && config.journal.commitWhenIdle ? .milliseconds(1) : .milliseconds(10))
+        } catch {
             health.setJournalError(error.description)
             logger.error("journal commit failed: \(error)")
         }

@@ -1,6 +1,7 @@
 // Journal owns the gateway's store-and-forward: a SQLite database in WAL mode and the only
 // module that imports CSQLite. Accepted readings and dead letters are appended inside a
-// group-commit transaction (every N entries or T ms); the forwarder reads committed entries
+// group-commit transaction, committed when `CommitPolicy` says so (N entries, T ms, or no more
+// input queued); the forwarder reads committed entries
 // in sequence order and deletes each one only when Kafka has acknowledged it. Sequence
 // numbers never repeat (AUTOINCREMENT), so (gateway, seq) identifies a record forever.
 // The journal is bounded by bytes and by age; what it drops it counts per machine and reason.
@@ -98,27 +99,42 @@ public struct JournalOptions: Sendable {
     public var path: String
     public var commitEvery: Int
     public var commitInterval: Duration
+    /// Commit pending entries as soon as the caller says no more input is queued ...
+    public var commitWhenIdle: Bool
+    /// ... and the previous commit is at least this long ago.
+    public var commitMinGap: Duration
     public var maxBytes: Int64
     public var maxAge: Duration
     public var fullPolicy: JournalFullPolicy
     public var synchronous: JournalSynchronous
 
-    public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), maxBytes: Int64 = 1 << 30,
-                maxAge: Duration = .seconds(7 * 86_400), fullPolicy: JournalFullPolicy = .backpressure, synchronous: JournalSynchronous = .full) {
+    public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), commitWhenIdle: Bool = true,
+                commitMinGap: Duration = .milliseconds(2), maxBytes: Int64 = 1 << 30, maxAge: Duration = .seconds(7 * 86_400), fullPolicy: JournalFullPolicy = .backpressure,
+                synchronous: JournalSynchronous = .full) {
         self.path = path
         self.commitEvery = commitEvery
         self.commitInterval = commitInterval
+        self.commitWhenIdle = commitWhenIdle
+        self.commitMinGap = commitMinGap
         self.maxBytes = maxBytes
         self.maxAge = maxAge
         self.fullPolicy = fullPolicy
         self.synchronous = synchronous
     }
+
+    public var commitPolicy: CommitPolicy {
+        CommitPolicy(maxEntries: commitEvery, maxDelay: commitInterval, whenIdle: commitWhenIdle, minGap: commitMinGap)
+    }
 }
 
 public final class Journal: Sendable {
     public let options: JournalOptions
+    private let policy: CommitPolicy
     private let logger: Logger
     private let inner: Mutex<Inner>
+    /// Called after every successful commit (under the journal lock: keep it short and never
+    /// call back into the journal). The forwarder uses it to wake up at once.
+    private let commitObserver = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// Everything behind the lock: the connection, its statements and the counters.
     final class Inner {
@@ -130,6 +146,7 @@ public final class Journal: Sendable {
         let selectOlderThan: SQLiteStatement
         var inTransaction = false
         var transactionStarted = ContinuousClock.now
+        var lastCommit = ContinuousClock.now
         var uncommitted = 0
         var lastInsertedSeq: Int64 = 0
         var committedSeq: Int64 = 0
@@ -176,6 +193,7 @@ public final class Journal: Sendable {
     /// Opens (or creates) the journal and checks it. A corrupt or foreign file is an error, never truncated.
     public init(options: JournalOptions, logger: Logger) throws(JournalError) {
         self.options = options
+        policy = options.commitPolicy
         self.logger = logger
         let conn = try SQLiteConnection(path: options.path)
         do {
@@ -280,16 +298,26 @@ public final class Journal: Sendable {
                     _ = try s.pruneDigests.step()
                 }
             }
-            if s.uncommitted >= options.commitEvery { try commit(&s) }
+            if decide(s, inputQueued: true) == .commitNow { try commit(&s) }
             return .appended(dropped: dropped)
         }
     }
 
-    /// Commits the open transaction if it is older than `commitInterval`. Call it often.
-    public func commitIfDue() throws(JournalError) {
-        try inner.withLock { (s: inout Inner) throws(JournalError) in
-            if s.inTransaction, ContinuousClock.now - s.transactionStarted >= options.commitInterval { try commit(&s) }
+    /// Commits the open transaction if `CommitPolicy` says so: it holds `commitEvery` entries,
+    /// is older than `commitInterval`, or (with `commitWhenIdle`) holds entries and the caller
+    /// says no more input is queued. Call it after each message and on every tick.
+    /// Returns true when appended entries are still uncommitted (the caller should ask again soon).
+    @discardableResult
+    public func commitIfDue(inputQueued: Bool = true) throws(JournalError) -> Bool {
+        try inner.withLock { (s: inout Inner) throws(JournalError) -> Bool in
+            if decide(s, inputQueued: inputQueued) == .commitNow { try commit(&s) }
+            return s.uncommitted > 0
         }
+    }
+
+    /// Sets the function called after every commit (one observer; a later call replaces it).
+    public func onCommit(_ observer: @escaping @Sendable () -> Void) {
+        commitObserver.withLock { $0 = observer }
     }
 
     /// Commits now (shutdown, tests).
@@ -375,6 +403,12 @@ public final class Journal: Sendable {
 
     // MARK: - under the lock
 
+    private func decide(_ s: Inner, inputQueued: Bool) -> CommitPolicy.Decision {
+        let now = ContinuousClock.now
+        return policy.decide(inTransaction: s.inTransaction, pendingEntries: s.uncommitted, openFor: now - s.transactionStarted,
+                             inputQueued: inputQueued, sinceLastCommit: now - s.lastCommit)
+    }
+
     private func begin(_ s: inout Inner) throws(JournalError) {
         guard !s.inTransaction else { return }
         try s.conn.exec("BEGIN IMMEDIATE")
@@ -388,6 +422,8 @@ public final class Journal: Sendable {
         s.inTransaction = false
         s.uncommitted = 0
         s.committedSeq = s.lastInsertedSeq
+        s.lastCommit = .now
+        commitObserver.withLock { $0 }?()
     }
 
     private func delete(_ s: inout Inner, seq: Int64) throws(JournalError) -> Bool {

@@ -133,6 +133,13 @@ public final class KafkaProducer: @unchecked Sendable {
         return out
     }
 
+    /// Makes a `poll` that is waiting (or the next one, if none is) return at once, from any
+    /// thread. The forwarder's journal-commit signal uses it, so new entries need not wait out
+    /// the poll timeout.
+    public func wakeUp() {
+        rd_kafka_queue_yield(queue)
+    }
+
     /// Records handed to librdkafka and not yet reported.
     public var outstanding: Int { Int(rd_kafka_outq_len(handle)) }
 

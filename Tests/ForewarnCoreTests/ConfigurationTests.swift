@@ -27,7 +27,25 @@ struct ConfigurationTests {
         #expect(c.http == HostPort(host: "127.0.0.1", port: 9464))
         #expect(c.journal.fullPolicy == .backpressure)
         #expect(c.journal.commitInterval == .milliseconds(20))
+        #expect(c.journal.commitWhenIdle == true)
+        #expect(c.journal.commitMinGap == .milliseconds(2))
         #expect(c.mqtt.cleanSession == false)
+    }
+
+    @Test func commitWhenIdleIsABooleanNamedInItsError() throws {
+        #expect(try load(flags: [("journal.commit-when-idle", "false")]).journal.commitWhenIdle == false)
+        #expect(try load(env: ["FOREWARN_JOURNAL_COMMIT_WHEN_IDLE": "off"]).journal.commitWhenIdle == false)
+        let e = error(yaml: "journal:\n  commit-when-idle: sometimes\n")
+        #expect(e?.key == "journal.commit-when-idle")
+        #expect(e?.description.contains("'sometimes' is not a boolean (allowed: true, false)") == true)
+    }
+
+    @Test func commitMinGapMayNotExceedTheInterval() throws {
+        #expect(try load(flags: [("journal.commit-min-gap", "0ms")]).journal.commitMinGap == .zero)
+        let e = error(flags: [("journal.commit-interval", "5ms"), ("journal.commit-min-gap", "6ms")])
+        #expect(e?.key == "journal.commit-min-gap")
+        #expect(e?.description.contains("above journal.commit-interval") == true)
+        #expect(error(flags: [("journal.commit-min-gap", "soon")])?.key == "journal.commit-min-gap")
     }
 
     @Test func fileThenEnvironmentThenFlags() throws {
