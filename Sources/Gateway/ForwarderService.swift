@@ -16,6 +16,10 @@ import Synchronization
 /// the entry: the forwarder purges what is still queued in librdkafka, waits for the
 /// in-flight rest to report, then rewinds to the oldest undelivered entry and sends again
 /// in journal order, so each machine's order holds.
+///
+/// Pickup latency: the journal calls back on every commit, which wakes the forwarder's wait for
+/// delivery reports (`KafkaProducer.wakeUp`), so a committed entry is handed to librdkafka at
+/// once rather than after the 10 ms poll timeout.
 public final class ForwarderService: Service, @unchecked Sendable {
     let config: GatewayConfiguration
     let journal: Journal
@@ -37,6 +41,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
         self.health = health
         self.logger = logger
         producer = try KafkaProducer(bootstrap: config.kafka.bootstrap, properties: config.kafka.properties, logger: logger)
+        journal.onCommit { [producer] in producer.wakeUp() }
     }
 
     public func run() async throws {

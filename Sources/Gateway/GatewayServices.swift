@@ -19,6 +19,7 @@ public struct GatewayServices: Sendable {
         let j = config.journal
         journal = try Journal(options: JournalOptions(
             path: config.stateDirectory + "/journal.sqlite", commitEvery: j.commitEvery, commitInterval: j.commitInterval,
+            commitWhenIdle: j.commitWhenIdle, commitMinGap: j.commitMinGap,
             maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous,
             minFreeBytes: j.minFreeBytes, firstSeq: JournalOptions.clockSeq(nowMs: Int64(Date().timeIntervalSince1970 * 1000))),
             logger: logger)

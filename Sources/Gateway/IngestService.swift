@@ -10,8 +10,11 @@ import Synchronization
 
 /// MQTT → parse → journal. Runs libmosquitto's loop on its own thread; each message is parsed
 /// and appended to the journal inside the message callback, so the window between the broker's
-/// PUBACK and the journal is one parse and one SQLite insert. Group commits happen on the
-/// loop's ticks (every ~10 ms) as well as every `journal.commit-every` entries.
+/// PUBACK and the journal is one parse and one SQLite insert. The loop ticks after every
+/// packet it reads (and every ~10 ms when idle); each tick asks the journal's `CommitPolicy`
+/// whether to commit, telling it whether more input is already queued on the socket, so a
+/// group is committed as soon as nothing more would join it (`journal.commit-when-idle`), at
+/// `journal.commit-every` entries, or after `journal.commit-interval`.
 ///
 /// libmosquitto acknowledges QoS 1 before we see a message, so intake must stop *before* the
 /// journal cannot write: every tick measures the state directory's free space, and the
@@ -158,7 +161,11 @@ public final class IngestService: Service, @unchecked Sendable {
 
     func tick() {
         health.mqttSubscribed(client.isSubscribed)
-        do { try journal.commitIfDue() } catch {
+        do {
+            // An idle commit held back by journal.commit-min-gap is due within that gap: look again soon.
+            let pending = try journal.commitIfDue(inputQueued: client.hasQueuedInput)
+            client.setTickInterval(pending && config.journal.commitWhenIdle ? .milliseconds(1) : .milliseconds(10))
+        } catch {
             health.setJournalError(error.description)
             logger.error("journal commit failed: \(error)")
         }

@@ -1,6 +1,7 @@
 // Journal owns the gateway's store-and-forward: a SQLite database in WAL mode and the only
 // module that imports CSQLite. Accepted readings and dead letters are appended inside a
-// group-commit transaction (every N entries or T ms); the forwarder reads committed entries
+// group-commit transaction, committed when `CommitPolicy` says so (N entries, T ms, or no more
+// input queued); the forwarder reads committed entries
 // in sequence order and deletes each one only when Kafka has acknowledged it. Sequence
 // numbers never repeat (AUTOINCREMENT), so (gateway, seq) identifies a record forever.
 // The journal is bounded by bytes and by age; what it drops it counts per machine and reason.
@@ -106,6 +107,10 @@ public struct JournalOptions: Sendable {
     public var path: String
     public var commitEvery: Int
     public var commitInterval: Duration
+    /// Commit pending entries as soon as the caller says no more input is queued ...
+    public var commitWhenIdle: Bool
+    /// ... and the previous commit is at least this long ago.
+    public var commitMinGap: Duration
     public var maxBytes: Int64
     public var maxAge: Duration
     public var fullPolicy: JournalFullPolicy
@@ -118,10 +123,13 @@ public struct JournalOptions: Sendable {
     /// loss never reuses an earlier (gateway, seq), by which consumers remove duplicates.
     public var firstSeq: Int64
 
-    public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), maxBytes: Int64 = 1 << 30,
-                maxAge: Duration = .seconds(7 * 86_400), fullPolicy: JournalFullPolicy = .backpressure, synchronous: JournalSynchronous = .full,
+    public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), commitWhenIdle: Bool = true,
+                commitMinGap: Duration = .milliseconds(2), maxBytes: Int64 = 1 << 30, maxAge: Duration = .seconds(7 * 86_400),
+                fullPolicy: JournalFullPolicy = .backpressure, synchronous: JournalSynchronous = .full,
                 minFreeBytes: Int64 = 64 << 20, firstSeq: Int64 = 1) {
         self.firstSeq = max(1, firstSeq)
+        self.commitWhenIdle = commitWhenIdle
+        self.commitMinGap = commitMinGap
         self.path = path
         self.commitEvery = commitEvery
         self.commitInterval = commitInterval
@@ -135,12 +143,20 @@ public struct JournalOptions: Sendable {
     /// Milliseconds since 1970 × 1000: above every seq an earlier journal of this gateway used,
     /// unless it averaged more than 1,000,000 readings a second over its whole life.
     public static func clockSeq(nowMs: Int64) -> Int64 { nowMs * 1000 }
+
+    public var commitPolicy: CommitPolicy {
+        CommitPolicy(maxEntries: commitEvery, maxDelay: commitInterval, whenIdle: commitWhenIdle, minGap: commitMinGap)
+    }
 }
 
 public final class Journal: Sendable {
     public let options: JournalOptions
+    private let policy: CommitPolicy
     private let logger: Logger
     private let inner: Mutex<Inner>
+    /// Called after every successful commit (under the journal lock: keep it short and never
+    /// call back into the journal). The forwarder uses it to wake up at once.
+    private let commitObserver = Mutex<(@Sendable () -> Void)?>(nil)
     /// (device, inode) of the journal file when it was opened: a different or missing file at
     /// the path means the state directory was removed or unmounted under us.
     private let identity: FileIdentity?
@@ -166,6 +182,7 @@ public final class Journal: Sendable {
         var pruneDue = false
         var inTransaction = false
         var transactionStarted = ContinuousClock.now
+        var lastCommit = ContinuousClock.now
         var uncommitted = 0
         var lastInsertedSeq: Int64 = 0
         var committedSeq: Int64 = 0
@@ -220,6 +237,7 @@ public final class Journal: Sendable {
     /// Opens (or creates) the journal and checks it. A corrupt or foreign file is an error, never truncated.
     public init(options: JournalOptions, logger: Logger) throws(JournalError) {
         self.options = options
+        policy = options.commitPolicy
         self.logger = logger
         let walBudget = max(options.minFreeBytes / 4, 64 << 10)
         deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
@@ -320,7 +338,7 @@ public final class Journal: Sendable {
                 do throws(JournalError) {
                     try begin(&s)
                     try insertRows(&s, newEntries, digest: messageDigest)
-                    if s.uncommitted >= options.commitEvery { try commit(&s) }
+                    if decide(s, inputQueued: true) == .commitNow { try commit(&s) }
                 } catch { fail(&s, error) }
             }
             if let f = s.failure { return .held(f) }
@@ -328,19 +346,29 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Commits the open transaction if it is older than `commitInterval`; after a failed write,
-    /// writes what is kept in memory again once the backoff allows. Call it often. A failure
-    /// does not throw: it shows in `writeFailure` and everything stays kept.
-    public func commitIfDue() throws(JournalError) {
-        inner.withLock { (s: inout Inner) in
+    /// Commits the open transaction if `CommitPolicy` says so: it holds `commitEvery` entries,
+    /// is older than `commitInterval`, or (with `commitWhenIdle`) holds entries and the caller
+    /// says no more input is queued. After a failed write, it writes what is kept in memory again
+    /// once the backoff allows. Call it after each message and on every tick. A failure does not
+    /// throw: it shows in `writeFailure` and everything stays kept.
+    /// Returns true when appended entries are still uncommitted (the caller should ask again soon).
+    @discardableResult
+    public func commitIfDue(inputQueued: Bool = true) throws(JournalError) -> Bool {
+        inner.withLock { (s: inout Inner) -> Bool in
             if s.failure != nil {
                 if s.retry.isDue(at: .now) { writeKept(&s) }
-                return
+                return s.uncommitted > 0
             }
-            if s.inTransaction, ContinuousClock.now - s.transactionStarted >= options.commitInterval {
+            if decide(s, inputQueued: inputQueued) == .commitNow {
                 do throws(JournalError) { try commit(&s) } catch { fail(&s, error) }
             }
+            return s.uncommitted > 0
         }
+    }
+
+    /// Sets the function called after every commit (one observer; a later call replaces it).
+    public func onCommit(_ observer: @escaping @Sendable () -> Void) {
+        commitObserver.withLock { $0 = observer }
     }
 
     /// Commits now (shutdown, tests). After a failed write it tries the kept writes once more,
@@ -525,6 +553,14 @@ public final class Journal: Sendable {
         }
         try s.conn.exec("COMMIT")
         s.inTransaction = false
+        s.lastCommit = .now
+        commitObserver.withLock { $0 }?()
+    }
+
+    private func decide(_ s: Inner, inputQueued: Bool) -> CommitPolicy.Decision {
+        let now = ContinuousClock.now
+        return policy.decide(inTransaction: s.inTransaction, pendingEntries: s.uncommitted, openFor: now - s.transactionStarted,
+                             inputQueued: inputQueued, sinceLastCommit: now - s.lastCommit)
     }
 
     private func commit(_ s: inout Inner) throws(JournalError) {

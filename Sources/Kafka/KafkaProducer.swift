@@ -24,7 +24,10 @@ public final class KafkaProducer: @unchecked Sendable {
     public static let defaults: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",
-        "linger.ms": "5",
+        // A live reading should be readable in Kafka in milliseconds. 1 ms (librdkafka's default
+        // is 5) cut the gateway's p50 at 1,000 readings/s by ~3 ms and left the drain of a
+        // 200,000 backlog at the same rate (docs/benchmarks.md): a backlog batches by itself.
+        "linger.ms": "1",
         "compression.type": "lz4",
         "queue.buffering.max.messages": "1000000",
         "socket.keepalive.enable": "true",
@@ -131,6 +134,13 @@ public final class KafkaProducer: @unchecked Sendable {
             }
         }
         return out
+    }
+
+    /// Makes a `poll` that is waiting (or the next one, if none is) return at once, from any
+    /// thread. The forwarder's journal-commit signal uses it, so new entries need not wait out
+    /// the poll timeout.
+    public func wakeUp() {
+        rd_kafka_queue_yield(queue)
     }
 
     /// Records handed to librdkafka and not yet reported.

@@ -28,6 +28,8 @@ struct ConfigurationTests {
         #expect(c.journal.fullPolicy == .backpressure)
         #expect(c.journal.commitInterval == .milliseconds(20))
         #expect(c.journal.minFreeBytes == 64 << 20)
+        #expect(c.journal.commitWhenIdle == true)
+        #expect(c.journal.commitMinGap == .milliseconds(2))
         #expect(c.mqtt.cleanSession == false)
     }
 
@@ -39,6 +41,22 @@ struct ConfigurationTests {
         let word = error(yaml: "journal:\n  min-free-bytes: plenty\n")
         #expect(word?.key == "journal.min-free-bytes")
         #expect(word?.description.contains("is not a size") == true)
+    }
+
+    @Test func commitWhenIdleIsABooleanNamedInItsError() throws {
+        #expect(try load(flags: [("journal.commit-when-idle", "false")]).journal.commitWhenIdle == false)
+        #expect(try load(env: ["FOREWARN_JOURNAL_COMMIT_WHEN_IDLE": "off"]).journal.commitWhenIdle == false)
+        let e = error(yaml: "journal:\n  commit-when-idle: sometimes\n")
+        #expect(e?.key == "journal.commit-when-idle")
+        #expect(e?.description.contains("'sometimes' is not a boolean (allowed: true, false)") == true)
+    }
+
+    @Test func commitMinGapMayNotExceedTheInterval() throws {
+        #expect(try load(flags: [("journal.commit-min-gap", "0ms")]).journal.commitMinGap == .zero)
+        let e = error(flags: [("journal.commit-interval", "5ms"), ("journal.commit-min-gap", "6ms")])
+        #expect(e?.key == "journal.commit-min-gap")
+        #expect(e?.description.contains("above journal.commit-interval") == true)
+        #expect(error(flags: [("journal.commit-min-gap", "soon")])?.key == "journal.commit-min-gap")
     }
 
     @Test func fileThenEnvironmentThenFlags() throws {

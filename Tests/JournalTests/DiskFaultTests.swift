@@ -124,7 +124,7 @@ struct JournalWriteFailureTests {
     func waitUntilWritable(_ j: Journal) -> Bool {
         let deadline = ContinuousClock.now + .seconds(10)
         while j.writeFailure != nil, ContinuousClock.now < deadline {
-            try? j.commitIfDue()
+            _ = try? j.commitIfDue()
             Thread.sleep(forTimeInterval: 0.01)
         }
         return j.writeFailure == nil
@@ -153,7 +153,7 @@ struct JournalWriteFailureTests {
         try j.markDelivered([1, 2])
         #expect(try j.readCommitted(after: 0, limit: 1).map(\.seq) == [3])
         #expect(j.stats.entries == 7)
-        try? j.commitIfDue()
+        _ = try? j.commitIfDue()
         #expect(j.writeFailure == full, "still failing: retried with backoff, still kept")
         #expect(throws: JournalError.self) { try j.commit() }
 
@@ -236,14 +236,14 @@ struct JournalSmallDiskTests {
             accepted += 20
             try j.markDelivered(Array(1...100))
             #expect(j.probeStorage().availableBytes < 64 << 10)
-            try? j.commitIfDue()
+            _ = try? j.commitIfDue()
             Thread.sleep(forTimeInterval: 0.1)
-            try? j.commitIfDue()
+            _ = try? j.commitIfDue()
             #expect(j.writeFailure != nil, "no space yet: still kept")
 
             try FileManager.default.removeItem(atPath: filler)
             let deadline = ContinuousClock.now + .seconds(10)
-            while j.writeFailure != nil, ContinuousClock.now < deadline { try? j.commitIfDue(); Thread.sleep(forTimeInterval: 0.01) }
+            while j.writeFailure != nil, ContinuousClock.now < deadline { _ = try? j.commitIfDue(); Thread.sleep(forTimeInterval: 0.01) }
             #expect(j.writeFailure == nil)
             let all = try j.readCommitted(after: 0, limit: 10_000)
             #expect(all.map(\.receivedAt) == (100..<accepted).map { Int64(1_000 + $0) }, "all accepted entries but the delivered 100, in order")

@@ -117,6 +117,14 @@ public struct GatewayConfiguration: Sendable {
         public var commitEvery: Int
         /// `journal.commit-interval`: or after this long. Default 20ms. Bounds the crash loss window.
         public var commitInterval: Duration
+        /// `journal.commit-when-idle`: also commit as soon as no more MQTT input is queued on the
+        /// socket (nothing would join the group by waiting). Default true. false commits only on
+        /// `commit-every` or `commit-interval`.
+        public var commitWhenIdle: Bool
+        /// `journal.commit-min-gap`: an idle commit waits until the previous commit is this long
+        /// ago, which caps the commit rate (CPU and syncs) under steady load. Default 2ms;
+        /// at most `commit-interval`. 0 commits at once.
+        public var commitMinGap: Duration
         /// `journal.max-bytes`: bound on journaled payload bytes. Default 1GiB.
         public var maxBytes: Int64
         /// `journal.max-age`: entries older than this are dropped (counted, reason `max-age`). Default 7d.
@@ -221,12 +229,17 @@ public struct GatewayConfiguration: Sendable {
         let journal = Journal(
             commitEvery: try r.int("journal.commit-every", default: 200, range: 1...100_000),
             commitInterval: try r.duration("journal.commit-interval", default: .milliseconds(20), min: .milliseconds(1)),
+            commitWhenIdle: try r.bool("journal.commit-when-idle", default: true),
+            commitMinGap: try r.duration("journal.commit-min-gap", default: .milliseconds(2)),
             maxBytes: try r.size("journal.max-bytes", default: 1 << 30, min: 4096),
             maxAge: try r.duration("journal.max-age", default: .seconds(7 * 86_400), min: .seconds(1)),
             fullPolicy: try r.choice("journal.full-policy", default: .backpressure),
             resumeFraction: try r.double("journal.resume-at", default: 0.8, range: 0.05...0.99),
             synchronous: try r.choice("journal.synchronous", default: .full),
             minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
+        if journal.commitMinGap > journal.commitInterval {
+            throw ConfigError(key: "journal.commit-min-gap", "\(journal.commitMinGap) is above journal.commit-interval (\(journal.commitInterval)); allowed: 0ms up to journal.commit-interval")
+        }
         let health = Health(grace: try r.duration("health.grace", default: .seconds(30)))
         return GatewayConfiguration(gatewayID: gatewayID, defaultSite: site, stateDirectory: stateDir, http: http,
                                     logLevel: logLevel, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
