@@ -58,6 +58,8 @@ public final class DetectorStatus: Sendable {
 /// acknowledged, and right after the state that the offsets correspond to is saved. A crash
 /// therefore replays readings from the last checkpoint into the state saved with it, which
 /// reproduces the same alerts with the same alert ids (consumers de-duplicate by alert_id and state).
+// @unchecked: the mutable state (partitions, outstanding alerts, heartbeat) is touched only by the
+// loop's dedicated thread, and by run() before that thread starts; `status` is behind a Mutex.
 public final class DetectorService: Service, @unchecked Sendable {
     let settings: DetectorSettings
     let models: MachineModels
@@ -66,6 +68,9 @@ public final class DetectorService: Service, @unchecked Sendable {
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
     private let checkpointDirectory: String
+    private let heartbeats: Heartbeats?
+    /// The loop's heartbeat; set in `run()` before the loop's thread starts, read only there.
+    private var heartbeat = Heartbeat.none
 
     private let readingsCounter = Counter(label: "forewarn_detector_readings_total")
     private let duplicatesCounter = Counter(label: "forewarn_detector_duplicate_readings_total")
@@ -74,7 +79,9 @@ public final class DetectorService: Service, @unchecked Sendable {
     private let modelTimer = Timer(label: "forewarn_detector_model_seconds")
     private let machinesGauge = Gauge(label: "forewarn_detector_machines")
 
-    public init(settings: DetectorSettings, models: MachineModels, logger: Logger) throws {
+    /// `heartbeats`: the consume loop beats as `detector` (for the systemd watchdog).
+    public init(settings: DetectorSettings, models: MachineModels, logger: Logger, heartbeats: Heartbeats? = nil) throws {
+        self.heartbeats = heartbeats
         self.settings = settings
         self.models = models
         self.logger = logger
@@ -87,14 +94,23 @@ public final class DetectorService: Service, @unchecked Sendable {
         producer = try KafkaProducer(bootstrap: settings.bootstrap, properties: settings.kafkaProperties, logger: logger)
     }
 
+    /// Consumes until graceful shutdown or task cancellation (then checkpoints and leaves the
+    /// group). A subscription librdkafka refuses (an invalid `^regex` topic) is thrown as a
+    /// `ConfigError` naming `kafka.readings-topic`.
     public func run() async throws {
         let stop = StopFlag()
-        try consumer.subscribe([settings.readingsTopic])
+        do { try consumer.subscribe([settings.readingsTopic]) } catch {
+            throw ConfigError(key: "kafka.readings-topic", "cannot subscribe to '\(settings.readingsTopic)': \(error.message)")
+        }
         logger.info("detector starting", metadata: ["group": "\(settings.group)", "readings": "\(settings.readingsTopic)",
                                                     "alerts": "\(settings.alertsTopic)", "models": "\(settings.modelsDirectory ?? "built-in")"])
-        await withGracefulShutdownHandler {
-            await runOnDedicatedThread(name: "detector") { [self] in loop(stop: stop) }
-        } onGracefulShutdown: {
+        heartbeat = heartbeats?.register("detector") ?? .none
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await runOnDedicatedThread(name: "detector") { [self] in
+                loop(stop: stop)
+                heartbeat.retire()
+            }
+        } onCancelOrGracefulShutdown: {
             stop.set()
         }
         logger.info("detector stopped")
@@ -110,6 +126,7 @@ public final class DetectorService: Service, @unchecked Sendable {
         var lastCheckpoint = ContinuousClock.now
         var lastLag = ContinuousClock.now
         while !stop.isSet {
+            heartbeat.beat()
             for event in consumer.poll(timeout: .milliseconds(100), max: 5000) {
                 switch event {
                 case let .message(m): process(m)
@@ -213,7 +230,10 @@ public final class DetectorService: Service, @unchecked Sendable {
     /// Waits for alerts to be acknowledged, saves the partitions' state, then commits their offsets.
     private func checkpoint(_ tps: [TopicPartition]) {
         let deadline = ContinuousClock.now + .seconds(10)
-        while !outstanding.isEmpty && ContinuousClock.now < deadline { pollAlerts(timeout: .milliseconds(50)) }
+        while !outstanding.isEmpty && ContinuousClock.now < deadline {
+            heartbeat.beat()
+            pollAlerts(timeout: .milliseconds(50))
+        }
         guard outstanding.isEmpty else {
             logger.warning("\(outstanding.count) alerts not yet acknowledged by Kafka; offsets not committed")
             status.update { $0.lastCheckpointOK = false; $0.kafkaError = "alerts not acknowledged by Kafka" }

@@ -1,7 +1,10 @@
+import ForewarnCore
 import Foundation
+import Kafka
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 import ServiceSupport
 
 /// Logging to stderr (journald takes it) and Prometheus metrics, once per process.
@@ -45,17 +48,75 @@ enum Bootstrap {
     }
 }
 
-/// Writes a line to stderr and exits with `code`: for start-up errors that must name their key.
-func fail(_ message: String, code: Int32 = 2) -> Never {
+/// How a `forewarn` process ends when it does not end well.
+enum ExitStatus: Int32 {
+    /// A fatal error at run time or start-up that is not the configuration's fault (a fatal
+    /// Kafka error, a taken port, a corrupt journal). systemd restarts the service.
+    case failure = 1
+    /// A usage error of a tool command (simulate, evaluate, ...).
+    case usage = 2
+    /// EX_CONFIG (sysexits.h): the configuration is wrong, wherever it came from (file,
+    /// environment, flag): unknown key, wrong type, out of range, contradiction, unreadable
+    /// file. The units set `RestartPreventExitStatus=78`: restarting would not help.
+    case config = 78
+
+    /// The status for an error that stopped a service, at start-up or while running.
+    init(for error: any Error) {
+        switch error {
+        case is ConfigError:
+            self = .config
+        case let e as KafkaError:
+            // A property librdkafka rejects, or a client it cannot create from the properties.
+            if case .configuration = e.kind { self = .config } else { self = e.kind == .creation ? .config : .failure }
+        case let e as HTTPServerError:
+            self = e.isConfiguration ? .config : .failure
+        default:
+            self = .failure
+        }
+    }
+}
+
+/// Writes a line to stderr and exits with `status`: for start-up errors that must name their key.
+func fail(_ message: String, status: ExitStatus = .usage) -> Never {
     FileHandle.standardError.write(Data("forewarn: \(message)\n".utf8))
-    exit(code)
+    exit(status.rawValue)
+}
+
+/// Fails for an error that stopped start-up: "invalid configuration" and 78 when it is the
+/// configuration's fault, else `what` and 1.
+func failStarting(_ what: String, _ error: any Error) -> Never {
+    let status = ExitStatus(for: error)
+    fail(status == .config ? "invalid configuration: \(error)" : "\(what): \(error)", status: status)
+}
+
+/// Runs the services until SIGTERM/SIGINT (graceful shutdown, in reverse order) or until one
+/// of them fails, which cancels the rest. Every service ends on cancellation; should one not,
+/// `maximumCancellationDuration` ends the process (ServiceLifecycle's fatalError). A failure
+/// is logged as one critical line naming the cause, and the process exits with its status.
+func runServices(_ services: [any Service], name: String, logger: Logger, maximumCancellationDuration: Duration) async {
+    var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    configuration.maximumCancellationDuration = maximumCancellationDuration
+    do {
+        try await ServiceGroup(configuration: configuration).run()
+    } catch {
+        let status = ExitStatus(for: error)
+        logger.critical("\(name) stopped by a fatal error\(status == .config ? " (invalid configuration)" : ""): \(error)",
+                        metadata: ["exit_status": "\(status.rawValue)"])
+        exit(status.rawValue)
+    }
+}
+
+/// Heartbeats for the worker loops: stale after half the systemd watchdog period (the ping
+/// interval), or after 15 s when there is no watchdog (then staleness is only logged).
+func makeHeartbeats() -> Heartbeats {
+    Heartbeats(maxSilence: SystemdNotifier.watchdogInterval() ?? .seconds(15))
 }
 
 /// Configuration overrides from flags: the named flags first, then each `--set KEY=VALUE`.
 func configOverrides(_ flags: [(key: String, value: String?, flag: String)], settings: [String]) -> [(key: String, value: String, flag: String)] {
     var out: [(key: String, value: String, flag: String)] = flags.compactMap { f in f.value.map { (f.key, $0, f.flag) } }
     for s in settings {
-        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
+        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("invalid configuration: --set '\(s)' must be KEY=VALUE", status: .config) }
         out.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
     }
     return out

@@ -35,7 +35,7 @@ struct DetectorCommand: AsyncParsableCommand {
         do {
             cfg = try DetectorSettings.load(file: file, environment: env, overrides: overrides)
             machineModels = try cfg.modelsDirectory.map { dir throws(ConfigError) in try MachineModels(directory: dir) } ?? MachineModels()
-        } catch { fail("invalid configuration: \(error)") }
+        } catch { fail("invalid configuration: \(error)", status: .config) }
         if checkConfig {
             print("configuration OK: kafka.bootstrap=\(cfg.bootstrap) group=\(cfg.group) models=\(cfg.modelsDirectory ?? "built-in") state-dir=\(cfg.stateDirectory)")
             for t in machineModels.types { print("  model \(t.name): machines \(t.machines), sensors \(t.template.sensors.map(\.name))") }
@@ -43,23 +43,25 @@ struct DetectorCommand: AsyncParsableCommand {
         }
         let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.detector")
         let registry = Bootstrap.metrics()
+        let heartbeats = makeHeartbeats()
         let service: DetectorService
-        do { service = try DetectorService(settings: cfg, models: machineModels, logger: logger) } catch {
-            fail("cannot start the detector: \(error)", code: 1)
+        do { service = try DetectorService(settings: cfg, models: machineModels, logger: logger, heartbeats: heartbeats) } catch {
+            failStarting("cannot start the detector", error)
         }
         var services: [any Service] = []
         if let http = cfg.http {
             let status = service.status
             do {
-                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, handler: Bootstrap.httpHandler(registry: registry) {
+                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, heartbeats: heartbeats,
+                                               handler: Bootstrap.httpHandler(registry: registry) {
                     let (ok, json) = status.report()
                     return HTTPResponse(status: ok ? 200 : 503, contentType: "application/json", body: json)
                 }))
-            } catch { fail("\(error)", code: 1) }
+            } catch { failStarting("cannot start the detector", error) }
         }
-        services.append(SystemdService())
+        services.append(SystemdService(heartbeats: heartbeats, logger: logger))
         services.append(service)
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // On cancellation the detector still checkpoints (waiting up to 10 s for alert acks) and leaves the group.
+        await runServices(services, name: "detector", logger: logger, maximumCancellationDuration: .seconds(25))
     }
 }

@@ -25,6 +25,9 @@ struct GatewayCommand: AsyncParsableCommand {
     var settings: [String] = []
     @Flag(name: .customLong("check-config"), help: "Validate the configuration, print it, and exit.") var checkConfig = false
 
+    /// Test hook: the forwarder makes librdkafka raise a fatal error with this reason once Kafka has answered.
+    static let injectFatalKafkaErrorVariable = "FOREWARN_TEST_INJECT_FATAL_KAFKA_ERROR"
+
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let overrides = configOverrides([("mqtt.url", mqtt, "--mqtt"), ("kafka.bootstrap", kafka, "--kafka"),
@@ -33,7 +36,7 @@ struct GatewayCommand: AsyncParsableCommand {
 
         let cfg: GatewayConfiguration
         do { cfg = try GatewayConfiguration.load(file: file, environment: env, overrides: overrides) } catch {
-            fail("invalid configuration: \(error)")
+            fail("invalid configuration: \(error)", status: .config)
         }
         if checkConfig {
             print("configuration OK\(file.map { " (\($0))" } ?? " (defaults, no file)")")
@@ -45,24 +48,28 @@ struct GatewayCommand: AsyncParsableCommand {
 
         let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.gateway")
         let registry = Bootstrap.metrics()
+        let heartbeats = makeHeartbeats()
         let gateway: GatewayServices
-        do { gateway = try GatewayServices(config: cfg, logger: logger) } catch {
-            fail("cannot start the gateway: \(error)", code: 1)
+        do {
+            gateway = try GatewayServices(config: cfg, logger: logger, heartbeats: heartbeats,
+                                          injectFatalKafkaError: env[Self.injectFatalKafkaErrorVariable])
+        } catch {
+            failStarting("cannot start the gateway", error)
         }
         var services: [any Service] = []
         if let http = cfg.http {
             let g = gateway
             do {
-                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger,
+                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, heartbeats: heartbeats,
                                                handler: Bootstrap.httpHandler(registry: registry, health: { g.healthResponse() })))
-            } catch { fail("\(error)", code: 1) }
+            } catch { failStarting("cannot start the gateway", error) }
         }
-        services.append(SystemdService())
+        services.append(SystemdService(heartbeats: heartbeats, logger: logger))
         services.append(gateway.forwarder)
         services.append(gateway.ingest)
         logger.info("gateway starting", metadata: ["gateway_id": "\(cfg.gatewayID)", "state_dir": "\(cfg.stateDirectory)"])
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // On cancellation the forwarder still drains for up to kafka.flush-timeout.
+        await runServices(services, name: "gateway", logger: logger, maximumCancellationDuration: cfg.kafka.flushTimeout + .seconds(10))
         logger.info("gateway stopped")
     }
 }

@@ -23,20 +23,27 @@ public struct HTTPResponse: Sendable {
 
 public struct HTTPServerError: Error, CustomStringConvertible {
     public var description: String
+    /// The setting is wrong (not an address), as opposed to the host refusing it (port taken).
+    public var isConfiguration = false
 }
 
 /// Serves GET requests, one at a time, from a dedicated thread. Enough for scrapes and probes.
+// @unchecked: every stored property is a `let`; the socket is used only by the serving thread.
 public final class HTTPServer: Service, @unchecked Sendable {
     public typealias Handler = @Sendable (_ method: String, _ path: String) -> HTTPResponse
     private let fd: Int32
     private let handler: Handler
     private let logger: Logger
+    private let heartbeats: Heartbeats?
     public let port: Int
     public let host: String
 
     /// Binds at once, so a taken port is a start-up error that names the setting.
-    public init(host: String, port: Int, settingName: String = "http", logger: Logger, handler: @escaping Handler) throws {
+    /// The serving loop beats as `http` in `heartbeats`.
+    public init(host: String, port: Int, settingName: String = "http", logger: Logger, heartbeats: Heartbeats? = nil,
+                handler: @escaping Handler) throws {
         self.handler = handler
+        self.heartbeats = heartbeats
         self.logger = logger
         self.host = host
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -49,7 +56,7 @@ public final class HTTPServer: Service, @unchecked Sendable {
         let resolved = host == "localhost" ? "127.0.0.1" : host
         guard inet_pton(AF_INET, resolved, &addr.sin_addr) == 1 else {
             close(sock)
-            throw HTTPServerError(description: "\(settingName): '\(host)' is not an IPv4 address")
+            throw HTTPServerError(description: "\(settingName): '\(host)' is not an IPv4 address", isConfiguration: true)
         }
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard rc == 0, listen(sock, 16) == 0 else {
@@ -66,14 +73,20 @@ public final class HTTPServer: Service, @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Serves until graceful shutdown or task cancellation.
     public func run() async throws {
         let stop = StopFlag()
+        let heartbeat = heartbeats?.register("http") ?? .none
         logger.info("HTTP endpoint listening", metadata: ["address": "\(host):\(port)"])
-        await withGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await runOnDedicatedThread(name: "http") { [self] in
-                while !stop.isSet { serveOne(pollMillis: 200) }
+                while !stop.isSet {
+                    heartbeat.beat()
+                    serveOne(pollMillis: 200)
+                }
+                heartbeat.retire()
             }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             stop.set()
         }
     }

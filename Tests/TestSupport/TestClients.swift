@@ -127,3 +127,62 @@ public func perMachineOrderViolations(_ received: [ReceivedReading]) -> [String]
     }
     return violations
 }
+
+/// A datagram socket to pass as `NOTIFY_SOCKET`: collects what a service tells "systemd".
+public final class NotifySocket: @unchecked Sendable {
+    // @unchecked: `fd` and `path` never change; `received` is only touched under `lock`.
+    public let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var received: [String] = []
+
+    public init(directory: String) throws {
+        path = directory + "/notify.sock"
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket(AF_UNIX) failed") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw TestFailure("socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else { throw TestFailure("cannot bind \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// The next datagram, waiting up to `timeout`; nil if none came.
+    public func receive(timeout: TimeInterval) -> String? {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, Int32(timeout * 1000)) > 0 else { return nil }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buf, buf.count, 0)
+        guard n > 0 else { return nil }
+        let message = String(decoding: buf[0..<n], as: UTF8.self)
+        lock.lock(); received.append(message); lock.unlock()
+        return message
+    }
+
+    /// Waits up to `timeout` for a datagram equal to `message`; everything received is kept in `all`.
+    public func waitFor(_ message: String, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if receive(timeout: max(0.01, deadline.timeIntervalSinceNow)) == message { return true }
+        }
+        return false
+    }
+
+    /// Reads datagrams until none comes for `quiet` seconds (bounded by `timeout`); returns them.
+    public func drain(quiet: TimeInterval, timeout: TimeInterval) -> [String] {
+        var out: [String] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, let m = receive(timeout: min(quiet, max(0.01, deadline.timeIntervalSinceNow))) { out.append(m) }
+        return out
+    }
+
+    public var all: [String] { lock.lock(); defer { lock.unlock() }; return received }
+}

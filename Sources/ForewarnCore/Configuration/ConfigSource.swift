@@ -100,7 +100,7 @@ public struct ConfigSource: Sendable {
     }
 
     /// Variables with the prefix that are not configuration (secrets read by name, test hooks).
-    static let ignoredEnvironment: Set<String> = ["FOREWARN_MQTT_PASSWORD", "FOREWARN_CONFIG", "FOREWARN_BIN"]
+    static let ignoredEnvironment: Set<String> = ["FOREWARN_MQTT_PASSWORD", "FOREWARN_CONFIG", "FOREWARN_BIN", "FOREWARN_TEST_INJECT_FATAL_KAFKA_ERROR"]
 
     public static func environmentName(for key: String) -> String {
         "FOREWARN_" + key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
