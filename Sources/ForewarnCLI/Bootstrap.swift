@@ -108,8 +108,10 @@ func runServices(_ services: [any Service], name: String, logger: Logger, maximu
 
 /// Heartbeats for the worker loops: stale after half the systemd watchdog period (the ping
 /// interval), or after 15 s when there is no watchdog (then staleness is only logged).
-func makeHeartbeats() -> Heartbeats {
-    Heartbeats(maxSilence: SystemdNotifier.watchdogInterval() ?? .seconds(15))
+/// `FOREWARN_TEST_STALL_WORKER=WORKER:AFTER:FOR` (a test hook) wedges one worker's thread.
+func makeHeartbeats(environment: [String: String]) -> Heartbeats {
+    Heartbeats(maxSilence: SystemdNotifier.watchdogInterval() ?? .seconds(15),
+               stall: environment[StallInjection.environmentVariable].flatMap(StallInjection.init))
 }
 
 /// Configuration overrides from flags: the named flags first, then each `--set KEY=VALUE`.

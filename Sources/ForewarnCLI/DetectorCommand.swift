@@ -43,7 +43,7 @@ struct DetectorCommand: AsyncParsableCommand {
         }
         let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.detector")
         let registry = Bootstrap.metrics()
-        let heartbeats = makeHeartbeats()
+        let heartbeats = makeHeartbeats(environment: env)
         let service: DetectorService
         do { service = try DetectorService(settings: cfg, models: machineModels, logger: logger, heartbeats: heartbeats) } catch {
             failStarting("cannot start the detector", error)

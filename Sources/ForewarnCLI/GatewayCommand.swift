@@ -48,7 +48,7 @@ struct GatewayCommand: AsyncParsableCommand {
 
         let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.gateway")
         let registry = Bootstrap.metrics()
-        let heartbeats = makeHeartbeats()
+        let heartbeats = makeHeartbeats(environment: env)
         let gateway: GatewayServices
         do {
             gateway = try GatewayServices(config: cfg, logger: logger, heartbeats: heartbeats,

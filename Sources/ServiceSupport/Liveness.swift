@@ -2,6 +2,7 @@
 // heartbeat, and the watchdog is pinged only while no heartbeat is stale. A wedged thread
 // (a C call that never returns, a deadlock) therefore stops the pings and systemd restarts
 // the service, even though Swift's cooperative pool, where the pinger runs, is still fine.
+import Foundation
 import Synchronization
 
 /// Decides which workers are stale from their last heartbeats. Pure: the caller passes the time.
@@ -77,12 +78,41 @@ public struct WatchdogPinger: Sendable, Equatable {
     }
 }
 
+/// A test hook: wedge one worker's thread for a while, as a C call that does not return would.
+public struct StallInjection: Sendable, Equatable {
+    public var worker: String
+    public var after: Duration
+    public var duration: Duration
+
+    /// The environment variable that carries it, as `WORKER:AFTER:FOR` (seconds), e.g. `http:2:4`.
+    public static let environmentVariable = "FOREWARN_TEST_STALL_WORKER"
+
+    /// Parses `WORKER:AFTER:FOR`; nil (and the hook off) for anything else.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, let a = Double(parts[1]), let d = Double(parts[2]),
+              a.isFinite, d.isFinite, (0...3600).contains(a), (0...3600).contains(d) else { return nil }
+        worker = String(parts[0])
+        after = .milliseconds(Int64(a * 1000))
+        duration = .milliseconds(Int64(d * 1000))
+    }
+}
+
 /// The process's heartbeats: a `LivenessMonitor` behind a lock, shared by the worker threads
 /// (which beat) and the systemd pinger (which asks for stale workers).
 public final class Heartbeats: Sendable {
     private let monitor: Mutex<LivenessMonitor>
+    private let stall: StallInjection?
+    private let stallStart: ContinuousClock.Instant
+    private let stalled = Atomic<Bool>(false)
 
-    public init(maxSilence: Duration) { monitor = Mutex(LivenessMonitor(maxSilence: maxSilence)) }
+    /// `stall`: a test hook; the named worker's thread blocks in the first `beat()` after
+    /// `stall.after`, for `stall.duration`.
+    public init(maxSilence: Duration, stall: StallInjection? = nil) {
+        monitor = Mutex(LivenessMonitor(maxSilence: maxSilence))
+        self.stall = stall
+        stallStart = .now + (stall?.after ?? .zero)
+    }
 
     /// Registers a worker loop; it must call `beat()` more often than `maxSilence`.
     public func register(_ name: String) -> Heartbeat {
@@ -100,6 +130,13 @@ public final class Heartbeats: Sendable {
         let now = ContinuousClock.now
         monitor.withLock { body(&$0, now) }
     }
+
+    /// The stall test hook: blocks the calling (worker) thread once, if it is the chosen one and its time has come.
+    fileprivate func stallIfChosen(_ name: String) {
+        guard let stall, stall.worker == name, ContinuousClock.now >= stallStart,
+              stalled.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        Thread.sleep(forTimeInterval: Double(stall.duration.components.seconds) + Double(stall.duration.components.attoseconds) / 1e18)
+    }
 }
 
 /// One worker loop's heartbeat.
@@ -110,7 +147,10 @@ public struct Heartbeat: Sendable {
     /// A heartbeat that goes nowhere (for services run without a watchdog, and tests).
     public static let none = Heartbeat(name: "", heartbeats: nil)
 
-    public func beat() { heartbeats?.update { $0.beat(name, at: $1) } }
+    public func beat() {
+        heartbeats?.stallIfChosen(name)
+        heartbeats?.update { $0.beat(name, at: $1) }
+    }
     /// Before a call bounded elsewhere that may outlast `maxSilence`; the next `beat()` ends it.
     public func suspend() { heartbeats?.update { $0.suspend(name, at: $1) } }
     /// The loop has ended on purpose.

@@ -46,6 +46,16 @@ private func runForewarn(_ args: [String], env: [String: String] = [:], dir: Str
     return (status, p.stderr, elapsed)
 }
 
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return condition()
+}
+
 @Suite(.serialized) struct LifecycleTests {
     @Test func configurationErrorsExit78WhereverTheyComeFrom() throws {
         let dir = TestEnvironment.temporaryDirectory("exit78")
@@ -70,6 +80,117 @@ private func runForewarn(_ args: [String], env: [String: String] = [:], dir: Str
             #expect(status == 78, "\(c.args) \(c.env): exit \(String(describing: status)), stderr \(stderr)")
             #expect(stderr.contains(c.mentions), "\(c.args): \(stderr)")
         }
+    }
+
+    /// One configuration mistake of each kind, set through each source.
+    struct ConfigMistake: Sendable, CustomTestStringConvertible {
+        var command: String
+        var key: String
+        var value: String
+        var kind: String
+        var testDescription: String { "\(command) \(kind): \(key)=\(value)" }
+    }
+
+    static let mistakes: [ConfigMistake] = [
+        ConfigMistake(command: "gateway", key: "mqtt.keepalivee", value: "30s", kind: "unknown key"),
+        ConfigMistake(command: "gateway", key: "mqtt.keepalive", value: "soon", kind: "wrong type"),
+        ConfigMistake(command: "gateway", key: "mqtt.keepalive", value: "1s", kind: "out of range"),
+        ConfigMistake(command: "gateway", key: "journal.full-policy", value: "shrug", kind: "not a choice"),
+        ConfigMistake(command: "detector", key: "checkpoint-intervall", value: "5s", kind: "unknown key"),
+        ConfigMistake(command: "detector", key: "http", value: "nowhere", kind: "wrong type"),
+        ConfigMistake(command: "detector", key: "checkpoint-interval", value: "1ms", kind: "out of range"),
+    ]
+
+    @Test(arguments: mistakes)
+    func everyConfigurationMistakeExits78NamingTheKeyAndWhereItWasSet(_ m: ConfigMistake) throws {
+        let dir = TestEnvironment.temporaryDirectory("exit78-sources")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A file: nested YAML with a comment first, so the reported line is not the first.
+        let parts = m.key.split(separator: ".")
+        var yaml = "# written by the test\n"
+        for (depth, part) in parts.enumerated() {
+            yaml += String(repeating: "  ", count: depth) + part + (depth == parts.count - 1 ? ": \(m.value)\n" : ":\n")
+        }
+        let file = dir + "/\(m.command).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        let envName = "FOREWARN_" + m.key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
+        let sources: [(what: String, args: [String], env: [String: String], origin: String)] = [
+            ("file", ["--config", file], [:], "\(file):\(parts.count + 1)"),
+            ("environment", [], [envName: m.value], "environment \(envName)"),
+            ("flag", ["--set", "\(m.key)=\(m.value)"], [:], "flag --set \(m.key)"),
+        ]
+        for s in sources {
+            let (status, stderr, _) = try runForewarn([m.command, "--check-config"] + s.args, env: s.env, dir: dir, name: s.what)
+            #expect(status == 78, "\(m.testDescription) from \(s.what): exit \(String(describing: status)), \(stderr)")
+            // An unknown environment variable is named as such; everything else names the key.
+            let named = m.kind == "unknown key" && s.what == "environment" ? envName : m.key
+            #expect(stderr.contains("config key '\(named)'"), "\(m.testDescription) from \(s.what): \(stderr)")
+            if !(m.kind == "unknown key" && s.what == "environment") {
+                #expect(stderr.contains(s.origin), "\(m.testDescription) from \(s.what) should say where: \(stderr)")
+            }
+            #expect(stderr.split(separator: "\n").count == 1, "one line: \(stderr)")
+        }
+    }
+
+    @Test(arguments: ["gateway", "detector"])
+    func anUnreadableConfigFileExits78SayingWhy(_ command: String) throws {
+        let dir = TestEnvironment.temporaryDirectory("exit78-files")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/a-directory.yaml", withIntermediateDirectories: true)
+        try Data([0xFF, 0xFE, 0x00]).write(to: URL(fileURLWithPath: dir + "/binary.yaml"))
+        try "mqtt: [unclosed\n".write(toFile: dir + "/broken.yaml", atomically: true, encoding: .utf8)
+        let cases: [(args: [String], env: [String: String], reason: String)] = [
+            (["--config", dir + "/missing.yaml"], [:], "missing.yaml: No such file or directory"),
+            ([], ["FOREWARN_CONFIG": dir + "/missing.yaml"], "missing.yaml: No such file or directory"),
+            (["--config", dir + "/a-directory.yaml"], [:], "a-directory.yaml: it is a directory"),
+            (["--config", dir + "/binary.yaml"], [:], "binary.yaml: it is not UTF-8 text"),
+            (["--config", dir + "/broken.yaml"], [:], "broken.yaml is not valid YAML"),
+        ]
+        for (i, c) in cases.enumerated() {
+            let (status, stderr, _) = try runForewarn([command, "--check-config"] + c.args, env: c.env, dir: dir, name: "case\(i)")
+            #expect(status == 78, "\(c): exit \(String(describing: status)), \(stderr)")
+            #expect(stderr.contains(c.reason), "\(c): \(stderr)")
+        }
+    }
+
+    @Test func aStalledWorkerStopsTheWatchdogPingsUntilItBeatsAgain() throws {
+        let dir = TestEnvironment.temporaryDirectory("gateway-stall")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let broker = try MosquittoBroker(directory: dir)
+        defer { broker.stop() }
+        let kafka = try DevKafka(directory: dir)
+        defer { kafka.stop() }
+        let notify = try NotifySocket(directory: dir)
+        // WATCHDOG_USEC=1s: pings every 0.5 s, a worker is stale after 0.5 s of silence.
+        // The HTTP loop's thread is wedged 2 s after start, for 4 s.
+        let gw = try GatewayProcess(directory: dir, mqtt: broker.url, kafka: kafka.bootstrap, stateDir: dir + "/state",
+                                    environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000",
+                                                  "FOREWARN_TEST_STALL_WORKER": "http:2:4"])
+        defer { gw.child.stop() }
+        #expect(notify.waitFor("READY=1", timeout: 10))
+        #expect(notify.waitFor("WATCHDOG=1", timeout: 5), "pings before the stall")
+        let stalled = waitUntil(timeout: 10) { gw.child.stderr.contains("worker loop stalled, no heartbeat from http") }
+        try #require(stalled, "the stall is reported: \(gw.child.stderr)")
+        // What was sent before the report is already queued on the socket: take it away.
+        _ = notify.drain(quiet: 0, timeout: 0.1)
+        let stallSeen = Date()
+        // The recovery is logged before the first ping after it: a datagram received before a
+        // check that found no recovery line in stderr was sent during the stall.
+        var received: [String] = []
+        var duringStall = 0
+        let recovered = waitUntil(timeout: 15) {
+            if gw.child.stderr.contains("every worker loop beats again") { return true }
+            duringStall = received.count
+            if let m = notify.receive(timeout: 0.05) { received.append(m) }
+            return false
+        }
+        let silence = Date().timeIntervalSince(stallSeen)
+        #expect(recovered, "the worker beats again after its 4 s stall: \(gw.child.stderr)")
+        #expect(!received.prefix(duringStall).contains("WATCHDOG=1"), "no WATCHDOG=1 while the http worker is stalled: \(received.prefix(duringStall))")
+        // At a 0.5 s interval, a silence this long would otherwise have held several pings.
+        #expect(silence > 2, "silence lasted \(silence) s")
+        #expect(notify.waitFor("WATCHDOG=1", timeout: 5), "pings resume after the stall")
+        print("stalled http worker: no WATCHDOG=1 for \(String(format: "%.2f", silence)) s after the stall was reported, then pings resumed")
     }
 
     @Test func aFailedSubscribeInTheDetectorExitsInsteadOfHanging() throws {
@@ -126,5 +247,21 @@ private func runForewarn(_ args: [String], env: [String: String] = [:], dir: Str
         gw.child.signal(SIGTERM)
         #expect(notify.waitFor("STOPPING=1", timeout: 10), "\(notify.all)")
         #expect(gw.child.waitForExit(timeout: 20) == 0, "\(gw.child.stderr)")
+    }
+}
+
+@Suite struct SystemdUnitTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A bad configuration exits 78; the units must not restart it in a loop, but restart everything else.
+    @Test(arguments: ["forewarn-gateway.service", "forewarn-detector.service"])
+    func theUnitsRestartOnFailureButNotOnAConfigurationError(_ unit: String) throws {
+        let text = try String(contentsOf: Self.repository.appendingPathComponent("systemd/\(unit)"), encoding: .utf8)
+        let settings = text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: "=", maxSplits: 1).map(String.init) }
+        func value(_ name: String) -> [String] { settings.filter { $0.count == 2 && $0[0] == name }.map { $0[1] } }
+        #expect(value("Restart") == ["always"])
+        #expect(value("RestartPreventExitStatus").flatMap { $0.split(separator: " ").map(String.init) }.contains("78"))
+        #expect(value("Type") == ["notify"])
+        #expect(!value("WatchdogSec").isEmpty)
     }
 }

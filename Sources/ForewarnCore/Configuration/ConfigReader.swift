@@ -19,43 +19,43 @@ public struct ConfigReader {
 
     public mutating func int(_ key: String, default d: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         guard let v = Int(raw.trimmedSpaces) else {
-            throw ConfigError(key: key, "'\(raw)' is not a whole number (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "'\(raw)' is not a whole number (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         guard range.contains(v) else {
-            throw ConfigError(key: key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         return v
     }
 
     public mutating func double(_ key: String, default d: Double, range: ClosedRange<Double>) throws(ConfigError) -> Double {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         guard let v = Double(raw.trimmedSpaces), v.isFinite else {
-            throw ConfigError(key: key, "'\(raw)' is not a number (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "'\(raw)' is not a number (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         guard range.contains(v) else {
-            throw ConfigError(key: key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         return v
     }
 
     public mutating func bool(_ key: String, default d: Bool) throws(ConfigError) -> Bool {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         switch raw.lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
-        default: throw ConfigError(key: key, "'\(raw)' is not a boolean (allowed: true, false)")
+        default: throw error(key, "'\(raw)' is not a boolean (allowed: true, false)")
         }
     }
 
     public mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) throws(ConfigError) -> E where E.RawValue == String {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         guard let v = E(rawValue: raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not allowed (allowed: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw error(key, "'\(raw)' is not allowed (allowed: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         return v
     }
@@ -64,41 +64,53 @@ public struct ConfigReader {
     /// At most `max` (and never more than `maximumDuration`).
     public mutating func duration(_ key: String, default d: Duration, min: Duration = .zero, max: Duration = ConfigReader.maximumDuration) throws(ConfigError) -> Duration {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         guard let v = Self.parseDuration(raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not a duration (allowed: a number ≥ 0 with ms, s, m, h or d, e.g. 250ms, 30s, 7d; at most \(Self.maximumDurationText))")
+            throw error(key, "'\(raw)' is not a duration (allowed: a number ≥ 0 with ms, s, m, h or d, e.g. 250ms, 30s, 7d; at most \(Self.maximumDurationText))")
         }
-        guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum \(min)") }
-        guard v <= max else { throw ConfigError(key: key, "\(raw) is above the maximum \(max)") }
+        guard v >= min else { throw error(key, "\(raw) is below the minimum \(min)") }
+        guard v <= max else { throw error(key, "\(raw) is above the maximum \(max)") }
         return v
     }
 
     /// Sizes like `512MiB`, `1GiB`, `100MB`, `64KiB`, or a number of bytes.
     public mutating func size(_ key: String, default d: Int64, min: Int64 = 0) throws(ConfigError) -> Int64 {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         guard let v = Self.parseSize(raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not a size (allowed: bytes, or a number ≥ 0 with KB, MB, GB, KiB, MiB, GiB; at most \(Self.maximumSizeText))")
+            throw error(key, "'\(raw)' is not a size (allowed: bytes, or a number ≥ 0 with KB, MB, GB, KiB, MiB, GiB; at most \(Self.maximumSizeText))")
         }
-        guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum of \(min) bytes") }
+        guard v >= min else { throw error(key, "\(raw) is below the minimum of \(min) bytes") }
         return v
     }
 
     /// `host:port`, with the port in 1...65535.
     public mutating func hostPort(_ key: String, default d: HostPort?) throws(ConfigError) -> HostPort? {
         knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        guard let raw = try scalar(key) else { return d }
         if raw == "off" || raw == "none" || raw.isEmpty { return nil }
-        return try HostPort.parse(raw, key: key)
+        do { return try HostPort.parse(raw, key: key) } catch { throw self.error(key, error.message) }
     }
 
     public mutating func markKnown(_ key: String) { knownKeys.insert(key) }
+
+    /// The key's value for a setting that takes a single value: a YAML list is the wrong type.
+    private func scalar(_ key: String) throws(ConfigError) -> String? {
+        guard let entry = source.entries[key] else { return nil }
+        guard !entry.isList else { throw error(key, "a list was given, expected a single value") }
+        return entry.value
+    }
+
+    /// An error naming the key, the problem and where the value was set.
+    private func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(key: key, message + (source.entries[key].map { " (set in \($0.origin))" } ?? ""))
+    }
 
     /// A swift-log level name. Default `info`.
     public mutating func logLevel(_ key: String = "log-level") throws(ConfigError) -> String {
         let level = string(key, default: "info")
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        guard levels.contains(level) else { throw ConfigError(key: key, "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
+        guard levels.contains(level) else { throw error(key, "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
         return level
     }
 
