@@ -28,6 +28,7 @@ public final class DetectorStatus: Sendable {
         var readings = 0
         var alerts = 0
         var lastCheckpointOK = true
+        var checkpointError: String?
     }
     private let state = Mutex(State())
     public init() {}
@@ -38,7 +39,7 @@ public final class DetectorStatus: Sendable {
         let s = state.withLock { $0 }
         var w = JSONWriter()
         var problems: [String] = []
-        if !s.lastCheckpointOK { problems.append("checkpoint or offset commit failing") }
+        if let e = s.checkpointError { problems.append(e) } else if !s.lastCheckpointOK { problems.append("checkpoint or offset commit failing") }
         if let e = s.kafkaError { problems.append(e) }
         w.beginObject()
         w.field("status", problems.isEmpty ? "ok" : "unhealthy")
@@ -78,6 +79,7 @@ public final class DetectorService: Service, @unchecked Sendable {
     private let lagGauge = Gauge(label: "forewarn_detector_consumer_lag")
     private let modelTimer = Timer(label: "forewarn_detector_model_seconds")
     private let machinesGauge = Gauge(label: "forewarn_detector_machines")
+    private let staleCheckpoints = Counter(label: "forewarn_detector_stale_checkpoints_total")
 
     /// `heartbeats`: the consume loop beats as `detector` (for the systemd watchdog).
     public init(settings: DetectorSettings, models: MachineModels, logger: Logger, heartbeats: Heartbeats? = nil) throws {
@@ -227,7 +229,8 @@ public final class DetectorService: Service, @unchecked Sendable {
         }
     }
 
-    /// Waits for alerts to be acknowledged, saves the partitions' state, then commits their offsets.
+    /// Waits for alerts to be acknowledged, saves the partitions' state durably, then commits the offsets
+    /// of the partitions whose state was saved (never of one whose checkpoint failed).
     private func checkpoint(_ tps: [TopicPartition]) {
         let deadline = ContinuousClock.now + .seconds(10)
         while !outstanding.isEmpty && ContinuousClock.now < deadline {
@@ -240,28 +243,28 @@ public final class DetectorService: Service, @unchecked Sendable {
             return
         }
         var offsets: [TopicPartition: Int64] = [:]
+        var saved = true
         for tp in tps {
             guard var state = partitions[tp], state.dirty, let next = state.nextOffset else { continue }
-            do {
-                let data = try JSONEncoder().encode(state)
-                let path = checkpointPath(tp)
-                let tmp = path + ".tmp"
-                _ = FileManager.default.createFile(atPath: tmp, contents: data)
-                let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
-                try fh.synchronize()
-                try fh.close()
-                _ = rename(tmp, path)
+            do throws(CheckpointError) {
+                let data: Data
+                do { data = try JSONEncoder().encode(state) } catch {
+                    throw CheckpointError(path: checkpointPath(tp), step: "encode", reason: "\(error)")
+                }
+                try CheckpointFile.write(data, to: checkpointPath(tp))
                 state.dirty = false
                 partitions[tp] = state
                 offsets[tp] = next
             } catch {
-                logger.error("cannot save checkpoint for \(tp): \(error)")
-                status.update { $0.lastCheckpointOK = false }
+                // No offset is committed for this partition: a restart replays into the last saved state.
+                saved = false
+                logger.error("\(error); offsets for \(tp) not committed")
+                status.update { $0.lastCheckpointOK = false; $0.checkpointError = error.description }
             }
         }
         do {
             try consumer.commit(offsets)
-            status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil }
+            if saved { status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil; $0.checkpointError = nil } }
         } catch {
             logger.warning("offset commit failed (readings since the last commit will be replayed): \(error)")
             status.update { $0.lastCheckpointOK = false }
@@ -272,25 +275,53 @@ public final class DetectorService: Service, @unchecked Sendable {
     private func checkpointPath(_ tp: TopicPartition) -> String { "\(checkpointDirectory)/\(tp.topic)-\(tp.partition).json" }
 
     private func assign(_ tps: [TopicPartition]) {
-        for tp in tps where partitions[tp] == nil {
-            var state = PartitionState()
-            if let data = FileManager.default.contents(atPath: checkpointPath(tp)) {
-                do {
-                    state = try JSONDecoder().decode(PartitionState.self, from: data)
-                    // A machine whose model file changed since the checkpoint starts afresh.
-                    for (id, det) in state.machines where det.config != models.configuration(machine: id, site: det.config.site) {
-                        state.machines.removeValue(forKey: id)
-                        logger.notice("model for \(id) changed since the checkpoint; warming up again")
-                    }
-                    logger.info("restored \(tp): \(state.machines.count) machines, next offset \(state.nextOffset ?? -1)")
-                } catch {
-                    logger.error("checkpoint \(checkpointPath(tp)) unreadable (\(error)); warming up from scratch")
-                }
-            }
-            partitions[tp] = state
+        let fresh = tps.filter { partitions[$0] == nil }
+        let committed = committedOffsets(fresh)
+        for tp in fresh {
+            partitions[tp] = restore(tp, committed: committed[tp])
         }
         status.update { $0.assigned = Array(partitions.keys).sorted { $0.partition < $1.partition } }
         logger.info("assigned \(tps.map(\.description).joined(separator: ", "))")
+    }
+
+    /// The group's committed offsets, to check checkpoints against; empty (so every checkpoint
+    /// is treated as stale) when Kafka does not answer within 10 s.
+    private func committedOffsets(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
+        guard !tps.isEmpty, tps.contains(where: { FileManager.default.fileExists(atPath: checkpointPath($0)) }) else { return [:] }
+        heartbeat.suspend()  // bounded by the timeout
+        defer { heartbeat.beat() }
+        do { return try consumer.committed(tps, timeout: .seconds(10)) } catch {
+            logger.warning("cannot read the group's committed offsets (\(error)); checkpoints cannot be checked and are not used")
+            return [:]
+        }
+    }
+
+    /// The partition's state from its checkpoint, when that is where the group is; else a fresh one.
+    private func restore(_ tp: TopicPartition, committed: Int64?) -> PartitionState {
+        let path = checkpointPath(tp)
+        guard let data = FileManager.default.contents(atPath: path) else { return PartitionState() }
+        var state: PartitionState
+        do { state = try JSONDecoder().decode(PartitionState.self, from: data) } catch {
+            logger.error("checkpoint \(path) unreadable (\(error)); warming up from scratch")
+            return PartitionState()
+        }
+        switch CheckpointMatch.compare(checkpointOffset: state.nextOffset, committed: committed) {
+        case let .stale(reason):
+            staleCheckpoints.increment()
+            logger.warning("checkpoint \(path) is stale (\(reason)); warming up \(tp) from scratch")
+            return PartitionState()
+        case .ahead:
+            logger.notice("checkpoint \(path) is ahead of the committed offset \(committed ?? -1) (its commit was lost); replayed readings are de-duplicated")
+        case .current:
+            break
+        }
+        // A machine whose model file changed since the checkpoint starts afresh.
+        for (id, det) in state.machines where det.config != models.configuration(machine: id, site: det.config.site) {
+            state.machines.removeValue(forKey: id)
+            logger.notice("model for \(id) changed since the checkpoint; warming up again")
+        }
+        logger.info("restored \(tp): \(state.machines.count) machines, next offset \(state.nextOffset ?? -1)")
+        return state
     }
 
     private func revoke(_ tps: [TopicPartition]) {
