@@ -38,6 +38,16 @@ public struct DetectorSettings: Sendable {
         return settings
     }
 
+    /// The effective configuration for `--print-config`: every key, its value and its source.
+    public static func effectiveSettings(file: String?, environment: [String: String],
+                                         overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> [EffectiveSetting] {
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
+        var r = ConfigReader(source)
+        _ = try read(&r, environment: environment)
+        try source.checkUnknownKeys(known: r.knownKeys, openPrefixes: ["kafka.properties"])
+        return r.effectiveSettings(openPrefixes: ["kafka.properties"])
+    }
+
     public static let knownKeys: [String] = {
         var r = ConfigReader(ConfigSource())
         _ = try? read(&r, environment: [:])
@@ -50,7 +60,7 @@ public struct DetectorSettings: Sendable {
         for part in bootstrap.split(separator: ",") { _ = try HostPort.parse(String(part), key: "kafka.bootstrap") }
         let defaultModels: String? = FileManager.default.fileExists(atPath: "/etc/forewarn/models") ? "/etc/forewarn/models"
             : FileManager.default.fileExists(atPath: "models") ? "models" : nil
-        let models = r.optionalString("models") ?? defaultModels
+        let models = r.optionalString("models", shownDefault: defaultModels ?? "none (built-in models)") ?? defaultModels
         if let models, !FileManager.default.fileExists(atPath: models) {
             throw ConfigError(key: "models", "directory \(models) does not exist")
         }

@@ -114,6 +114,16 @@ func makeHeartbeats(environment: [String: String]) -> Heartbeats {
                stall: environment[StallInjection.environmentVariable].flatMap(StallInjection.init))
 }
 
+/// `--print-config`: the effective configuration of `command`, each key with its value and
+/// source, secrets masked; a configuration error exits 78 as at start-up.
+func printEffectiveConfiguration(command: String, file: String?, _ settings: () throws(ConfigError) -> [EffectiveSetting]) -> Never {
+    let effective: [EffectiveSetting]
+    do { effective = try settings() } catch { fail("invalid configuration: \(error)", status: .config) }
+    print("# forewarn \(command): effective configuration. Sources, later ones winning: default, \(file.map { "file \($0)" } ?? "(no file)"), environment, flags")
+    print(EffectiveSetting.render(effective), terminator: "")
+    exit(0)
+}
+
 /// Configuration overrides from flags: the named flags first, then each `--set KEY=VALUE`.
 func configOverrides(_ flags: [(key: String, value: String?, flag: String)], settings: [String]) -> [(key: String, value: String, flag: String)] {
     var out: [(key: String, value: String, flag: String)] = flags.compactMap { f in f.value.map { (f.key, $0, f.flag) } }

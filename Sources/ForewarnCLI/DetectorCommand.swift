@@ -24,12 +24,19 @@ struct DetectorCommand: AsyncParsableCommand {
     @Option(help: "Consumer group shared by detector instances (key kafka.group).") var group: String?
     @Option(name: .customLong("set"), help: "Set any configuration key, KEY=VALUE (repeatable).") var settings: [String] = []
     @Flag(name: .customLong("check-config"), help: "Validate configuration and model files, then exit.") var checkConfig = false
+    @Flag(name: .customLong("print-config"), help: "Print the effective configuration, each value with its source (default, file:line, environment, flag), secrets masked, and exit.")
+    var printConfig = false
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let overrides = configOverrides([("kafka.bootstrap", kafka, "--kafka"), ("models", models, "--models"), ("state-dir", stateDir, "--state-dir"),
                                          ("http", http, "--http"), ("kafka.group", group, "--group")], settings: settings)
         let file = configFile(config, name: "detector")
+        if printConfig {
+            printEffectiveConfiguration(command: "detector", file: file) { () throws(ConfigError) in
+                try DetectorSettings.effectiveSettings(file: file, environment: env, overrides: overrides)
+            }
+        }
         let cfg: DetectorSettings
         let machineModels: MachineModels
         do {

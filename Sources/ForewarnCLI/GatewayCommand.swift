@@ -24,6 +24,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("set"), help: "Set any configuration key, KEY=VALUE (repeatable), e.g. --set journal.max-bytes=64MiB.")
     var settings: [String] = []
     @Flag(name: .customLong("check-config"), help: "Validate the configuration, print it, and exit.") var checkConfig = false
+    @Flag(name: .customLong("print-config"), help: "Print the effective configuration, each value with its source (default, file:line, environment, flag), secrets masked, and exit.")
+    var printConfig = false
 
     /// Test hook: the forwarder makes librdkafka raise a fatal error with this reason once Kafka has answered.
     static let injectFatalKafkaErrorVariable = "FOREWARN_TEST_INJECT_FATAL_KAFKA_ERROR"
@@ -33,6 +35,11 @@ struct GatewayCommand: AsyncParsableCommand {
         let overrides = configOverrides([("mqtt.url", mqtt, "--mqtt"), ("kafka.bootstrap", kafka, "--kafka"),
                                          ("state-dir", stateDir, "--state-dir"), ("http", http, "--http")], settings: settings)
         let file = configFile(config, name: "gateway")
+        if printConfig {
+            printEffectiveConfiguration(command: "gateway", file: file) { () throws(ConfigError) in
+                try GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides)
+            }
+        }
 
         let cfg: GatewayConfiguration
         do { cfg = try GatewayConfiguration.load(file: file, environment: env, overrides: overrides) } catch {

@@ -7,18 +7,19 @@ public struct ConfigReader {
     public init(_ source: ConfigSource) { self.source = source }
 
     public mutating func string(_ key: String, default d: String) -> String {
-        knownKeys.insert(key)
+        known(key, default: d)
         return source.value(key) ?? d
     }
 
-    public mutating func optionalString(_ key: String) -> String? {
-        knownKeys.insert(key)
+    /// `shownDefault`: what `--print-config` shows when the key is not set.
+    public mutating func optionalString(_ key: String, shownDefault: String = "none") -> String? {
+        known(key, default: shownDefault)
         guard let v = source.value(key), !v.isEmpty else { return nil }
         return v
     }
 
     public mutating func int(_ key: String, default d: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
-        knownKeys.insert(key)
+        known(key, default: String(d))
         guard let raw = try scalar(key) else { return d }
         guard let v = Int(raw.trimmedSpaces) else {
             throw error(key, "'\(raw)' is not a whole number (allowed: \(range.lowerBound)...\(range.upperBound))")
@@ -30,7 +31,7 @@ public struct ConfigReader {
     }
 
     public mutating func double(_ key: String, default d: Double, range: ClosedRange<Double>) throws(ConfigError) -> Double {
-        knownKeys.insert(key)
+        known(key, default: String(d))
         guard let raw = try scalar(key) else { return d }
         guard let v = Double(raw.trimmedSpaces), v.isFinite else {
             throw error(key, "'\(raw)' is not a number (allowed: \(range.lowerBound)...\(range.upperBound))")
@@ -42,7 +43,7 @@ public struct ConfigReader {
     }
 
     public mutating func bool(_ key: String, default d: Bool) throws(ConfigError) -> Bool {
-        knownKeys.insert(key)
+        known(key, default: String(d))
         guard let raw = try scalar(key) else { return d }
         switch raw.lowercased() {
         case "true", "yes", "on", "1": return true
@@ -52,7 +53,7 @@ public struct ConfigReader {
     }
 
     public mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) throws(ConfigError) -> E where E.RawValue == String {
-        knownKeys.insert(key)
+        known(key, default: d.rawValue)
         guard let raw = try scalar(key) else { return d }
         guard let v = E(rawValue: raw) else {
             throw error(key, "'\(raw)' is not allowed (allowed: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -63,7 +64,7 @@ public struct ConfigReader {
     /// Durations like `250ms`, `5s`, `2m`, `1h`, `7d`; a bare number means seconds.
     /// At most `max` (and never more than `maximumDuration`).
     public mutating func duration(_ key: String, default d: Duration, min: Duration = .zero, max: Duration = ConfigReader.maximumDuration) throws(ConfigError) -> Duration {
-        knownKeys.insert(key)
+        known(key, default: Self.formatDuration(d))
         guard let raw = try scalar(key) else { return d }
         guard let v = Self.parseDuration(raw) else {
             throw error(key, "'\(raw)' is not a duration (allowed: a number ≥ 0 with ms, s, m, h or d, e.g. 250ms, 30s, 7d; at most \(Self.maximumDurationText))")
@@ -75,7 +76,7 @@ public struct ConfigReader {
 
     /// Sizes like `512MiB`, `1GiB`, `100MB`, `64KiB`, or a number of bytes.
     public mutating func size(_ key: String, default d: Int64, min: Int64 = 0) throws(ConfigError) -> Int64 {
-        knownKeys.insert(key)
+        known(key, default: Self.formatSize(d))
         guard let raw = try scalar(key) else { return d }
         guard let v = Self.parseSize(raw) else {
             throw error(key, "'\(raw)' is not a size (allowed: bytes, or a number ≥ 0 with KB, MB, GB, KiB, MiB, GiB; at most \(Self.maximumSizeText))")
@@ -86,13 +87,21 @@ public struct ConfigReader {
 
     /// `host:port`, with the port in 1...65535.
     public mutating func hostPort(_ key: String, default d: HostPort?) throws(ConfigError) -> HostPort? {
-        knownKeys.insert(key)
+        known(key, default: d?.description ?? "off")
         guard let raw = try scalar(key) else { return d }
         if raw == "off" || raw == "none" || raw.isEmpty { return nil }
         do { return try HostPort.parse(raw, key: key) } catch { throw self.error(key, error.message) }
     }
 
     public mutating func markKnown(_ key: String) { knownKeys.insert(key) }
+
+    /// Each key read so far, with its default as text (for `--print-config`).
+    public private(set) var defaults: [String: String] = [:]
+
+    private mutating func known(_ key: String, default d: String) {
+        knownKeys.insert(key)
+        if defaults[key] == nil { defaults[key] = d }
+    }
 
     /// The key's value for a setting that takes a single value: a YAML list is the wrong type.
     private func scalar(_ key: String) throws(ConfigError) -> String? {
@@ -112,6 +121,23 @@ public struct ConfigReader {
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         guard levels.contains(level) else { throw error(key, "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
         return level
+    }
+
+    /// A duration in the largest unit that divides it: `7d`, `30s`, `500ms`.
+    public static func formatDuration(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        for (unit, scale) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where ms != 0 && ms % scale == 0 {
+            return "\(ms / scale)\(unit)"
+        }
+        return "\(ms)ms"
+    }
+
+    /// A size in the largest binary unit that divides it: `1GiB`, `64KiB`, or bytes.
+    public static func formatSize(_ bytes: Int64) -> String {
+        for (unit, scale) in [("TiB", Int64(1) << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes != 0 && bytes % scale == 0 {
+            return "\(bytes / scale)\(unit)"
+        }
+        return "\(bytes)"
     }
 
     /// The longest duration any key accepts: 36500 days (100 years). Keeps every millisecond

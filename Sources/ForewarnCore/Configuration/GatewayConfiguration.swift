@@ -156,6 +156,20 @@ public struct GatewayConfiguration: Sendable {
         return config
     }
 
+    /// The effective configuration for `--print-config`: every key, its value and its source,
+    /// and `mqtt.password` (masked when shown). Fails like `load` on an invalid configuration.
+    public static func effectiveSettings(file: String?, environment: [String: String],
+                                         overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> [EffectiveSetting] {
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
+        var reader = ConfigReader(source)
+        let config = try read(&reader, environment: environment)
+        try source.checkUnknownKeys(known: reader.knownKeys, openPrefixes: ["kafka.properties"])
+        let passwordSource = source.entries["mqtt.password-file"].map { "file named by mqtt.password-file (\($0.origin))" }
+            ?? (environment["FOREWARN_MQTT_PASSWORD"] != nil ? "environment FOREWARN_MQTT_PASSWORD" : "default")
+        return reader.effectiveSettings(openPrefixes: ["kafka.properties"])
+            + [EffectiveSetting(key: "mqtt.password", value: config.mqtt.password ?? "none", source: passwordSource)]
+    }
+
     static func read(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> GatewayConfiguration {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "gateway"
         let gatewayID = r.string("gateway.id", default: host)
