@@ -46,6 +46,7 @@ let package = Package(
         .target(name: "ServiceSupport", dependencies: [
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Gateway", dependencies: [
             "ForewarnCore", "Kafka", "MQTT", "Journal", "ServiceSupport",

@@ -6,17 +6,18 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 import ServiceSupport
+import Synchronization
 
 /// Logging to stderr (journald takes it) and Prometheus metrics, once per process.
 enum Bootstrap {
     nonisolated(unsafe) private static var registry: PrometheusCollectorRegistry?
 
+    /// The level of every logger in the process; a SIGHUP reload changes it.
+    static let logControl = LogControl(level: .info)
+
     static func logging(level: String, label: String) -> Logger {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: level) ?? .info
-            return handler
-        }
+        logControl.level = Logger.Level(rawValue: level) ?? .info
+        LoggingSystem.bootstrap { label in ControlledLogHandler(label: label, control: logControl) }
         return Logger(label: label)
     }
 
@@ -122,6 +123,33 @@ func printEffectiveConfiguration(command: String, file: String?, _ settings: () 
     print("# forewarn \(command): effective configuration. Sources, later ones winning: default, \(file.map { "file \($0)" } ?? "(no file)"), environment, flags")
     print(EffectiveSetting.render(effective), terminator: "")
     exit(0)
+}
+
+/// SIGHUP: loads the configuration again and applies the `reloadable` keys that changed (the
+/// log level always; `apply` gets the changes to carry out the rest), logging one line that lists
+/// them and the changed keys that need a restart. An invalid configuration changes nothing and
+/// is logged with its error.
+func makeReloadService(logger: Logger, reloadable: Set<String>, running initial: [EffectiveSetting],
+                       load: @escaping @Sendable () throws(ConfigError) -> [EffectiveSetting],
+                       apply: @escaping @Sendable ([EffectiveSetting]) -> Void = { _ in }) -> ReloadService {
+    let running = Mutex(initial)
+    return ReloadService {
+        let new: [EffectiveSetting]
+        do { new = try load() } catch {
+            logger.error("SIGHUP: the configuration is invalid, keeping the running one: \(error)")
+            return
+        }
+        let plan = running.withLock { r in
+            let plan = ReloadPlan.compare(running: r, new: new, reloadable: reloadable.union(["log-level"]))
+            r = plan.applied(to: r)
+            return plan
+        }
+        for s in plan.apply where s.key == "log-level" {
+            if let level = Logger.Level(rawValue: s.value) { Bootstrap.logControl.level = level }
+        }
+        apply(plan.apply)
+        logger.notice("SIGHUP: configuration reloaded: \(plan.summary)")
+    }
 }
 
 /// Configuration overrides from flags: the named flags first, then each `--set KEY=VALUE`.

@@ -48,6 +48,8 @@ struct DetectorCommand: AsyncParsableCommand {
             for t in machineModels.types { print("  model \(t.name): machines \(t.machines), sensors \(t.template.sensors.map(\.name))") }
             return
         }
+        // SIGHUP is a reload request (ReloadService), never the end of the process, even this early.
+        signal(SIGHUP, SIG_IGN)
         let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.detector")
         let registry = Bootstrap.metrics()
         let heartbeats = makeHeartbeats(environment: env)
@@ -55,7 +57,10 @@ struct DetectorCommand: AsyncParsableCommand {
         do { service = try DetectorService(settings: cfg, models: machineModels, logger: logger, heartbeats: heartbeats) } catch {
             failStarting("cannot start the detector", error)
         }
-        var services: [any Service] = []
+        var services: [any Service] = [makeReloadService(
+            logger: logger, reloadable: [],
+            running: (try? DetectorSettings.effectiveSettings(file: file, environment: env, overrides: overrides)) ?? [],
+            load: { () throws(ConfigError) in try DetectorSettings.effectiveSettings(file: file, environment: env, overrides: overrides) })]
         if let http = cfg.http {
             let status = service.status
             do {

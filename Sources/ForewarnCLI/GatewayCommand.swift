@@ -53,6 +53,8 @@ struct GatewayCommand: AsyncParsableCommand {
             return
         }
 
+        // SIGHUP is a reload request (ReloadService), never the end of the process, even this early.
+        signal(SIGHUP, SIG_IGN)
         let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.gateway")
         let registry = Bootstrap.metrics()
         let heartbeats = makeHeartbeats(environment: env)
@@ -63,7 +65,14 @@ struct GatewayCommand: AsyncParsableCommand {
         } catch {
             failStarting("cannot start the gateway", error)
         }
-        var services: [any Service] = []
+        let health = gateway.health
+        var services: [any Service] = [makeReloadService(
+            logger: logger, reloadable: ["health.grace"],
+            running: (try? GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides)) ?? [],
+            load: { () throws(ConfigError) in try GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides) },
+            apply: { changes in
+                for c in changes where c.key == "health.grace" { if let d = ConfigReader.parseDuration(c.value) { health.grace = d } }
+            })]
         if let http = cfg.http {
             let g = gateway
             do {

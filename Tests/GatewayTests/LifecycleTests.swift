@@ -193,6 +193,56 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         print("stalled http worker: no WATCHDOG=1 for \(String(format: "%.2f", silence)) s after the stall was reported, then pings resumed")
     }
 
+    @Test func sighupReloadsTheLogLevelKeepsTheGatewayRunningAndRefusesAnInvalidFile() throws {
+        let dir = TestEnvironment.temporaryDirectory("gateway-sighup")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let broker = try MosquittoBroker(directory: dir)
+        defer { broker.stop() }
+        let kafka = try DevKafka(directory: dir)
+        defer { kafka.stop() }
+        let file = dir + "/gateway.yaml"
+        try "log-level: info\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let gw = try GatewayProcess(directory: dir, mqtt: broker.url, kafka: kafka.bootstrap, stateDir: dir + "/state",
+                                    extraArguments: ["--config", file])
+        defer { gw.child.stop() }
+        let publisher = try TestPublisher(url: broker.url)
+        let rejectedLine = "rejected MQTT message"  // logged at debug level
+        func rejectOne(expectTotal n: Double) throws {
+            try publisher.publish("factory/s1/m1/vib_rms", "not json")
+            #expect(waitUntil(timeout: 15) { gw.metric("forewarn_gateway_rejected_total") >= n }, "rejection \(n) counted")
+        }
+        func hangUp(until line: String) -> Bool {
+            gw.child.signal(SIGHUP)
+            return waitUntil(timeout: 10) { gw.child.stderr.contains(line) }
+        }
+        func rejectedLines() -> Int { gw.child.stderr.components(separatedBy: rejectedLine).count - 1 }
+        #expect(waitUntil(timeout: 15) { gw.get("/healthz").0 == 200 }, "\(gw.child.stderr)")
+
+        // At info, a rejection is counted but not logged.
+        try rejectOne(expectTotal: 1)
+        #expect(rejectedLines() == 0)
+        #expect(hangUp(until: "SIGHUP: configuration reloaded: nothing changed"), "\(gw.child.stderr)")
+        #expect(gw.child.isRunning, "SIGHUP must not end the gateway")
+
+        // The new level applies at once; a key that needs a restart is named as such.
+        try "log-level: debug\nmqtt:\n  max-payload-bytes: 1000\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(hangUp(until: "SIGHUP: configuration reloaded: log-level info → debug; changed but only applied by a restart: mqtt.max-payload-bytes"),
+                "\(gw.child.stderr)")
+        try rejectOne(expectTotal: 2)
+        #expect(waitUntil(timeout: 5) { rejectedLines() == 1 }, "at debug the rejection is logged: \(gw.child.stderr)")
+
+        // An invalid file changes nothing: still running, still at debug.
+        try "log-level: loud\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(hangUp(until: "SIGHUP: the configuration is invalid, keeping the running one: config key 'log-level'"), "\(gw.child.stderr)")
+        #expect(gw.child.isRunning)
+        try rejectOne(expectTotal: 3)
+        #expect(waitUntil(timeout: 5) { rejectedLines() == 2 }, "the running level (debug) is kept: \(gw.child.stderr)")
+
+        #expect(publisher.finish())
+        gw.child.signal(SIGTERM)
+        #expect(gw.child.waitForExit(timeout: 20) == 0, "\(gw.child.stderr.suffix(500))")
+    }
+
     @Test func aFailedSubscribeInTheDetectorExitsInsteadOfHanging() throws {
         let dir = TestEnvironment.temporaryDirectory("detector-fatal")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -30,6 +30,26 @@ import TestSupport
     }
 }
 
+@Suite struct ReloadPlanTests {
+    func s(_ k: String, _ v: String, _ src: String = "default") -> EffectiveSetting { EffectiveSetting(key: k, value: v, source: src) }
+
+    @Test func onlyReloadableKeysApplyTheRestWaitForARestart() {
+        let running = [s("log-level", "info"), s("health.grace", "30s"), s("mqtt.keepalive", "30s"), s("mqtt.password", "old")]
+        let new = [s("log-level", "debug", "f.yaml:1"), s("health.grace", "30s", "f.yaml:2"), s("mqtt.keepalive", "45s"), s("mqtt.password", "new")]
+        let plan = ReloadPlan.compare(running: running, new: new, reloadable: ["log-level", "health.grace"])
+        #expect(plan.apply == [s("log-level", "debug", "f.yaml:1")], "same value from another source is no change")
+        #expect(plan.needsRestart == ["mqtt.keepalive", "mqtt.password"])
+        #expect(plan.summary == "log-level info → debug; changed but only applied by a restart: mqtt.keepalive, mqtt.password")
+        #expect(!plan.summary.contains("old") && !plan.summary.contains("new"), "secrets never in the log line")
+        // The running configuration keeps what was not applied, so the next reload reports it again.
+        let after = plan.applied(to: running)
+        #expect(after.first { $0.key == "log-level" }?.value == "debug")
+        #expect(after.first { $0.key == "mqtt.keepalive" }?.value == "30s")
+        #expect(ReloadPlan.compare(running: after, new: new, reloadable: ["log-level"]).needsRestart == ["mqtt.keepalive", "mqtt.password"])
+        #expect(ReloadPlan.compare(running: running, new: running, reloadable: []).summary == "nothing changed")
+    }
+}
+
 @Suite struct PrintConfigTests {
     func run(_ args: [String], env: [String: String] = [:], dir: String) throws -> (Int32?, String, String) {
         let child = try ChildProcess(executable: TestEnvironment.forewarnBinary, arguments: args, directory: dir, name: "print", environment: env)

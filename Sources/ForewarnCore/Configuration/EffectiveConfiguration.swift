@@ -56,3 +56,42 @@ extension ConfigReader {
         return out.sorted { $0.key < $1.key }
     }
 }
+
+/// What a reload (SIGHUP) changes: the keys it may apply while running, and the changed
+/// keys that only a restart applies. Compared by value, not by where a value came from.
+public struct ReloadPlan: Sendable, Equatable {
+    /// Changed keys that are applied now, with their new values.
+    public var apply: [EffectiveSetting] = []
+    /// Changed keys that keep their running value until a restart.
+    public var needsRestart: [String] = []
+    /// The running values of the changed keys (for the log line).
+    var before: [String: EffectiveSetting] = [:]
+
+    public static func compare(running: [EffectiveSetting], new: [EffectiveSetting], reloadable: Set<String>) -> ReloadPlan {
+        let old = Dictionary(running.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        let now = Dictionary(new.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var plan = ReloadPlan()
+        for key in Set(old.keys).union(now.keys).sorted() where old[key]?.value != now[key]?.value {
+            if reloadable.contains(key), let n = now[key] {
+                plan.apply.append(n)
+                plan.before[key] = old[key]
+            } else {
+                plan.needsRestart.append(key)
+            }
+        }
+        return plan
+    }
+
+    /// The running configuration after the reload: the applied keys new, everything else as it was.
+    public func applied(to running: [EffectiveSetting]) -> [EffectiveSetting] {
+        let changes = Dictionary(apply.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        return running.map { changes[$0.key] ?? $0 }
+    }
+
+    /// One line for the log: `log-level info → debug; needs a restart: mqtt.keepalive`.
+    public var summary: String {
+        var parts = apply.map { "\($0.key) \(before[$0.key]?.shownValue ?? "unset") → \($0.shownValue)" }
+        if !needsRestart.isEmpty { parts.append("changed but only applied by a restart: \(needsRestart.joined(separator: ", "))") }
+        return parts.isEmpty ? "nothing changed" : parts.joined(separator: "; ")
+    }
+}
