@@ -29,16 +29,23 @@ enum Bootstrap {
         return r
     }
 
-    /// Serves /metrics from the registry and /healthz from `health`.
-    static func httpHandler(registry: PrometheusCollectorRegistry, health: @escaping @Sendable () -> HTTPResponse) -> HTTPServer.Handler {
-        { method, path in
+    /// Serves /metrics from the registry (with HELP from `help`, `forewarn_build_info` and the
+    /// process metrics) and /healthz from `health`.
+    static func httpHandler(registry: PrometheusCollectorRegistry, service: String, help: [String: String],
+                            health: @escaping @Sendable () -> HTTPResponse) -> HTTPServer.Handler {
+        let buildInfo = MetricsExposition.buildInfo([("version", forewarnVersion), ("service", service), ("librdkafka", librdkafkaVersion)])
+        return { method, path in
             guard method == "GET" || method == "HEAD" else { return HTTPResponse(status: 405, body: "only GET\n") }
             switch path {
             case "/metrics":
                 var buffer: [UInt8] = []
                 registry.emit(into: &buffer)
-                var r = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: "")
-                r.body = buffer
+                var text = MetricsExposition.addingHelp(String(decoding: buffer, as: UTF8.self), help: help)
+                if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
+                text += buildInfo
+                if let p = ProcessSnapshot.current() { text += MetricsExposition.processMetrics(p) }
+                var r = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: "")
+                r.body = Array(text.utf8)
                 return r
             case "/healthz":
                 return health()

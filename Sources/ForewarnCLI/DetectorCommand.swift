@@ -65,7 +65,7 @@ struct DetectorCommand: AsyncParsableCommand {
             let status = service.status
             do {
                 services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, heartbeats: heartbeats,
-                                               handler: Bootstrap.httpHandler(registry: registry) {
+                                               handler: Bootstrap.httpHandler(registry: registry, service: "detector", help: DetectorMetricHelp.help) {
                     let (ok, json) = status.report()
                     return HTTPResponse(status: ok ? 200 : 503, contentType: "application/json", body: json)
                 }))

@@ -77,7 +77,8 @@ struct GatewayCommand: AsyncParsableCommand {
             let g = gateway
             do {
                 services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, heartbeats: heartbeats,
-                                               handler: Bootstrap.httpHandler(registry: registry, health: { g.healthResponse() })))
+                                               handler: Bootstrap.httpHandler(registry: registry, service: "gateway", help: GatewayMetricHelp.help,
+                                                                               health: { g.healthResponse() })))
             } catch { failStarting("cannot start the gateway", error) }
         }
         services.append(SystemdService(heartbeats: heartbeats, logger: logger))

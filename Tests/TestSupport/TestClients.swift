@@ -186,3 +186,35 @@ public final class NotifySocket: @unchecked Sendable {
 
     public var all: [String] { lock.lock(); defer { lock.unlock() }; return received }
 }
+
+/// `promtool check metrics` on an exposition: nil when promtool is not installed (Debian's
+/// `prometheus` package has it), else its exit status and what it reported.
+public func promtoolCheckMetrics(_ exposition: String, directory: String) throws -> (status: Int32, output: String)? {
+    let candidates = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+    guard let promtool = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
+    let input = directory + "/metrics.txt"
+    try exposition.write(toFile: input, atomically: true, encoding: .utf8)
+    let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec '\(promtool)' check metrics < '\(input)'"], directory: directory, name: "promtool")
+    guard let status = child.waitForExit(timeout: 30) else { child.stop(); throw TestFailure("promtool did not finish in 30 s") }
+    return (status, child.stdout + child.stderr)
+}
+
+/// The metric family names in a Prometheus exposition (from its `# TYPE` lines).
+public func metricFamilies(_ exposition: String) -> Set<String> {
+    Set(exposition.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
+}
+
+/// Metric names that the sources under `directory` create with swift-metrics (`Counter(label: "…"` and the like).
+public func metricNamesInSources(_ directory: String) -> Set<String> {
+    var names = Set<String>()
+    let files = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+    for f in files {
+        guard let text = try? String(contentsOfFile: directory + "/" + f, encoding: .utf8) else { continue }
+        for kind in ["Counter", "Gauge", "Timer", "Recorder", "Meter", "FloatingPointCounter"] {
+            for part in text.components(separatedBy: "\(kind)(label: \"").dropFirst() {
+                if let end = part.firstIndex(of: "\"") { names.insert(String(part[..<end])) }
+            }
+        }
+    }
+    return names
+}
