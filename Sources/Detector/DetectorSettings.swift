@@ -29,6 +29,8 @@ public struct DetectorSettings: Sendable {
     public var checkpointInterval: Duration
     /// `log-level`: default `info`.
     public var logLevel: String
+    /// `log-format`: `text` (default) or `json`, one object a line with the same fields.
+    public var logFormat: String
 
     public static func load(file: String?, environment: [String: String], overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> DetectorSettings {
         let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
@@ -65,6 +67,7 @@ public struct DetectorSettings: Sendable {
             throw ConfigError(key: "models", "directory \(models) does not exist")
         }
         let level = try r.logLevel()
+        let format = try r.logFormat()
         return DetectorSettings(
             bootstrap: bootstrap,
             readingsTopic: r.string("kafka.readings-topic", default: "forewarn.readings"),
@@ -75,6 +78,7 @@ public struct DetectorSettings: Sendable {
             stateDirectory: r.string("state-dir", default: GatewayConfiguration.defaultStateDirectory(environment)),
             http: try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9465)),
             checkpointInterval: try r.duration("checkpoint-interval", default: .seconds(5), min: .milliseconds(100)),
-            logLevel: level)
+            logLevel: level,
+            logFormat: format)
     }
 }

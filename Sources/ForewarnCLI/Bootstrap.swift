@@ -15,8 +15,9 @@ enum Bootstrap {
     /// The level of every logger in the process; a SIGHUP reload changes it.
     static let logControl = LogControl(level: .info)
 
-    static func logging(level: String, label: String) -> Logger {
+    static func logging(level: String, format: String = "text", label: String) -> Logger {
         logControl.level = Logger.Level(rawValue: level) ?? .info
+        logControl.format = LogControl.Format(rawValue: format) ?? .text
         LoggingSystem.bootstrap { label in ControlledLogHandler(label: label, control: logControl) }
         return Logger(label: label)
     }
@@ -133,7 +134,7 @@ func printEffectiveConfiguration(command: String, file: String?, _ settings: () 
 }
 
 /// SIGHUP: loads the configuration again and applies the `reloadable` keys that changed (the
-/// log level always; `apply` gets the changes to carry out the rest), logging one line that lists
+/// log level and format always; `apply` gets the changes to carry out the rest), logging one line that lists
 /// them and the changed keys that need a restart. An invalid configuration changes nothing and
 /// is logged with its error.
 func makeReloadService(logger: Logger, reloadable: Set<String>, running initial: [EffectiveSetting],
@@ -147,12 +148,13 @@ func makeReloadService(logger: Logger, reloadable: Set<String>, running initial:
             return
         }
         let plan = running.withLock { r in
-            let plan = ReloadPlan.compare(running: r, new: new, reloadable: reloadable.union(["log-level"]))
+            let plan = ReloadPlan.compare(running: r, new: new, reloadable: reloadable.union(["log-level", "log-format"]))
             r = plan.applied(to: r)
             return plan
         }
-        for s in plan.apply where s.key == "log-level" {
-            if let level = Logger.Level(rawValue: s.value) { Bootstrap.logControl.level = level }
+        for s in plan.apply {
+            if s.key == "log-level", let level = Logger.Level(rawValue: s.value) { Bootstrap.logControl.level = level }
+            if s.key == "log-format", let format = LogControl.Format(rawValue: s.value) { Bootstrap.logControl.format = format }
         }
         apply(plan.apply)
         logger.notice("SIGHUP: configuration reloaded: \(plan.summary)")

@@ -50,7 +50,7 @@ struct DetectorCommand: AsyncParsableCommand {
         }
         // SIGHUP is a reload request (ReloadService), never the end of the process, even this early.
         signal(SIGHUP, SIG_IGN)
-        let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.detector")
+        let logger = Bootstrap.logging(level: cfg.logLevel, format: cfg.logFormat, label: "forewarn.detector")
         let registry = Bootstrap.metrics()
         let heartbeats = makeHeartbeats(environment: env)
         let service: DetectorService

@@ -55,7 +55,7 @@ struct GatewayCommand: AsyncParsableCommand {
 
         // SIGHUP is a reload request (ReloadService), never the end of the process, even this early.
         signal(SIGHUP, SIG_IGN)
-        let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.gateway")
+        let logger = Bootstrap.logging(level: cfg.logLevel, format: cfg.logFormat, label: "forewarn.gateway")
         let registry = Bootstrap.metrics()
         let heartbeats = makeHeartbeats(environment: env)
         let gateway: GatewayServices

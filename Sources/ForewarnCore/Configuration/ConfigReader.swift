@@ -140,6 +140,13 @@ public struct ConfigReader {
         return "\(bytes)"
     }
 
+    /// The log line format: `text` (default) or `json` (one object a line).
+    public mutating func logFormat(_ key: String = "log-format") throws(ConfigError) -> String {
+        let format = string(key, default: "text")
+        guard ["text", "json"].contains(format) else { throw error(key, "'\(format)' is not allowed (allowed: text, json)") }
+        return format
+    }
+
     /// The longest duration any key accepts: 36500 days (100 years). Keeps every millisecond
     /// count far inside Int64, so no later arithmetic on a configured duration can overflow.
     public static let maximumDuration: Duration = .seconds(36_500 * 86_400)

@@ -62,6 +62,8 @@ public struct GatewayConfiguration: Sendable {
     public var http: HostPort?
     /// `log-level`: trace, debug, info, notice, warning, error, critical. Default `info`.
     public var logLevel: String
+    /// `log-format`: `text` (default) or `json`, one object a line with the same fields.
+    public var logFormat: String
 
     public var mqtt: MQTT
     public var kafka: Kafka
@@ -180,6 +182,7 @@ public struct GatewayConfiguration: Sendable {
         let stateDir = r.string("state-dir", default: defaultStateDirectory(environment))
         let http = try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9464))
         let logLevel = try r.logLevel()
+        let logFormat = try r.logFormat()
 
         let url = try MQTTURL.parse(r.string("mqtt.url", default: "mqtt://127.0.0.1:1883"), key: "mqtt.url")
         let templateText = r.string("mqtt.topic-template", default: "factory/{site}/{machine}/{sensor}")
@@ -243,7 +246,7 @@ public struct GatewayConfiguration: Sendable {
             minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
         let health = Health(grace: try r.duration("health.grace", default: .seconds(30)))
         return GatewayConfiguration(gatewayID: gatewayID, defaultSite: site, stateDirectory: stateDir, http: http,
-                                    logLevel: logLevel, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
+                                    logLevel: logLevel, logFormat: logFormat, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
     }
 
     /// systemd's StateDirectory, else the XDG state directory of the current user.
