@@ -59,11 +59,15 @@ public final class DetectorStatus: Sendable {
 /// acknowledged, and right after the state that the offsets correspond to is saved. A crash
 /// therefore replays readings from the last checkpoint into the state saved with it, which
 /// reproduces the same alerts with the same alert ids (consumers de-duplicate by alert_id and state).
-// @unchecked: the mutable state (partitions, outstanding alerts, heartbeat) is touched only by the
-// loop's dedicated thread, and by run() before that thread starts; `status` is behind a Mutex.
+// @unchecked: the mutable state (partitions, outstanding alerts, heartbeat, models) is touched only
+// by the loop's dedicated thread, and by init/run() before that thread starts; `status` and
+// `pendingModels` are behind a Mutex.
 public final class DetectorService: Service, @unchecked Sendable {
     let settings: DetectorSettings
-    let models: MachineModels
+    /// The model files in force; replaced by `reload(models:)`, on the loop's thread.
+    private(set) var models: MachineModels
+    /// Models handed over by a SIGHUP reload, picked up by the loop on its next turn.
+    private let pendingModels = Mutex<MachineModels?>(nil)
     let logger: Logger
     public let status = DetectorStatus()
     private let consumer: KafkaConsumer
@@ -129,6 +133,7 @@ public final class DetectorService: Service, @unchecked Sendable {
         var lastLag = ContinuousClock.now
         while !stop.isSet {
             heartbeat.beat()
+            if let new = pendingModels.withLock({ p in defer { p = nil }; return p }) { apply(models: new) }
             for event in consumer.poll(timeout: .milliseconds(100), max: 5000) {
                 switch event {
                 case let .message(m): process(m)
@@ -322,6 +327,27 @@ public final class DetectorService: Service, @unchecked Sendable {
         }
         logger.info("restored \(tp): \(state.machines.count) machines, next offset \(state.nextOffset ?? -1)")
         return state
+    }
+
+    /// New model files (SIGHUP): they apply from the loop's next turn. Machines whose
+    /// configuration changed (thresholds, sensors, models, lifecycle) warm up again with it.
+    public func reload(models new: MachineModels) {
+        pendingModels.withLock { $0 = new }
+    }
+
+    private func apply(models new: MachineModels) {
+        models = new
+        var restarted: [String] = []
+        for (tp, var state) in partitions {
+            for (id, det) in state.machines where det.config != new.configuration(machine: id, site: det.config.site) {
+                state.machines.removeValue(forKey: id)
+                restarted.append(id)
+            }
+            state.dirty = true
+            partitions[tp] = state
+        }
+        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machines.count })
+        logger.notice("model files applied: \(new.types.count) machine types; \(restarted.isEmpty ? "no machine's model changed" : "model changed for \(restarted.sorted().joined(separator: ", ")), warming up again")")
     }
 
     private func revoke(_ tps: [TopicPartition]) {

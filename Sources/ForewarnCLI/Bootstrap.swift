@@ -137,11 +137,11 @@ func printEffectiveConfiguration(command: String, file: String?, _ settings: () 
 /// log level and format always; `apply` gets the changes to carry out the rest), logging one line that lists
 /// them and the changed keys that need a restart. An invalid configuration changes nothing and
 /// is logged with its error.
-func makeReloadService(logger: Logger, reloadable: Set<String>, running initial: [EffectiveSetting],
-                       load: @escaping @Sendable () throws(ConfigError) -> [EffectiveSetting],
-                       apply: @escaping @Sendable ([EffectiveSetting]) -> Void = { _ in }) -> ReloadService {
+func makeConfigReloader(logger: Logger, reloadable: Set<String>, running initial: [EffectiveSetting],
+                        load: @escaping @Sendable () throws(ConfigError) -> [EffectiveSetting],
+                        apply: @escaping @Sendable ([EffectiveSetting]) -> Void = { _ in }) -> @Sendable () -> Void {
     let running = Mutex(initial)
-    return ReloadService {
+    return {
         let new: [EffectiveSetting]
         do { new = try load() } catch {
             logger.error("SIGHUP: the configuration is invalid, keeping the running one: \(error)")

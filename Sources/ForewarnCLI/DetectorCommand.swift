@@ -57,10 +57,15 @@ struct DetectorCommand: AsyncParsableCommand {
         do { service = try DetectorService(settings: cfg, models: machineModels, logger: logger, heartbeats: heartbeats) } catch {
             failStarting("cannot start the detector", error)
         }
-        var services: [any Service] = [makeReloadService(
+        let reloadConfiguration = makeConfigReloader(
             logger: logger, reloadable: [],
             running: (try? DetectorSettings.effectiveSettings(file: file, environment: env, overrides: overrides)) ?? [],
-            load: { () throws(ConfigError) in try DetectorSettings.effectiveSettings(file: file, environment: env, overrides: overrides) })]
+            load: { () throws(ConfigError) in try DetectorSettings.effectiveSettings(file: file, environment: env, overrides: overrides) })
+        let modelsDirectory = cfg.modelsDirectory
+        var services: [any Service] = [ReloadService {
+            reloadConfiguration()
+            reloadModels(directory: modelsDirectory, into: service, logger: logger)
+        }]
         if let http = cfg.http {
             let status = service.status
             do {
@@ -75,5 +80,18 @@ struct DetectorCommand: AsyncParsableCommand {
         services.append(service)
         // On cancellation the detector still checkpoints (waiting up to 10 s for alert acks) and leaves the group.
         await runServices(services, name: "detector", logger: logger, maximumCancellationDuration: .seconds(25))
+    }
+}
+
+/// SIGHUP: the model files again, from the directory in force. All of them or none: an invalid
+/// file keeps the running models and is logged with its error.
+private func reloadModels(directory: String?, into service: DetectorService, logger: Logger) {
+    guard let directory else { return }
+    do {
+        let models = try MachineModels(directory: directory)
+        service.reload(models: models)
+        logger.notice("SIGHUP: model files reloaded from \(directory): \(models.types.map { "\($0.name) (\(($0.file as NSString).lastPathComponent))" }.joined(separator: ", "))")
+    } catch {
+        logger.error("SIGHUP: a model file is invalid, keeping the running models: \(error)")
     }
 }

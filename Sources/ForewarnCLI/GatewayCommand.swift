@@ -66,13 +66,13 @@ struct GatewayCommand: AsyncParsableCommand {
             failStarting("cannot start the gateway", error)
         }
         let health = gateway.health
-        var services: [any Service] = [makeReloadService(
+        var services: [any Service] = [ReloadService(reload: makeConfigReloader(
             logger: logger, reloadable: ["health.grace"],
             running: (try? GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides)) ?? [],
             load: { () throws(ConfigError) in try GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides) },
             apply: { changes in
                 for c in changes where c.key == "health.grace" { if let d = ConfigReader.parseDuration(c.value) { health.grace = d } }
-            })]
+            }))]
         if let http = cfg.http {
             let g = gateway
             do {
