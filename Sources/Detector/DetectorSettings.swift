@@ -76,7 +76,7 @@ public struct DetectorSettings: Sendable {
             kafkaProperties: r.source.values(under: "kafka.properties"),
             modelsDirectory: models,
             stateDirectory: r.string("state-dir", default: GatewayConfiguration.defaultStateDirectory(environment)),
-            http: try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9465)),
+            http: try r.listenAddress("http", default: HostPort(host: "127.0.0.1", port: 9465)),
             checkpointInterval: try r.duration("checkpoint-interval", default: .seconds(5), min: .milliseconds(100)),
             logLevel: level,
             logFormat: format)

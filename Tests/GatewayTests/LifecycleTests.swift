@@ -74,6 +74,9 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
             (["detector", "--check-config", "--set", "checkpoint-interval=1ms"], [:], "checkpoint-interval"),
             (["detector", "--check-config", "--models", dir + "/nowhere"], [:], "models"),
             (["gateway", "--check-config", "--set", "novalue"], [:], "KEY=VALUE"),
+            // The HTTP endpoint listens on IPv4: an IPv6 address or a host name is refused at validation.
+            (["gateway", "--check-config", "--http", "[::1]:9464"], [:], "config key 'http': '::1' is not an IPv4 address"),
+            (["detector", "--check-config", "--http", "metrics.example:9465"], [:], "config key 'http': 'metrics.example' is not an IPv4 address"),
         ]
         for (i, c) in cases.enumerated() {
             let (status, stderr, _) = try runForewarn(c.args, env: c.env, dir: dir, name: "case\(i)")

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads typed values out of a `ConfigSource`, recording which keys were read so that
 /// the rest can be reported as unknown. Every error names the key and the allowed values.
 public struct ConfigReader {
@@ -91,6 +93,18 @@ public struct ConfigReader {
         guard let raw = try scalar(key) else { return d }
         if raw == "off" || raw == "none" || raw.isEmpty { return nil }
         do { return try HostPort.parse(raw, key: key) } catch { throw self.error(key, error.message) }
+    }
+
+    /// An address to listen on: `IPV4:PORT` or `localhost:PORT`, or nil for `off`. The HTTP
+    /// endpoint binds IPv4 only, so an IPv6 address or a host name is refused here, at validation,
+    /// rather than at start-up.
+    public mutating func listenAddress(_ key: String, default d: HostPort?) throws(ConfigError) -> HostPort? {
+        guard let hp = try hostPort(key, default: d) else { return nil }
+        var addr = in_addr()
+        guard hp.host == "localhost" || inet_pton(AF_INET, hp.host, &addr) == 1 else {
+            throw error(key, "'\(hp.host)' is not an IPv4 address: the HTTP endpoint listens on IPv4 only (e.g. 127.0.0.1:\(hp.port), 0.0.0.0:\(hp.port), localhost:\(hp.port))")
+        }
+        return hp
     }
 
     public mutating func markKnown(_ key: String) { knownKeys.insert(key) }

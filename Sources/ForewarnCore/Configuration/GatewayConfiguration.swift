@@ -180,7 +180,7 @@ public struct GatewayConfiguration: Sendable {
         do { try Identifier.validate(site, field: "gateway.site") } catch { throw ConfigError(key: "gateway.site", error.detail) }
 
         let stateDir = r.string("state-dir", default: defaultStateDirectory(environment))
-        let http = try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9464))
+        let http = try r.listenAddress("http", default: HostPort(host: "127.0.0.1", port: 9464))
         let logLevel = try r.logLevel()
         let logFormat = try r.logFormat()
 
