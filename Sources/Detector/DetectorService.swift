@@ -127,6 +127,9 @@ public final class DetectorService: Service, @unchecked Sendable {
     private var outstanding: [UInt64: (key: String, value: [UInt8])] = [:]
     private var nextAlertID: UInt64 = 1
     private var loggedUnparseable = 0
+    /// The newest reading timestamp (ms) per machine, and what was last published of it.
+    private var lastReading: [String: Int64] = [:]
+    private var publishedLastReading: [String: Int64] = [:]
 
     private func loop(stop: StopFlag) {
         var lastCheckpoint = ContinuousClock.now
@@ -183,6 +186,7 @@ public final class DetectorService: Service, @unchecked Sendable {
             return
         }
         readingsCounter.increment()
+        lastReading[reading.machine] = max(lastReading[reading.machine] ?? .min, reading.ts)
         let start = ContinuousClock.now
         var detector = state.machines[reading.machine] ?? MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))
         let events = detector.observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
@@ -372,6 +376,16 @@ public final class DetectorService: Service, @unchecked Sendable {
         }
         lagGauge.record(total)
         status.update { $0.lag = total }
+        publishLastReadings()
+    }
+
+    /// `forewarn_detector_machine_last_reading_timestamp_seconds{machine}`: the newest reading
+    /// timestamp per machine, published with the lag (every 5 s) rather than per reading.
+    private func publishLastReadings() {
+        for (machine, ts) in lastReading where publishedLastReading[machine] != ts {
+            Gauge(label: "forewarn_detector_machine_last_reading_timestamp_seconds", dimensions: [("machine", machine)]).record(Double(ts) / 1000)
+            publishedLastReading[machine] = ts
+        }
     }
 }
 

@@ -27,14 +27,18 @@ import TestSupport
         try #require(waitForPort(port), "\(detector.stderr)")
         // 500 readings a sensor with a fault from 420 on: scored readings, an alert, lag, the model timer.
         try produce(pumpReadings(machine: "p1", from: 0, count: 500, fault: 420..<500), bootstrap: kafka.bootstrap, firstSeq: 1)
+        // The newest reading of p1 is at t0 + 499 s (published with the lag, every 5 s).
+        let lastReading = "forewarn_detector_machine_last_reading_timestamp_seconds{machine=\"p1\"} 1767226099"
         let deadline = Date().addingTimeInterval(60)
         var body = ""
         while Date() < deadline {
             body = httpGet(port: port, path: "/metrics").1
-            if body.contains("forewarn_detector_alerts_total{") && body.contains("forewarn_detector_readings_total 2000") { break }
+            if body.contains("forewarn_detector_alerts_total{") && body.contains("forewarn_detector_readings_total 2000")
+                && body.contains(lastReading) { break }
             Thread.sleep(forTimeInterval: 0.2)
         }
         #expect(body.contains("forewarn_detector_alerts_total{"), "\(body)")
+        #expect(body.contains(lastReading), "\(body)")
         #expect(body.hasSuffix("\n"))
         #expect(body.contains("forewarn_build_info{version=\"") && body.contains("service=\"detector\""))
         for name in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"] {
