@@ -34,7 +34,7 @@ import TestSupport
         while Date() < deadline {
             body = httpGet(port: port, path: "/metrics").1
             if body.contains("forewarn_detector_alerts_total{") && body.contains("forewarn_detector_readings_total 2000")
-                && body.contains(lastReading) { break }
+                && body.contains(lastReading) && body.contains("forewarn_detector_partition_lag{") { break }
             Thread.sleep(forTimeInterval: 0.2)
         }
         #expect(body.contains("forewarn_detector_alerts_total{"), "\(body)")
@@ -47,6 +47,12 @@ import TestSupport
         let families = metricFamilies(body)
         let helped = Set(body.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
         #expect(families.subtracting(helped).isEmpty, "no HELP: \(families.subtracting(helped).sorted())")
+        // Every detector and process metric the Grafana dashboard queries exists in this output.
+        let samples = metricSampleNames(body)
+        let dashboard = try dashboardMetricNames(repoRoot + "/deploy/grafana/forewarn.json")
+        let mine = dashboard.filter { !$0.hasPrefix("forewarn_gateway_") }
+        #expect(mine.count >= 12, "\(mine.sorted())")
+        #expect(mine.subtracting(samples).isEmpty, "the dashboard queries metrics the detector does not emit: \(mine.subtracting(samples).sorted())")
         guard let check = try promtoolCheckMetrics(body, directory: dir) else {
             print("promtool not installed (apt-get install prometheus): skipped the promtool part of this test")
             return

@@ -40,6 +40,8 @@ import TestSupport
     }
 }
 
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
 @Suite(.serialized) struct GatewayMetricsConventionTests {
     @Test func promtoolFindsNothingToReportOnTheGatewaysMetrics() throws {
         let dir = TestEnvironment.temporaryDirectory("gateway-promtool")
@@ -48,17 +50,26 @@ import TestSupport
         defer { broker.stop() }
         let kafka = try DevKafka(directory: dir)
         defer { kafka.stop() }
-        let gw = try GatewayProcess(directory: dir, mqtt: broker.url, kafka: kafka.bootstrap, stateDir: dir + "/state")
+        // A small journal that drops the oldest, and records that expire after 1 s in librdkafka:
+        // with Kafka down, every labelled family appears (drops, delivery errors).
+        let gw = try GatewayProcess(directory: dir, mqtt: broker.url, kafka: kafka.bootstrap, stateDir: dir + "/state",
+                                    settings: ["journal.max-bytes=32KiB", "journal.full-policy=drop-oldest", "kafka.properties.message.timeout.ms=1000"])
         defer { gw.child.stop() }
+        func waitFor(_ what: String, _ condition: () -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(30)
+            while !condition() && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+            return condition()
+        }
         // Traffic, so that the labelled families exist too: readings out, and a rejected message.
         let publisher = try TestPublisher(url: broker.url)
         try publisher.publish("factory/s1/m1/vib_rms", #"{"ts": 1700000000000, "value": 2.5}"#)
         try publisher.publish("factory/s1/m1/vib_rms", "not json")
+        #expect(waitFor("delivered") { gw.metric("forewarn_gateway_readings_out_total") >= 1 && gw.metric("forewarn_gateway_deadletters_out_total") >= 1 })
+        kafka.brokersDown()
+        _ = try publishReadings(publisher, count: 1000, machines: 2)
         #expect(publisher.finish())
-        let deadline = Date().addingTimeInterval(30)
-        while (gw.metric("forewarn_gateway_readings_out_total") < 1 || gw.metric("forewarn_gateway_deadletters_out_total") < 1) && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-        }
+        #expect(waitFor("dropped") { gw.metric("forewarn_gateway_dropped_total") > 0 }, "journal drops")
+        #expect(waitFor("delivery errors") { gw.metric("forewarn_gateway_kafka_delivery_errors_total") > 0 }, "delivery errors")
         let (status, body) = gw.get("/metrics")
         #expect(status == 200)
         #expect(body.hasSuffix("\n"))
@@ -71,6 +82,12 @@ import TestSupport
         let families = metricFamilies(body)
         let helped = Set(body.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
         #expect(families.subtracting(helped).isEmpty, "no HELP: \(families.subtracting(helped).sorted())")
+        // Every gateway and process metric the Grafana dashboard queries exists in this output.
+        let samples = metricSampleNames(body)
+        let dashboard = try dashboardMetricNames(repositoryRoot + "/deploy/grafana/forewarn.json")
+        let mine = dashboard.filter { !$0.hasPrefix("forewarn_detector_") }
+        #expect(mine.count >= 15, "\(mine.sorted())")
+        #expect(mine.subtracting(samples).isEmpty, "the dashboard queries metrics the gateway does not emit: \(mine.subtracting(samples).sorted())")
         guard let check = try promtoolCheckMetrics(body, directory: dir) else {
             print("promtool not installed (apt-get install prometheus): skipped the promtool part of this test")
             return

@@ -218,3 +218,29 @@ public func metricNamesInSources(_ directory: String) -> Set<String> {
     }
     return names
 }
+
+/// The sample names in a Prometheus exposition (`name` of each `name{…} value` line; a histogram's
+/// `_bucket`, `_sum` and `_count` included).
+public func metricSampleNames(_ exposition: String) -> Set<String> {
+    Set(exposition.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }.map { String($0.prefix { $0 != "{" && $0 != " " }) })
+}
+
+/// The forewarn_* and process_* metric names that a Grafana dashboard's queries use.
+public func dashboardMetricNames(_ path: String) throws -> Set<String> {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    guard let dash = try JSONSerialization.jsonObject(with: data) as? [String: Any], let panels = dash["panels"] as? [[String: Any]] else {
+        throw TestFailure("\(path) is not a Grafana dashboard")
+    }
+    var queries: [String] = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+    let variables = (dash["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []
+    queries += variables.compactMap { $0["definition"] as? String }
+    var names = Set<String>()
+    for q in queries {
+        var rest = Substring(q)
+        while let r = rest.range(of: #"(forewarn|process)_[a-z_]+"#, options: .regularExpression) {
+            names.insert(String(rest[r]))
+            rest = rest[r.upperBound...]
+        }
+    }
+    return names
+}
