@@ -41,9 +41,12 @@ public struct ControlledLogHandler: LogHandler {
 
     private let label: String
 
+    /// Set on one logger, a level holds for that logger only; otherwise the process's level applies.
+    private var levelOverride: Logger.Level?
+
     public var logLevel: Logger.Level {
-        get { control.level }
-        set { control.level = newValue }
+        get { levelOverride ?? control.level }
+        set { levelOverride = newValue }
     }
 
     public var metadata: Logger.Metadata {

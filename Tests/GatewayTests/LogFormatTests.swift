@@ -74,3 +74,16 @@ import TestSupport
                 "metadata as fields: \(objects)")
     }
 }
+
+@Suite struct LogControlTests {
+    @Test func everyLoggerFollowsTheProcessLevelUnlessItSetsItsOwn() {
+        let control = LogControl(level: .info)
+        var a = Logger(label: "a") { ControlledLogHandler(label: $0, control: control) }
+        let b = Logger(label: "b") { ControlledLogHandler(label: $0, control: control) }
+        #expect(a.logLevel == .info && b.logLevel == .info)
+        control.level = .debug  // what a SIGHUP reload does
+        #expect(a.logLevel == .debug && b.logLevel == .debug)
+        a.logLevel = .error
+        #expect(a.logLevel == .error && b.logLevel == .debug, "one logger's own level does not change the others")
+    }
+}
