@@ -246,6 +246,29 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         #expect(gw.child.waitForExit(timeout: 20) == 0, "\(gw.child.stderr.suffix(500))")
     }
 
+    @Test func sighupAppliesANewHealthGraceToARunningGateway() throws {
+        let dir = TestEnvironment.temporaryDirectory("gateway-sighup-grace")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Nothing listens on port 1: MQTT and Kafka stay unreachable, within a grace of an hour.
+        let file = dir + "/gateway.yaml"
+        try "health:\n  grace: 1h\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let port = freePort()
+        let gw = try ChildProcess(executable: TestEnvironment.forewarnBinary,
+                                  arguments: ["gateway", "--config", file, "--mqtt", "mqtt://127.0.0.1:1", "--kafka", "127.0.0.1:1",
+                                              "--state-dir", dir + "/state", "--http", "127.0.0.1:\(port)"],
+                                  directory: dir, name: "gateway")
+        defer { gw.stop() }
+        try #require(waitForPort(port), "\(gw.stderr)")
+        #expect(httpGet(port: port, path: "/healthz").0 == 200, "within the 1 h grace")
+        try "health:\n  grace: 1s\n".write(toFile: file, atomically: true, encoding: .utf8)
+        gw.signal(SIGHUP)
+        #expect(waitUntil(timeout: 10) { gw.stderr.contains("SIGHUP: configuration reloaded: health.grace 1h → 1s") }, "\(gw.stderr)")
+        // Unreachable since start-up: 503 as soon as that is longer than the new 1 s grace.
+        var last = (0, "")
+        #expect(waitUntil(timeout: 5) { last = httpGet(port: port, path: "/healthz"); return last.0 == 503 && last.1.contains("kafka unreachable for") },
+                "the new grace applies: \(last)")
+    }
+
     @Test func aFailedSubscribeInTheDetectorExitsInsteadOfHanging() throws {
         let dir = TestEnvironment.temporaryDirectory("detector-fatal")
         defer { try? FileManager.default.removeItem(atPath: dir) }
