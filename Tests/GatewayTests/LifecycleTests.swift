@@ -320,6 +320,10 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         #expect(notify.waitFor("READY=1", timeout: 10))
         #expect(notify.waitFor("WATCHDOG=1", timeout: 5))
         #expect(notify.waitFor("WATCHDOG=1", timeout: 5))
+        // A reload is bracketed by RELOADING=1 and READY=1.
+        gw.child.signal(SIGHUP)
+        #expect(notify.waitFor("RELOADING=1", timeout: 10), "\(notify.all)")
+        #expect(notify.waitFor("READY=1", timeout: 10), "\(notify.all)")
         gw.child.signal(SIGTERM)
         #expect(notify.waitFor("STOPPING=1", timeout: 10), "\(notify.all)")
         #expect(gw.child.waitForExit(timeout: 20) == 0, "\(gw.child.stderr)")
