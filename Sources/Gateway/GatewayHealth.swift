@@ -31,9 +31,20 @@ public final class GatewayHealth: Sendable {
     }
 
     private let state = Mutex(State())
-    public let grace: Duration
+    private let graceNanoseconds: Atomic<Int64>
 
-    public init(grace: Duration) { self.grace = grace }
+    public init(grace: Duration) { graceNanoseconds = Atomic(Self.nanoseconds(grace)) }
+
+    /// `health.grace`; a SIGHUP reload may change it.
+    public var grace: Duration {
+        get { .nanoseconds(graceNanoseconds.load(ordering: .relaxed)) }
+        set { graceNanoseconds.store(Self.nanoseconds(newValue), ordering: .relaxed) }
+    }
+
+    private static func nanoseconds(_ d: Duration) -> Int64 {
+        let (s, a) = d.components
+        return s.multipliedReportingOverflow(by: 1_000_000_000).overflow ? .max : s * 1_000_000_000 + a / 1_000_000_000
+    }
 
     func mqtt(connected: Bool, error: String?) {
         state.withLock { s in

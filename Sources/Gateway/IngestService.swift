@@ -20,6 +20,7 @@ import Synchronization
 /// journal cannot write: every tick measures the state directory's free space, and the
 /// `IntakeGate` pauses MQTT (backpressure) below `journal.min-free-bytes`, on a read-only or
 /// vanished journal, or after a failed write (the journal keeps what it accepted and retries).
+// @unchecked: stored properties are `let`s of thread-safe types; the gate and the probe time are behind Mutexes.
 public final class IngestService: Service, @unchecked Sendable {
     let config: GatewayConfiguration
     let journal: Journal
@@ -27,6 +28,8 @@ public final class IngestService: Service, @unchecked Sendable {
     let logger: Logger
     let parser: PayloadParser
     let client: MQTTClient
+    /// Beaten on every tick of the MQTT loop (~10 ms), suspended during a blocking connect (bounded by TCP).
+    let heartbeat: Heartbeat
 
     private let readingsIn = Counter(label: "forewarn_gateway_readings_in_total")
     private let messagesIn = Counter(label: "forewarn_gateway_mqtt_messages_total")
@@ -45,7 +48,8 @@ public final class IngestService: Service, @unchecked Sendable {
     private let lastProbe = Mutex(ContinuousClock.now - .seconds(1))
     static let probeInterval: Duration = .milliseconds(5)
 
-    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger) throws {
+    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger, heartbeats: Heartbeats? = nil) throws {
+        heartbeat = heartbeats?.register("mqtt") ?? .none
         self.config = config
         self.journal = journal
         self.health = health
@@ -64,6 +68,7 @@ public final class IngestService: Service, @unchecked Sendable {
         for gauge in reasonGauges.values { gauge.record(0) }
         client.onMessage = { [unowned self] msg in self.handle(msg) }
         client.onTick = { [unowned self] in self.tick() }
+        client.onConnectStart = { [heartbeat] in heartbeat.suspend() }
         client.onConnectionChange = { [unowned self] up, error in
             self.health.mqtt(connected: up, error: error)
             self.mqttConnected.record(up ? 1 : 0)
@@ -73,11 +78,12 @@ public final class IngestService: Service, @unchecked Sendable {
     public func run() async throws {
         let client = self.client
         logger.info("ingest starting", metadata: ["mqtt": "\(config.mqtt.url)", "subscription": "\(config.mqtt.topicTemplate.subscriptionFilter)"])
-        await withGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await runOnDedicatedThread(name: "mqtt") { client.run() }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             client.stop()
         }
+        heartbeat.retire()
         // Intake has stopped: make everything accepted durable before the forwarder drains.
         flushPending()
         do { try journal.commit() } catch { logger.error("final journal commit failed: \(error)") }
@@ -160,6 +166,7 @@ public final class IngestService: Service, @unchecked Sendable {
     }
 
     func tick() {
+        heartbeat.beat()
         health.mqttSubscribed(client.isSubscribed)
         do {
             // An idle commit held back by journal.commit-min-gap is due within that gap: look again soon.

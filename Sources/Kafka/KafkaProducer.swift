@@ -157,6 +157,12 @@ public final class KafkaProducer: @unchecked Sendable {
         _ = rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
     }
 
+    /// Makes librdkafka raise a fabricated fatal error (`rd_kafka_test_fatal_error`), as it would
+    /// when the idempotent producer cannot go on. For tests: real fatal errors cannot be provoked on demand.
+    public func triggerFatalErrorForTesting(reason: String) {
+        _ = rd_kafka_test_fatal_error(handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason)
+    }
+
     /// Asks a broker for cluster metadata: true if one answered within `timeout`.
     public func probe(timeout: Duration) -> Bool {
         var md: UnsafePointer<rd_kafka_metadata>?

@@ -107,6 +107,8 @@ public final class MQTTClient: @unchecked Sendable {
     /// Called on the loop thread after every loop iteration: after each packet read, and after
     /// `tickInterval` without network activity.
     public var onTick: (@Sendable () -> Void)?
+    /// Called on the loop's thread just before a (blocking) connect; `onTick` follows it.
+    public var onConnectStart: (@Sendable () -> Void)?
 
     public init(options: MQTTOptions, logger: Logger) throws(MQTTError) {
         _ = libraryInit
@@ -210,6 +212,7 @@ public final class MQTTClient: @unchecked Sendable {
             }
             if !socketOpen {
                 if ContinuousClock.now < nextAttempt { onTick?(); Thread.sleep(forTimeInterval: 0.01); continue }
+                onConnectStart?()
                 let rc = connect()
                 if rc == MOSQ_ERR_SUCCESS.rawValue {
                     socketOpen = true

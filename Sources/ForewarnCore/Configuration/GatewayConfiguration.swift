@@ -62,6 +62,8 @@ public struct GatewayConfiguration: Sendable {
     public var http: HostPort?
     /// `log-level`: trace, debug, info, notice, warning, error, critical. Default `info`.
     public var logLevel: String
+    /// `log-format`: `text` (default) or `json`, one object a line with the same fields.
+    public var logFormat: String
 
     public var mqtt: MQTT
     public var kafka: Kafka
@@ -164,6 +166,20 @@ public struct GatewayConfiguration: Sendable {
         return config
     }
 
+    /// The effective configuration for `--print-config`: every key, its value and its source,
+    /// and `mqtt.password` (masked when shown). Fails like `load` on an invalid configuration.
+    public static func effectiveSettings(file: String?, environment: [String: String],
+                                         overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> [EffectiveSetting] {
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
+        var reader = ConfigReader(source)
+        let config = try read(&reader, environment: environment)
+        try source.checkUnknownKeys(known: reader.knownKeys, openPrefixes: ["kafka.properties"])
+        let passwordSource = source.entries["mqtt.password-file"].map { "file named by mqtt.password-file (\($0.origin))" }
+            ?? (environment["FOREWARN_MQTT_PASSWORD"] != nil ? "environment FOREWARN_MQTT_PASSWORD" : "default")
+        return reader.effectiveSettings(openPrefixes: ["kafka.properties"])
+            + [EffectiveSetting(key: "mqtt.password", value: config.mqtt.password ?? "none", source: passwordSource)]
+    }
+
     static func read(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> GatewayConfiguration {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "gateway"
         let gatewayID = r.string("gateway.id", default: host)
@@ -172,8 +188,9 @@ public struct GatewayConfiguration: Sendable {
         do { try Identifier.validate(site, field: "gateway.site") } catch { throw ConfigError(key: "gateway.site", error.detail) }
 
         let stateDir = r.string("state-dir", default: defaultStateDirectory(environment))
-        let http = try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9464))
+        let http = try r.listenAddress("http", default: HostPort(host: "127.0.0.1", port: 9464))
         let logLevel = try r.logLevel()
+        let logFormat = try r.logFormat()
 
         let url = try MQTTURL.parse(r.string("mqtt.url", default: "mqtt://127.0.0.1:1883"), key: "mqtt.url")
         let templateText = r.string("mqtt.topic-template", default: "factory/{site}/{machine}/{sensor}")
@@ -242,7 +259,7 @@ public struct GatewayConfiguration: Sendable {
         }
         let health = Health(grace: try r.duration("health.grace", default: .seconds(30)))
         return GatewayConfiguration(gatewayID: gatewayID, defaultSite: site, stateDirectory: stateDir, http: http,
-                                    logLevel: logLevel, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
+                                    logLevel: logLevel, logFormat: logFormat, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
     }
 
     /// systemd's StateDirectory, else the XDG state directory of the current user.
