@@ -48,6 +48,7 @@ let package = Package(
         .target(name: "ServiceSupport", dependencies: [
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Gateway", dependencies: [
             "ForewarnCore", "Kafka", "MQTT", "Journal", "ServiceSupport",
@@ -89,7 +90,7 @@ let package = Package(
 
         .testTarget(name: "ForewarnCoreTests", dependencies: ["ForewarnCore"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"], exclude: ["Corpus"]),
-        .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore"]),
+        .testTarget(name: "JournalTests", dependencies: ["Journal", "ForewarnCore", "TestSupport"]),
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "Evaluation"]),
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "Detection", "ForewarnCore", "Kafka", "TestSupport"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "ForewarnCore", "TestSupport"]),
@@ -97,7 +98,7 @@ let package = Package(
                     exclude: ["shift-change.yaml", "slow-ramp.yaml"]),
         // The whole chain: simulator → mosquitto → gateway → dev-kafka → detector → alerts.
         .testTarget(name: "EndToEndTests", dependencies: ["Detection", "Evaluation", "Kafka", "TestSupport"], exclude: ["e2e-scenario.yaml"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Kafka", "MQTT", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Journal", "Kafka", "MQTT", "ServiceSupport", "TestSupport"]),
         .target(name: "TestSupport", dependencies: ["Kafka", "MQTT"], path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]

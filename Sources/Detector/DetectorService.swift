@@ -28,6 +28,7 @@ public final class DetectorStatus: Sendable {
         var readings = 0
         var alerts = 0
         var lastCheckpointOK = true
+        var checkpointError: String?
     }
     private let state = Mutex(State())
     public init() {}
@@ -38,7 +39,7 @@ public final class DetectorStatus: Sendable {
         let s = state.withLock { $0 }
         var w = JSONWriter()
         var problems: [String] = []
-        if !s.lastCheckpointOK { problems.append("checkpoint or offset commit failing") }
+        if let e = s.checkpointError { problems.append(e) } else if !s.lastCheckpointOK { problems.append("checkpoint or offset commit failing") }
         if let e = s.kafkaError { problems.append(e) }
         w.beginObject()
         w.field("status", problems.isEmpty ? "ok" : "unhealthy")
@@ -58,14 +59,23 @@ public final class DetectorStatus: Sendable {
 /// acknowledged, and right after the state that the offsets correspond to is saved. A crash
 /// therefore replays readings from the last checkpoint into the state saved with it, which
 /// reproduces the same alerts with the same alert ids (consumers de-duplicate by alert_id and state).
+// @unchecked: the mutable state (partitions, outstanding alerts, heartbeat, models) is touched only
+// by the loop's dedicated thread, and by init/run() before that thread starts; `status` and
+// `pendingModels` are behind a Mutex.
 public final class DetectorService: Service, @unchecked Sendable {
     let settings: DetectorSettings
-    let models: MachineModels
+    /// The model files in force; replaced by `reload(models:)`, on the loop's thread.
+    private(set) var models: MachineModels
+    /// Models handed over by a SIGHUP reload, picked up by the loop on its next turn.
+    private let pendingModels = Mutex<MachineModels?>(nil)
     let logger: Logger
     public let status = DetectorStatus()
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
     private let checkpointDirectory: String
+    private let heartbeats: Heartbeats?
+    /// The loop's heartbeat; set in `run()` before the loop's thread starts, read only there.
+    private var heartbeat = Heartbeat.none
 
     private let readingsCounter = Counter(label: "forewarn_detector_readings_total")
     private let duplicatesCounter = Counter(label: "forewarn_detector_duplicate_readings_total")
@@ -73,8 +83,11 @@ public final class DetectorService: Service, @unchecked Sendable {
     private let lagGauge = Gauge(label: "forewarn_detector_consumer_lag")
     private let modelTimer = Timer(label: "forewarn_detector_model_seconds")
     private let machinesGauge = Gauge(label: "forewarn_detector_machines")
+    private let staleCheckpoints = Counter(label: "forewarn_detector_stale_checkpoints_total")
 
-    public init(settings: DetectorSettings, models: MachineModels, logger: Logger) throws {
+    /// `heartbeats`: the consume loop beats as `detector` (for the systemd watchdog).
+    public init(settings: DetectorSettings, models: MachineModels, logger: Logger, heartbeats: Heartbeats? = nil) throws {
+        self.heartbeats = heartbeats
         self.settings = settings
         self.models = models
         self.logger = logger
@@ -87,14 +100,23 @@ public final class DetectorService: Service, @unchecked Sendable {
         producer = try KafkaProducer(bootstrap: settings.bootstrap, properties: settings.kafkaProperties, logger: logger)
     }
 
+    /// Consumes until graceful shutdown or task cancellation (then checkpoints and leaves the
+    /// group). A subscription librdkafka refuses (an invalid `^regex` topic) is thrown as a
+    /// `ConfigError` naming `kafka.readings-topic`.
     public func run() async throws {
         let stop = StopFlag()
-        try consumer.subscribe([settings.readingsTopic])
+        do { try consumer.subscribe([settings.readingsTopic]) } catch {
+            throw ConfigError(key: "kafka.readings-topic", "cannot subscribe to '\(settings.readingsTopic)': \(error.message)")
+        }
         logger.info("detector starting", metadata: ["group": "\(settings.group)", "readings": "\(settings.readingsTopic)",
                                                     "alerts": "\(settings.alertsTopic)", "models": "\(settings.modelsDirectory ?? "built-in")"])
-        await withGracefulShutdownHandler {
-            await runOnDedicatedThread(name: "detector") { [self] in loop(stop: stop) }
-        } onGracefulShutdown: {
+        heartbeat = heartbeats?.register("detector") ?? .none
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await runOnDedicatedThread(name: "detector") { [self] in
+                loop(stop: stop)
+                heartbeat.retire()
+            }
+        } onCancelOrGracefulShutdown: {
             stop.set()
         }
         logger.info("detector stopped")
@@ -105,11 +127,16 @@ public final class DetectorService: Service, @unchecked Sendable {
     private var outstanding: [UInt64: (key: String, value: [UInt8])] = [:]
     private var nextAlertID: UInt64 = 1
     private var loggedUnparseable = 0
+    /// The newest reading timestamp (ms) per machine, and what was last published of it.
+    private var lastReading: [String: Int64] = [:]
+    private var publishedLastReading: [String: Int64] = [:]
 
     private func loop(stop: StopFlag) {
         var lastCheckpoint = ContinuousClock.now
         var lastLag = ContinuousClock.now
         while !stop.isSet {
+            heartbeat.beat()
+            if let new = pendingModels.withLock({ p in defer { p = nil }; return p }) { apply(models: new) }
             for event in consumer.poll(timeout: .milliseconds(100), max: 5000) {
                 switch event {
                 case let .message(m): process(m)
@@ -159,6 +186,7 @@ public final class DetectorService: Service, @unchecked Sendable {
             return
         }
         readingsCounter.increment()
+        lastReading[reading.machine] = max(lastReading[reading.machine] ?? .min, reading.ts)
         let start = ContinuousClock.now
         var detector = state.machines[reading.machine] ?? MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))
         let events = detector.observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
@@ -210,38 +238,42 @@ public final class DetectorService: Service, @unchecked Sendable {
         }
     }
 
-    /// Waits for alerts to be acknowledged, saves the partitions' state, then commits their offsets.
+    /// Waits for alerts to be acknowledged, saves the partitions' state durably, then commits the offsets
+    /// of the partitions whose state was saved (never of one whose checkpoint failed).
     private func checkpoint(_ tps: [TopicPartition]) {
         let deadline = ContinuousClock.now + .seconds(10)
-        while !outstanding.isEmpty && ContinuousClock.now < deadline { pollAlerts(timeout: .milliseconds(50)) }
+        while !outstanding.isEmpty && ContinuousClock.now < deadline {
+            heartbeat.beat()
+            pollAlerts(timeout: .milliseconds(50))
+        }
         guard outstanding.isEmpty else {
             logger.warning("\(outstanding.count) alerts not yet acknowledged by Kafka; offsets not committed")
             status.update { $0.lastCheckpointOK = false; $0.kafkaError = "alerts not acknowledged by Kafka" }
             return
         }
         var offsets: [TopicPartition: Int64] = [:]
+        var saved = true
         for tp in tps {
             guard var state = partitions[tp], state.dirty, let next = state.nextOffset else { continue }
-            do {
-                let data = try JSONEncoder().encode(state)
-                let path = checkpointPath(tp)
-                let tmp = path + ".tmp"
-                _ = FileManager.default.createFile(atPath: tmp, contents: data)
-                let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
-                try fh.synchronize()
-                try fh.close()
-                _ = rename(tmp, path)
+            do throws(CheckpointError) {
+                let data: Data
+                do { data = try JSONEncoder().encode(state) } catch {
+                    throw CheckpointError(path: checkpointPath(tp), step: "encode", reason: "\(error)")
+                }
+                try CheckpointFile.write(data, to: checkpointPath(tp))
                 state.dirty = false
                 partitions[tp] = state
                 offsets[tp] = next
             } catch {
-                logger.error("cannot save checkpoint for \(tp): \(error)")
-                status.update { $0.lastCheckpointOK = false }
+                // No offset is committed for this partition: a restart replays into the last saved state.
+                saved = false
+                logger.error("\(error); offsets for \(tp) not committed")
+                status.update { $0.lastCheckpointOK = false; $0.checkpointError = error.description }
             }
         }
         do {
             try consumer.commit(offsets)
-            status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil }
+            if saved { status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil; $0.checkpointError = nil } }
         } catch {
             logger.warning("offset commit failed (readings since the last commit will be replayed): \(error)")
             status.update { $0.lastCheckpointOK = false }
@@ -252,25 +284,74 @@ public final class DetectorService: Service, @unchecked Sendable {
     private func checkpointPath(_ tp: TopicPartition) -> String { "\(checkpointDirectory)/\(tp.topic)-\(tp.partition).json" }
 
     private func assign(_ tps: [TopicPartition]) {
-        for tp in tps where partitions[tp] == nil {
-            var state = PartitionState()
-            if let data = FileManager.default.contents(atPath: checkpointPath(tp)) {
-                do {
-                    state = try JSONDecoder().decode(PartitionState.self, from: data)
-                    // A machine whose model file changed since the checkpoint starts afresh.
-                    for (id, det) in state.machines where det.config != models.configuration(machine: id, site: det.config.site) {
-                        state.machines.removeValue(forKey: id)
-                        logger.notice("model for \(id) changed since the checkpoint; warming up again")
-                    }
-                    logger.info("restored \(tp): \(state.machines.count) machines, next offset \(state.nextOffset ?? -1)")
-                } catch {
-                    logger.error("checkpoint \(checkpointPath(tp)) unreadable (\(error)); warming up from scratch")
-                }
-            }
-            partitions[tp] = state
+        let fresh = tps.filter { partitions[$0] == nil }
+        let committed = committedOffsets(fresh)
+        for tp in fresh {
+            partitions[tp] = restore(tp, committed: committed[tp])
         }
         status.update { $0.assigned = Array(partitions.keys).sorted { $0.partition < $1.partition } }
         logger.info("assigned \(tps.map(\.description).joined(separator: ", "))")
+    }
+
+    /// The group's committed offsets, to check checkpoints against; empty (so every checkpoint
+    /// is treated as stale) when Kafka does not answer within 10 s.
+    private func committedOffsets(_ tps: [TopicPartition]) -> [TopicPartition: Int64] {
+        guard !tps.isEmpty, tps.contains(where: { FileManager.default.fileExists(atPath: checkpointPath($0)) }) else { return [:] }
+        heartbeat.suspend()  // bounded by the timeout
+        defer { heartbeat.beat() }
+        do { return try consumer.committed(tps, timeout: .seconds(10)) } catch {
+            logger.warning("cannot read the group's committed offsets (\(error)); checkpoints cannot be checked and are not used")
+            return [:]
+        }
+    }
+
+    /// The partition's state from its checkpoint, when that is where the group is; else a fresh one.
+    private func restore(_ tp: TopicPartition, committed: Int64?) -> PartitionState {
+        let path = checkpointPath(tp)
+        guard let data = FileManager.default.contents(atPath: path) else { return PartitionState() }
+        var state: PartitionState
+        do { state = try JSONDecoder().decode(PartitionState.self, from: data) } catch {
+            logger.error("checkpoint \(path) unreadable (\(error)); warming up from scratch")
+            return PartitionState()
+        }
+        switch CheckpointMatch.compare(checkpointOffset: state.nextOffset, committed: committed) {
+        case let .stale(reason):
+            staleCheckpoints.increment()
+            logger.warning("checkpoint \(path) is stale (\(reason)); warming up \(tp) from scratch")
+            return PartitionState()
+        case .ahead:
+            logger.notice("checkpoint \(path) is ahead of the committed offset \(committed ?? -1) (its commit was lost); replayed readings are de-duplicated")
+        case .current:
+            break
+        }
+        // A machine whose model file changed since the checkpoint starts afresh.
+        for (id, det) in state.machines where det.config != models.configuration(machine: id, site: det.config.site) {
+            state.machines.removeValue(forKey: id)
+            logger.notice("model for \(id) changed since the checkpoint; warming up again")
+        }
+        logger.info("restored \(tp): \(state.machines.count) machines, next offset \(state.nextOffset ?? -1)")
+        return state
+    }
+
+    /// New model files (SIGHUP): they apply from the loop's next turn. Machines whose
+    /// configuration changed (thresholds, sensors, models, lifecycle) warm up again with it.
+    public func reload(models new: MachineModels) {
+        pendingModels.withLock { $0 = new }
+    }
+
+    private func apply(models new: MachineModels) {
+        models = new
+        var restarted: [String] = []
+        for (tp, var state) in partitions {
+            for (id, det) in state.machines where det.config != new.configuration(machine: id, site: det.config.site) {
+                state.machines.removeValue(forKey: id)
+                restarted.append(id)
+            }
+            state.dirty = true
+            partitions[tp] = state
+        }
+        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machines.count })
+        logger.notice("model files applied: \(new.types.count) machine types; \(restarted.isEmpty ? "no machine's model changed" : "model changed for \(restarted.sorted().joined(separator: ", ")), warming up again")")
     }
 
     private func revoke(_ tps: [TopicPartition]) {
@@ -295,6 +376,16 @@ public final class DetectorService: Service, @unchecked Sendable {
         }
         lagGauge.record(total)
         status.update { $0.lag = total }
+        publishLastReadings()
+    }
+
+    /// `forewarn_detector_machine_last_reading_timestamp_seconds{machine}`: the newest reading
+    /// timestamp per machine, published with the lag (every 5 s) rather than per reading.
+    private func publishLastReadings() {
+        for (machine, ts) in lastReading where publishedLastReading[machine] != ts {
+            Gauge(label: "forewarn_detector_machine_last_reading_timestamp_seconds", dimensions: [("machine", machine)]).record(Double(ts) / 1000)
+            publishedLastReading[machine] = ts
+        }
     }
 }
 

@@ -29,6 +29,8 @@ public struct DetectorSettings: Sendable {
     public var checkpointInterval: Duration
     /// `log-level`: default `info`.
     public var logLevel: String
+    /// `log-format`: `text` (default) or `json`, one object a line with the same fields.
+    public var logFormat: String
 
     public static func load(file: String?, environment: [String: String], overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> DetectorSettings {
         let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
@@ -36,6 +38,16 @@ public struct DetectorSettings: Sendable {
         let settings = try read(&r, environment: environment)
         try source.checkUnknownKeys(known: r.knownKeys, openPrefixes: ["kafka.properties"])
         return settings
+    }
+
+    /// The effective configuration for `--print-config`: every key, its value and its source.
+    public static func effectiveSettings(file: String?, environment: [String: String],
+                                         overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> [EffectiveSetting] {
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
+        var r = ConfigReader(source)
+        _ = try read(&r, environment: environment)
+        try source.checkUnknownKeys(known: r.knownKeys, openPrefixes: ["kafka.properties"])
+        return r.effectiveSettings(openPrefixes: ["kafka.properties"])
     }
 
     public static let knownKeys: [String] = {
@@ -50,11 +62,12 @@ public struct DetectorSettings: Sendable {
         for part in bootstrap.split(separator: ",") { _ = try HostPort.parse(String(part), key: "kafka.bootstrap") }
         let defaultModels: String? = FileManager.default.fileExists(atPath: "/etc/forewarn/models") ? "/etc/forewarn/models"
             : FileManager.default.fileExists(atPath: "models") ? "models" : nil
-        let models = r.optionalString("models") ?? defaultModels
+        let models = r.optionalString("models", shownDefault: defaultModels ?? "none (built-in models)") ?? defaultModels
         if let models, !FileManager.default.fileExists(atPath: models) {
             throw ConfigError(key: "models", "directory \(models) does not exist")
         }
         let level = try r.logLevel()
+        let format = try r.logFormat()
         return DetectorSettings(
             bootstrap: bootstrap,
             readingsTopic: r.string("kafka.readings-topic", default: "forewarn.readings"),
@@ -63,8 +76,9 @@ public struct DetectorSettings: Sendable {
             kafkaProperties: r.source.values(under: "kafka.properties"),
             modelsDirectory: models,
             stateDirectory: r.string("state-dir", default: GatewayConfiguration.defaultStateDirectory(environment)),
-            http: try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9465)),
+            http: try r.listenAddress("http", default: HostPort(host: "127.0.0.1", port: 9465)),
             checkpointInterval: try r.duration("checkpoint-interval", default: .seconds(5), min: .milliseconds(100)),
-            logLevel: level)
+            logLevel: level,
+            logFormat: format)
     }
 }

@@ -1,19 +1,24 @@
+import ForewarnCore
 import Foundation
+import Kafka
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 import ServiceSupport
+import Synchronization
 
 /// Logging to stderr (journald takes it) and Prometheus metrics, once per process.
 enum Bootstrap {
     nonisolated(unsafe) private static var registry: PrometheusCollectorRegistry?
 
-    static func logging(level: String, label: String) -> Logger {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: level) ?? .info
-            return handler
-        }
+    /// The level of every logger in the process; a SIGHUP reload changes it.
+    static let logControl = LogControl(level: .info)
+
+    static func logging(level: String, format: String = "text", label: String) -> Logger {
+        logControl.level = Logger.Level(rawValue: level) ?? .info
+        logControl.format = LogControl.Format(rawValue: format) ?? .text
+        LoggingSystem.bootstrap { label in ControlledLogHandler(label: label, control: logControl) }
         return Logger(label: label)
     }
 
@@ -25,16 +30,23 @@ enum Bootstrap {
         return r
     }
 
-    /// Serves /metrics from the registry and /healthz from `health`.
-    static func httpHandler(registry: PrometheusCollectorRegistry, health: @escaping @Sendable () -> HTTPResponse) -> HTTPServer.Handler {
-        { method, path in
+    /// Serves /metrics from the registry (with HELP from `help`, `forewarn_build_info` and the
+    /// process metrics) and /healthz from `health`.
+    static func httpHandler(registry: PrometheusCollectorRegistry, service: String, help: [String: String],
+                            health: @escaping @Sendable () -> HTTPResponse) -> HTTPServer.Handler {
+        let buildInfo = MetricsExposition.buildInfo([("version", forewarnVersion), ("service", service), ("librdkafka", librdkafkaVersion)])
+        return { method, path in
             guard method == "GET" || method == "HEAD" else { return HTTPResponse(status: 405, body: "only GET\n") }
             switch path {
             case "/metrics":
                 var buffer: [UInt8] = []
                 registry.emit(into: &buffer)
-                var r = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: "")
-                r.body = buffer
+                var text = MetricsExposition.addingHelp(String(decoding: buffer, as: UTF8.self), help: help)
+                if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
+                text += buildInfo
+                if let p = ProcessSnapshot.current() { text += MetricsExposition.processMetrics(p) }
+                var r = HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: "")
+                r.body = Array(text.utf8)
                 return r
             case "/healthz":
                 return health()
@@ -45,17 +57,115 @@ enum Bootstrap {
     }
 }
 
-/// Writes a line to stderr and exits with `code`: for start-up errors that must name their key.
-func fail(_ message: String, code: Int32 = 2) -> Never {
+/// How a `forewarn` process ends when it does not end well.
+enum ExitStatus: Int32 {
+    /// A fatal error at run time or start-up that is not the configuration's fault (a fatal
+    /// Kafka error, a taken port, a corrupt journal). systemd restarts the service.
+    case failure = 1
+    /// A usage error of a tool command (simulate, evaluate, ...).
+    case usage = 2
+    /// EX_CONFIG (sysexits.h): the configuration is wrong, wherever it came from (file,
+    /// environment, flag): unknown key, wrong type, out of range, contradiction, unreadable
+    /// file. The units set `RestartPreventExitStatus=78`: restarting would not help.
+    case config = 78
+
+    /// The status for an error that stopped a service, at start-up or while running.
+    init(for error: any Error) {
+        switch error {
+        case is ConfigError:
+            self = .config
+        case let e as KafkaError:
+            // A property librdkafka rejects, or a client it cannot create from the properties.
+            if case .configuration = e.kind { self = .config } else { self = e.kind == .creation ? .config : .failure }
+        case let e as HTTPServerError:
+            self = e.isConfiguration ? .config : .failure
+        default:
+            self = .failure
+        }
+    }
+}
+
+/// Writes a line to stderr and exits with `status`: for start-up errors that must name their key.
+func fail(_ message: String, status: ExitStatus = .usage) -> Never {
     FileHandle.standardError.write(Data("forewarn: \(message)\n".utf8))
-    exit(code)
+    exit(status.rawValue)
+}
+
+/// Fails for an error that stopped start-up: "invalid configuration" and 78 when it is the
+/// configuration's fault, else `what` and 1.
+func failStarting(_ what: String, _ error: any Error) -> Never {
+    let status = ExitStatus(for: error)
+    fail(status == .config ? "invalid configuration: \(error)" : "\(what): \(error)", status: status)
+}
+
+/// Runs the services until SIGTERM/SIGINT (graceful shutdown, in reverse order) or until one
+/// of them fails, which cancels the rest. Every service ends on cancellation; should one not,
+/// `maximumCancellationDuration` ends the process (ServiceLifecycle's fatalError). A failure
+/// is logged as one critical line naming the cause, and the process exits with its status.
+func runServices(_ services: [any Service], name: String, logger: Logger, maximumCancellationDuration: Duration) async {
+    var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    configuration.maximumCancellationDuration = maximumCancellationDuration
+    do {
+        try await ServiceGroup(configuration: configuration).run()
+    } catch {
+        let status = ExitStatus(for: error)
+        logger.critical("\(name) stopped by a fatal error\(status == .config ? " (invalid configuration)" : ""): \(error)",
+                        metadata: ["exit_status": "\(status.rawValue)"])
+        exit(status.rawValue)
+    }
+}
+
+/// Heartbeats for the worker loops: stale after half the systemd watchdog period (the ping
+/// interval), or after 15 s when there is no watchdog (then staleness is only logged).
+/// `FOREWARN_TEST_STALL_WORKER=WORKER:AFTER:FOR` (a test hook) wedges one worker's thread.
+func makeHeartbeats(environment: [String: String]) -> Heartbeats {
+    Heartbeats(maxSilence: SystemdNotifier.watchdogInterval() ?? .seconds(15),
+               stall: environment[StallInjection.environmentVariable].flatMap(StallInjection.init))
+}
+
+/// `--print-config`: the effective configuration of `command`, each key with its value and
+/// source, secrets masked; a configuration error exits 78 as at start-up.
+func printEffectiveConfiguration(command: String, file: String?, _ settings: () throws(ConfigError) -> [EffectiveSetting]) -> Never {
+    let effective: [EffectiveSetting]
+    do { effective = try settings() } catch { fail("invalid configuration: \(error)", status: .config) }
+    print("# forewarn \(command): effective configuration. Sources, later ones winning: default, \(file.map { "file \($0)" } ?? "(no file)"), environment, flags")
+    print(EffectiveSetting.render(effective), terminator: "")
+    exit(0)
+}
+
+/// SIGHUP: loads the configuration again and applies the `reloadable` keys that changed (the
+/// log level and format always; `apply` gets the changes to carry out the rest), logging one line that lists
+/// them and the changed keys that need a restart. An invalid configuration changes nothing and
+/// is logged with its error.
+func makeConfigReloader(logger: Logger, reloadable: Set<String>, running initial: [EffectiveSetting],
+                        load: @escaping @Sendable () throws(ConfigError) -> [EffectiveSetting],
+                        apply: @escaping @Sendable ([EffectiveSetting]) -> Void = { _ in }) -> @Sendable () -> Void {
+    let running = Mutex(initial)
+    return {
+        let new: [EffectiveSetting]
+        do { new = try load() } catch {
+            logger.error("SIGHUP: the configuration is invalid, keeping the running one: \(error)")
+            return
+        }
+        let plan = running.withLock { r in
+            let plan = ReloadPlan.compare(running: r, new: new, reloadable: reloadable.union(["log-level", "log-format"]))
+            r = plan.applied(to: r)
+            return plan
+        }
+        for s in plan.apply {
+            if s.key == "log-level", let level = Logger.Level(rawValue: s.value) { Bootstrap.logControl.level = level }
+            if s.key == "log-format", let format = LogControl.Format(rawValue: s.value) { Bootstrap.logControl.format = format }
+        }
+        apply(plan.apply)
+        logger.notice("SIGHUP: configuration reloaded: \(plan.summary)")
+    }
 }
 
 /// Configuration overrides from flags: the named flags first, then each `--set KEY=VALUE`.
 func configOverrides(_ flags: [(key: String, value: String?, flag: String)], settings: [String]) -> [(key: String, value: String, flag: String)] {
     var out: [(key: String, value: String, flag: String)] = flags.compactMap { f in f.value.map { (f.key, $0, f.flag) } }
     for s in settings {
-        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("--set '\(s)' must be KEY=VALUE") }
+        guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { fail("invalid configuration: --set '\(s)' must be KEY=VALUE", status: .config) }
         out.append((String(s[..<eq]), String(s[s.index(after: eq)...]), "--set \(s[..<eq])"))
     }
     return out

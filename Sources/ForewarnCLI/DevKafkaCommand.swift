@@ -27,12 +27,12 @@ struct DevKafkaCommand: ParsableCommand {
 
     func run() throws {
         let cluster: MockCluster
-        do { cluster = try MockCluster(brokers: brokers) } catch { fail("dev-kafka: \(error)", code: 1) }
+        do { cluster = try MockCluster(brokers: brokers) } catch { fail("dev-kafka: \(error)", status: .failure) }
         if rtt > 0 { cluster.setAllBrokers(rttMilliseconds: rtt) }
         let replication = min(3, brokers)
         for t in ["forewarn.readings", "forewarn.alerts", "forewarn.deadletter"] + topics {
             do { try cluster.createTopic(t, partitions: partitions, replicationFactor: replication) } catch {
-                fail("dev-kafka: \(error)", code: 1)
+                fail("dev-kafka: \(error)", status: .failure)
             }
         }
         // Unbuffered, so a parent reading our stdout through a pipe sees the address at once.

@@ -24,16 +24,26 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("set"), help: "Set any configuration key, KEY=VALUE (repeatable), e.g. --set journal.max-bytes=64MiB.")
     var settings: [String] = []
     @Flag(name: .customLong("check-config"), help: "Validate the configuration, print it, and exit.") var checkConfig = false
+    @Flag(name: .customLong("print-config"), help: "Print the effective configuration, each value with its source (default, file:line, environment, flag), secrets masked, and exit.")
+    var printConfig = false
+
+    /// Test hook: the forwarder makes librdkafka raise a fatal error with this reason once Kafka has answered.
+    static let injectFatalKafkaErrorVariable = "FOREWARN_TEST_INJECT_FATAL_KAFKA_ERROR"
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let overrides = configOverrides([("mqtt.url", mqtt, "--mqtt"), ("kafka.bootstrap", kafka, "--kafka"),
                                          ("state-dir", stateDir, "--state-dir"), ("http", http, "--http")], settings: settings)
         let file = configFile(config, name: "gateway")
+        if printConfig {
+            printEffectiveConfiguration(command: "gateway", file: file) { () throws(ConfigError) in
+                try GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides)
+            }
+        }
 
         let cfg: GatewayConfiguration
         do { cfg = try GatewayConfiguration.load(file: file, environment: env, overrides: overrides) } catch {
-            fail("invalid configuration: \(error)")
+            fail("invalid configuration: \(error)", status: .config)
         }
         if checkConfig {
             print("configuration OK\(file.map { " (\($0))" } ?? " (defaults, no file)")")
@@ -43,26 +53,40 @@ struct GatewayCommand: AsyncParsableCommand {
             return
         }
 
-        let logger = Bootstrap.logging(level: cfg.logLevel, label: "forewarn.gateway")
+        // SIGHUP is a reload request (ReloadService), never the end of the process, even this early.
+        signal(SIGHUP, SIG_IGN)
+        let logger = Bootstrap.logging(level: cfg.logLevel, format: cfg.logFormat, label: "forewarn.gateway")
         let registry = Bootstrap.metrics()
+        let heartbeats = makeHeartbeats(environment: env)
         let gateway: GatewayServices
-        do { gateway = try GatewayServices(config: cfg, logger: logger) } catch {
-            fail("cannot start the gateway: \(error)", code: 1)
+        do {
+            gateway = try GatewayServices(config: cfg, logger: logger, heartbeats: heartbeats,
+                                          injectFatalKafkaError: env[Self.injectFatalKafkaErrorVariable])
+        } catch {
+            failStarting("cannot start the gateway", error)
         }
-        var services: [any Service] = []
+        let health = gateway.health
+        var services: [any Service] = [ReloadService(reload: makeConfigReloader(
+            logger: logger, reloadable: ["health.grace"],
+            running: (try? GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides)) ?? [],
+            load: { () throws(ConfigError) in try GatewayConfiguration.effectiveSettings(file: file, environment: env, overrides: overrides) },
+            apply: { changes in
+                for c in changes where c.key == "health.grace" { if let d = ConfigReader.parseDuration(c.value) { health.grace = d } }
+            }))]
         if let http = cfg.http {
             let g = gateway
             do {
-                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger,
-                                               handler: Bootstrap.httpHandler(registry: registry, health: { g.healthResponse() })))
-            } catch { fail("\(error)", code: 1) }
+                services.append(try HTTPServer(host: http.host, port: http.port, logger: logger, heartbeats: heartbeats,
+                                               handler: Bootstrap.httpHandler(registry: registry, service: "gateway", help: GatewayMetricHelp.help,
+                                                                               health: { g.healthResponse() })))
+            } catch { failStarting("cannot start the gateway", error) }
         }
-        services.append(SystemdService())
+        services.append(SystemdService(heartbeats: heartbeats, logger: logger))
         services.append(gateway.forwarder)
         services.append(gateway.ingest)
         logger.info("gateway starting", metadata: ["gateway_id": "\(cfg.gatewayID)", "state_dir": "\(cfg.stateDirectory)"])
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // On cancellation the forwarder still drains for up to kafka.flush-timeout.
+        await runServices(services, name: "gateway", logger: logger, maximumCancellationDuration: cfg.kafka.flushTimeout + .seconds(10))
         logger.info("gateway stopped")
     }
 }

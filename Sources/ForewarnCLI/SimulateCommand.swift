@@ -102,7 +102,7 @@ struct SimulateCommand: ParsableCommand {
         let summary: RunSummary
         do { summary = try runner.run(duration: runDuration, speed: pace, stop: stop) } catch {
             print("published 0 readings")
-            fail("\(error)", code: 1)
+            fail("\(error)", status: .failure)
         }
         let rate = Int(summary.readingsPerSecond.rounded())
         FileHandle.standardError.write(Data(("simulate: \(summary.readings) readings in \(summary.messages) messages over \(formatSimDuration(summary.simulated)) simulated, "

@@ -16,12 +16,21 @@ import Synchronization
 /// the entry: the forwarder purges what is still queued in librdkafka, waits for the
 /// in-flight rest to report, then rewinds to the oldest undelivered entry and sends again
 /// in journal order, so each machine's order holds.
+///
+/// Pickup latency: the journal calls back on every commit, which wakes the forwarder's wait for
+/// delivery reports (`KafkaProducer.wakeUp`), so a committed entry is handed to librdkafka at
+/// once rather than after the 10 ms poll timeout.
+// @unchecked: every stored property is a `let` of a thread-safe type (Journal, GatewayHealth and
+// KafkaProducer lock or are thread-safe themselves); the loops' state lives in their locals.
 public final class ForwarderService: Service, @unchecked Sendable {
     let config: GatewayConfiguration
     let journal: Journal
     let health: GatewayHealth
     let logger: Logger
     let producer: KafkaProducer
+    let heartbeats: Heartbeats?
+    /// Test hook: once a broker has answered, make librdkafka raise this fabricated fatal error.
+    let injectFatalError: String?
 
     private let readingsOut = Counter(label: "forewarn_gateway_readings_out_total")
     private let deadLettersOut = Counter(label: "forewarn_gateway_deadletters_out_total")
@@ -31,35 +40,49 @@ public final class ForwarderService: Service, @unchecked Sendable {
     private let kafkaReachable = Gauge(label: "forewarn_gateway_kafka_reachable")
     private let inFlightGauge = Gauge(label: "forewarn_gateway_kafka_in_flight")
 
-    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger) throws {
+    /// `heartbeats`: the forward loop beats as `forwarder`, the probe loop as `kafka-probe`.
+    /// `injectFatalError` is for tests only (see `KafkaProducer.triggerFatalErrorForTesting`).
+    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger,
+                heartbeats: Heartbeats? = nil, injectFatalError: String? = nil) throws {
         self.config = config
         self.journal = journal
         self.health = health
         self.logger = logger
+        self.heartbeats = heartbeats
+        self.injectFatalError = injectFatalError
         producer = try KafkaProducer(bootstrap: config.kafka.bootstrap, properties: config.kafka.properties, logger: logger)
+        journal.onCommit { [producer] in producer.wakeUp() }
     }
 
+    /// Forwards until graceful shutdown or task cancellation (then drains for up to
+    /// `kafka.flush-timeout`), or until a fatal Kafka error, which it throws as `ForwarderError`.
     public func run() async throws {
         let stop = StopFlag()
+        let forwardBeat = heartbeats?.register("forwarder") ?? .none
+        let probeBeat = heartbeats?.register("kafka-probe") ?? .none
         logger.info("forwarder starting", metadata: ["kafka": "\(config.kafka.bootstrap)", "topic": "\(config.kafka.readingsTopic)"])
-        try await withGracefulShutdownHandler {
+        try await withTaskCancellationOrGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { [self] in
                     let failure = Mutex<KafkaError?>(nil)
                     await runOnDedicatedThread(name: "forwarder") { [self] in
-                        do throws(KafkaError) { try forwardLoop(stop: stop) } catch { failure.withLock { $0 = error } }
+                        do throws(KafkaError) { try forwardLoop(stop: stop, heartbeat: forwardBeat) } catch { failure.withLock { $0 = error } }
+                        forwardBeat.retire()
                     }
                     if let error = failure.withLock({ $0 }) {
                         stop.set()
-                        throw error
+                        throw ForwarderError.fatalKafkaError(error)
                     }
                 }
                 group.addTask { [self] in
-                    await runOnDedicatedThread(name: "kafka-probe") { [self] in probeLoop(stop: stop) }
+                    await runOnDedicatedThread(name: "kafka-probe") { [self] in
+                        probeLoop(stop: stop, heartbeat: probeBeat)
+                        probeBeat.retire()
+                    }
                 }
                 try await group.waitForAll()
             }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             stop.set()
         }
     }
@@ -74,7 +97,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
         return h
     }
 
-    private func forwardLoop(stop: StopFlag) throws(KafkaError) {
+    private func forwardLoop(stop: StopFlag, heartbeat: Heartbeat) throws(KafkaError) {
         var cursor: Int64 = 0           // highest seq handed to librdkafka since the last rewind
         var outstanding: [Int64: JournalEntryKind] = [:]  // handed over, not yet reported
         var rewinding = false
@@ -87,13 +110,21 @@ public final class ForwarderService: Service, @unchecked Sendable {
         // an early rewind while later records are already in flight.
         var kafkaSeen = false
 
+        var injected = injectFatalError == nil
+
         while true {
+            heartbeat.beat()
             let now = ContinuousClock.now
             if stopping == nil, stop.isSet { stopping = now }
 
             // Hand committed entries to librdkafka, in order.
             var handed = 0
             if !kafkaSeen { kafkaSeen = health.isKafkaReachable }
+            if kafkaSeen, !injected, let reason = injectFatalError {
+                injected = true
+                logger.warning("test hook: injecting a fatal Kafka error")
+                producer.triggerFatalErrorForTesting(reason: reason)
+            }
             if kafkaSeen, !rewinding, now >= retryAfter, outstanding.count < config.kafka.maxInFlight {
                 let batch = journalCall { try journal.readCommitted(after: cursor, limit: min(2000, config.kafka.maxInFlight - outstanding.count)) }
                 for e in batch ?? [] {
@@ -187,10 +218,11 @@ public final class ForwarderService: Service, @unchecked Sendable {
     private func journalCall<T>(_ body: () throws -> T) -> T? {
         do {
             let v = try body()
+            health.setJournalReadError(nil)
             return v
         } catch {
             logger.error("journal: \(error)")
-            health.setJournalError("\(error)")
+            health.setJournalReadError("\(error)")
             Thread.sleep(forTimeInterval: 0.1)
             return nil
         }
@@ -223,15 +255,29 @@ public final class ForwarderService: Service, @unchecked Sendable {
     }
 
     /// Asks the cluster for metadata every 2 s, so /healthz knows Kafka's state even when idle.
-    private func probeLoop(stop: StopFlag) {
+    private func probeLoop(stop: StopFlag, heartbeat: Heartbeat) {
         var next = ContinuousClock.now
         while !stop.isSet {
+            heartbeat.beat()
             if ContinuousClock.now >= next {
                 let ok = producer.probe(timeout: .milliseconds(1500))
                 health.kafka(reachable: ok, error: ok ? nil : "no broker answered a metadata request")
                 next = .now + .seconds(2)
             }
             Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+}
+
+/// Why the forwarder stopped on its own.
+public enum ForwarderError: Error, CustomStringConvertible {
+    /// librdkafka raised a fatal error: the idempotent producer cannot go on. What it had not
+    /// delivered stays in the journal; a restart (systemd's) sends it again with a new producer.
+    case fatalKafkaError(KafkaError)
+
+    public var description: String {
+        switch self {
+        case let .fatalKafkaError(e): "forwarder: fatal Kafka error, the producer cannot continue (journaled entries are kept for the next start): \(e.message)"
         }
     }
 }

@@ -15,8 +15,12 @@ public final class GatewayHealth: Sendable {
         var kafkaError: String?
         var lastDrop: ContinuousClock.Instant?
         var dropsTotal = 0
-        var backpressure = false
+        var backpressure: [BackpressureReason] = []
         var journalError: String?
+        /// The forwarder's own journal failures (reads, deletes), kept apart from the ingest
+        /// side's write failure, which the ingest loop re-states on every probe.
+        var journalReadError: String?
+        var journalFreeBytes: Int64?
         var journal = JournalSnapshot()
     }
 
@@ -27,9 +31,20 @@ public final class GatewayHealth: Sendable {
     }
 
     private let state = Mutex(State())
-    public let grace: Duration
+    private let graceNanoseconds: Atomic<Int64>
 
-    public init(grace: Duration) { self.grace = grace }
+    public init(grace: Duration) { graceNanoseconds = Atomic(Self.nanoseconds(grace)) }
+
+    /// `health.grace`; a SIGHUP reload may change it.
+    public var grace: Duration {
+        get { .nanoseconds(graceNanoseconds.load(ordering: .relaxed)) }
+        set { graceNanoseconds.store(Self.nanoseconds(newValue), ordering: .relaxed) }
+    }
+
+    private static func nanoseconds(_ d: Duration) -> Int64 {
+        let (s, a) = d.components
+        return s.multipliedReportingOverflow(by: 1_000_000_000).overflow ? .max : s * 1_000_000_000 + a / 1_000_000_000
+    }
 
     func mqtt(connected: Bool, error: String?) {
         state.withLock { s in
@@ -51,12 +66,22 @@ public final class GatewayHealth: Sendable {
     }
 
     func mqttSubscribed(_ on: Bool) { state.withLock { $0.mqttSubscribed = on } }
-    func setBackpressure(_ on: Bool) { state.withLock { $0.backpressure = on } }
+    /// Sets why intake is paused (empty: running). Returns true if that changed.
+    @discardableResult
+    func setBackpressure(_ reasons: [BackpressureReason]) -> Bool {
+        state.withLock { s in
+            guard s.backpressure != reasons else { return false }
+            s.backpressure = reasons
+            return true
+        }
+    }
+    func setJournalFreeBytes(_ bytes: Int64) { state.withLock { $0.journalFreeBytes = bytes } }
     func setJournalError(_ e: String?) { state.withLock { $0.journalError = e } }
+    func setJournalReadError(_ e: String?) { state.withLock { if $0.journalReadError != e { $0.journalReadError = e } } }
     func setJournal(_ j: JournalSnapshot) { state.withLock { $0.journal = j } }
 
     public var isKafkaReachable: Bool { state.withLock { $0.kafkaDownSince == nil } }
-    public var isBackpressured: Bool { state.withLock { $0.backpressure } }
+    public var isBackpressured: Bool { state.withLock { !$0.backpressure.isEmpty } }
 
     /// Healthy unless MQTT or Kafka has been unreachable for longer than the grace period,
     /// data was dropped within the grace period, or the journal cannot be written.
@@ -65,7 +90,7 @@ public final class GatewayHealth: Sendable {
         let now = ContinuousClock.now
         var problems: [String] = []
         func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
-        if let since = s.mqttDownSince, !s.backpressure, now - since > grace {
+        if let since = s.mqttDownSince, s.backpressure.isEmpty, now - since > grace {
             problems.append("mqtt unreachable for \(Int(seconds(now - since)))s" + (s.mqttError.map { ": \($0)" } ?? ""))
         }
         if let since = s.kafkaDownSince, now - since > grace {
@@ -75,6 +100,11 @@ public final class GatewayHealth: Sendable {
             problems.append("journal dropped data \(Int(seconds(now - last)))s ago (\(s.dropsTotal) dropped in total)")
         }
         if let e = s.journalError { problems.append("journal write failing: \(e)") }
+        if let e = s.journalReadError { problems.append("journal read failing: \(e)") }
+        for r in s.backpressure where r.isProblem {
+            if case .writeFailing = r { continue }   // said above
+            problems.append("MQTT intake paused: \(r)")
+        }
         var w = JSONWriter()
         w.beginObject()
         w.field("status", problems.isEmpty ? "ok" : "unhealthy")
@@ -83,8 +113,10 @@ public final class GatewayHealth: Sendable {
         w.key("kafka"); w.beginObject(); w.key("reachable"); w.bool(s.kafkaDownSince == nil); w.endObject()
         w.key("journal"); w.beginObject()
         w.field("entries", Int64(s.journal.entries)); w.field("bytes", s.journal.bytes); w.field("oldest_age_s", s.journal.oldestAgeSeconds)
+        if let free = s.journalFreeBytes { w.field("free_bytes", free) }
         w.endObject()
-        w.key("backpressure"); w.bool(s.backpressure)
+        w.key("backpressure"); w.bool(!s.backpressure.isEmpty)
+        w.key("backpressure_reasons"); w.beginArray(); for r in s.backpressure { w.string(r.label) }; w.endArray()
         w.field("drops_total", Int64(s.dropsTotal))
         w.endObject()
         return (problems.isEmpty, w.string + "\n")

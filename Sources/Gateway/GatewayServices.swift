@@ -14,15 +14,21 @@ public struct GatewayServices: Sendable {
     public let ingest: IngestService
     public let forwarder: ForwarderService
 
-    public init(config: GatewayConfiguration, logger: Logger) throws {
+    /// `heartbeats`: where the worker loops stamp their liveness (for the systemd watchdog).
+    /// `injectFatalKafkaError`: a test hook, see `ForwarderService`.
+    public init(config: GatewayConfiguration, logger: Logger, heartbeats: Heartbeats? = nil, injectFatalKafkaError: String? = nil) throws {
         try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
         let j = config.journal
         journal = try Journal(options: JournalOptions(
             path: config.stateDirectory + "/journal.sqlite", commitEvery: j.commitEvery, commitInterval: j.commitInterval,
-            maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous), logger: logger)
+            commitWhenIdle: j.commitWhenIdle, commitMinGap: j.commitMinGap,
+            maxBytes: j.maxBytes, maxAge: j.maxAge, fullPolicy: j.fullPolicy, synchronous: j.synchronous,
+            minFreeBytes: j.minFreeBytes, firstSeq: JournalOptions.clockSeq(nowMs: Int64(Date().timeIntervalSince1970 * 1000))),
+            logger: logger)
         health = GatewayHealth(grace: config.health.grace)
-        forwarder = try ForwarderService(config: config, journal: journal, health: health, logger: logger)
-        ingest = try IngestService(config: config, journal: journal, health: health, logger: logger)
+        forwarder = try ForwarderService(config: config, journal: journal, health: health, logger: logger,
+                                         heartbeats: heartbeats, injectFatalError: injectFatalKafkaError)
+        ingest = try IngestService(config: config, journal: journal, health: health, logger: logger, heartbeats: heartbeats)
     }
 
     /// Handles /healthz; everything else is for the caller (e.g. /metrics).

@@ -1,4 +1,5 @@
 import ForewarnCore
+import Foundation
 import Journal
 import Logging
 import Metrics
@@ -9,8 +10,17 @@ import Synchronization
 
 /// MQTT → parse → journal. Runs libmosquitto's loop on its own thread; each message is parsed
 /// and appended to the journal inside the message callback, so the window between the broker's
-/// PUBACK and the journal is one parse and one SQLite insert. Group commits happen on the
-/// loop's ticks (every ~10 ms) as well as every `journal.commit-every` entries.
+/// PUBACK and the journal is one parse and one SQLite insert. The loop ticks after every
+/// packet it reads (and every ~10 ms when idle); each tick asks the journal's `CommitPolicy`
+/// whether to commit, telling it whether more input is already queued on the socket, so a
+/// group is committed as soon as nothing more would join it (`journal.commit-when-idle`), at
+/// `journal.commit-every` entries, or after `journal.commit-interval`.
+///
+/// libmosquitto acknowledges QoS 1 before we see a message, so intake must stop *before* the
+/// journal cannot write: every tick measures the state directory's free space, and the
+/// `IntakeGate` pauses MQTT (backpressure) below `journal.min-free-bytes`, on a read-only or
+/// vanished journal, or after a failed write (the journal keeps what it accepted and retries).
+// @unchecked: stored properties are `let`s of thread-safe types; the gate and the probe time are behind Mutexes.
 public final class IngestService: Service, @unchecked Sendable {
     let config: GatewayConfiguration
     let journal: Journal
@@ -18,20 +28,34 @@ public final class IngestService: Service, @unchecked Sendable {
     let logger: Logger
     let parser: PayloadParser
     let client: MQTTClient
+    /// Beaten on every tick of the MQTT loop (~10 ms), suspended during a blocking connect (bounded by TCP).
+    let heartbeat: Heartbeat
 
     private let readingsIn = Counter(label: "forewarn_gateway_readings_in_total")
     private let messagesIn = Counter(label: "forewarn_gateway_mqtt_messages_total")
     private let redeliveries = Counter(label: "forewarn_gateway_mqtt_redeliveries_dropped_total")
     private let mqttConnected = Gauge(label: "forewarn_gateway_mqtt_connected")
     private let backpressureGauge = Gauge(label: "forewarn_gateway_backpressure")
-    /// Entries whose journal write failed (disk full): retried on every tick, MQTT paused meanwhile.
-    private let pending = Mutex<[NewJournalEntry]>([])
+    private let freeBytesGauge = Gauge(label: "forewarn_gateway_journal_free_bytes")
+    private let reserveGauge = Gauge(label: "forewarn_gateway_journal_min_free_bytes")
+    private let keptGauge = Gauge(label: "forewarn_gateway_journal_kept_in_memory")
+    private let writeFailures = Counter(label: "forewarn_gateway_journal_write_failures_total")
+    private let reasonGauges = Dictionary(uniqueKeysWithValues: BackpressureReason.labels.map {
+        ($0, Gauge(label: "forewarn_gateway_intake_paused", dimensions: [("reason", $0)]))
+    })
+    /// Decides pause and resume; touched on the MQTT loop thread only (the lock keeps it Sendable).
+    private let gate: Mutex<IntakeGate>
+    private let lastProbe = Mutex(ContinuousClock.now - .seconds(1))
+    static let probeInterval: Duration = .milliseconds(5)
 
-    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger) throws {
+    public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger, heartbeats: Heartbeats? = nil) throws {
+        heartbeat = heartbeats?.register("mqtt") ?? .none
         self.config = config
         self.journal = journal
         self.health = health
         self.logger = logger
+        gate = Mutex(IntakeGate(fullPolicy: config.journal.fullPolicy, maxBytes: config.journal.maxBytes,
+                                resumeFraction: config.journal.resumeFraction, minFreeBytes: config.journal.minFreeBytes))
         parser = PayloadParser(template: config.mqtt.topicTemplate, defaultSite: config.defaultSite, maxPayloadBytes: config.mqtt.maxPayloadBytes)
         let m = config.mqtt
         client = try MQTTClient(options: MQTTOptions(
@@ -40,8 +64,11 @@ public final class IngestService: Service, @unchecked Sendable {
             caFile: m.caFile, certFile: m.certFile, keyFile: m.keyFile, tlsInsecure: m.tlsInsecure,
             reconnectMin: m.reconnectMin, reconnectMax: m.reconnectMax), logger: logger)
         client.subscribe(m.topicTemplate.subscriptionFilter, qos: 1)
+        reserveGauge.record(config.journal.minFreeBytes)
+        for gauge in reasonGauges.values { gauge.record(0) }
         client.onMessage = { [unowned self] msg in self.handle(msg) }
         client.onTick = { [unowned self] in self.tick() }
+        client.onConnectStart = { [heartbeat] in heartbeat.suspend() }
         client.onConnectionChange = { [unowned self] up, error in
             self.health.mqtt(connected: up, error: error)
             self.mqttConnected.record(up ? 1 : 0)
@@ -51,11 +78,12 @@ public final class IngestService: Service, @unchecked Sendable {
     public func run() async throws {
         let client = self.client
         logger.info("ingest starting", metadata: ["mqtt": "\(config.mqtt.url)", "subscription": "\(config.mqtt.topicTemplate.subscriptionFilter)"])
-        await withGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await runOnDedicatedThread(name: "mqtt") { client.run() }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             client.stop()
         }
+        heartbeat.retire()
         // Intake has stopped: make everything accepted durable before the forwarder drains.
         flushPending()
         do { try journal.commit() } catch { logger.error("final journal commit failed: \(error)") }
@@ -78,10 +106,6 @@ public final class IngestService: Service, @unchecked Sendable {
             Counter(label: "forewarn_gateway_rejected_total", dimensions: [("reason", error.reason.rawValue)]).increment()
             logger.debug("rejected MQTT message", metadata: ["topic": "\(msg.topic)", "reason": "\(error)"])
         }
-        if !pending.withLock({ $0.isEmpty }) {
-            pending.withLock { $0.append(contentsOf: entries) }  // keep order behind the failed ones
-            return
-        }
         append(entries, digest: digest)
     }
 
@@ -103,16 +127,19 @@ public final class IngestService: Service, @unchecked Sendable {
             case let .appended(drops):
                 readingsIn.increment(by: entries.count(where: { $0.kind == .reading }))
                 if !drops.isEmpty { recordDrops(drops) }
+            case let .held(error):
+                // Already acknowledged to the broker: the journal keeps it in memory and retries.
+                // Stop intake now; the next tick reports why.
+                readingsIn.increment(by: entries.count(where: { $0.kind == .reading }))
+                if !client.isPaused {
+                    client.setPaused(true)
+                    logger.error("journal write failed; pausing MQTT intake, accepted readings are kept in memory: \(error)")
+                }
             case .duplicate:
                 redeliveries.increment()
             }
-            health.setJournalError(nil)
         } catch {
-            // Already acknowledged to the broker: hold in memory, stop intake, retry on ticks.
-            pending.withLock { $0.append(contentsOf: entries) }
-            health.setJournalError(error.description)
-            client.setPaused(true)
-            logger.error("journal write failed; pausing MQTT intake and retrying: \(error)")
+            logger.error("journal append: \(error)")
         }
     }
 
@@ -125,38 +152,75 @@ public final class IngestService: Service, @unchecked Sendable {
         health.dropped(drops.count)
     }
 
+    /// At shutdown: entries the journal keeps in memory (the disk refused them) get a few more
+    /// tries over up to 5 s; what still cannot be written is named in the log.
     private func flushPending() {
-        let held = pending.withLock { p in defer { p.removeAll() }; return p }
-        guard !held.isEmpty else { return }
-        do {
-            recordDrops(try journal.append(held))
-            health.setJournalError(nil)
-        } catch {
-            pending.withLock { $0.insert(contentsOf: held, at: 0) }
-            health.setJournalError(error.description)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while journal.writeFailure != nil, ContinuousClock.now < deadline {
+            if (try? journal.commit()) != nil { return }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        if let failure = journal.writeFailure {
+            logger.critical("stopping with \(journal.keptEntries) acknowledged entries that the journal could not write: \(failure)")
         }
     }
 
     func tick() {
+        heartbeat.beat()
         health.mqttSubscribed(client.isSubscribed)
-        flushPending()
-        do { try journal.commitIfDue() } catch {
+        do {
+            // An idle commit held back by journal.commit-min-gap is due within that gap: look again soon.
+            let pending = try journal.commitIfDue(inputQueued: client.hasQueuedInput)
+            client.setTickInterval(pending && config.journal.commitWhenIdle ? .milliseconds(1) : .milliseconds(10))
+        } catch {
             health.setJournalError(error.description)
             logger.error("journal commit failed: \(error)")
         }
-        let writeFailing = !pending.withLock { $0.isEmpty }
-        if config.journal.fullPolicy == .backpressure || writeFailing {
-            if !client.isPaused, journal.isFull || writeFailing {
-                client.setPaused(true)
-                health.setBackpressure(true)
-                backpressureGauge.record(1)
-                logger.warning("journal full (journal.max-bytes=\(config.journal.maxBytes)): pausing MQTT intake until it drains below \(Int(config.journal.resumeFraction * 100))%")
-            } else if client.isPaused, !writeFailing, journal.isBelow(fraction: config.journal.resumeFraction) {
-                client.setPaused(false)
-                health.setBackpressure(false)
-                backpressureGauge.record(0)
-                logger.notice("journal drained: resuming MQTT intake")
-            }
+        // Under load the loop ticks after every read; measuring every 5 ms bounds the cost (a
+        // statvfs, a stat and a PRAGMA) while the readings between two probes stay far inside the reserve.
+        let now = ContinuousClock.now
+        guard lastProbe.withLock({ last in
+            guard now - last >= Self.probeInterval else { return false }
+            last = now
+            return true
+        }) else { return }
+        let probe = journal.probeStorage()
+        let failure = journal.writeFailure
+        let bytes = journal.bytes
+        let (reasons, change) = gate.withLock { g in
+            if failure != nil, !g.reasons.contains(where: { $0.label == "write-failing" }) { writeFailures.increment() }
+            let change = g.update(journalBytes: bytes, probe: probe, writeFailure: failure?.description)
+            return (g.reasons, change)
+        }
+        freeBytesGauge.record(probe.availableBytes)
+        keptGauge.record(journal.keptEntries)
+        health.setJournalError(failure?.description)
+        health.setJournalFreeBytes(probe.availableBytes)
+        switch change {
+        case let .pause(reason)?:
+            let until = reason.label == "disk-low" ? " until \(config.journal.minFreeBytes * 3 / 2) bytes are free" : ""
+            logger.warning("\(reason): pausing MQTT intake\(until)")
+            journal.checkpoint()   // a truncated WAL gives space back
+        case .resume?:
+            logger.notice("journal storage has room again (\(probe.availableBytes) bytes free)")
+            journal.checkpoint()
+        case nil:
+            break
+        }
+        applyBackpressure(reasons)
+    }
+
+    private func applyBackpressure(_ reasons: [BackpressureReason]) {
+        let pause = !reasons.isEmpty
+        if pause != client.isPaused {
+            client.setPaused(pause)
+            if pause { logger.warning("pausing MQTT intake: \(reasons.map(\.description).joined(separator: "; "))") }
+            else { logger.notice("resuming MQTT intake") }
+        }
+        if health.setBackpressure(reasons) {
+            backpressureGauge.record(pause ? 1 : 0)
+            let on = Set(reasons.map(\.label))
+            for (label, gauge) in reasonGauges { gauge.record(on.contains(label) ? 1 : 0) }
         }
     }
 }

@@ -1,17 +1,24 @@
 // Journal owns the gateway's store-and-forward: a SQLite database in WAL mode and the only
 // module that imports CSQLite. Accepted readings and dead letters are appended inside a
-// group-commit transaction (every N entries or T ms); the forwarder reads committed entries
+// group-commit transaction, committed when `CommitPolicy` says so (N entries, T ms, or no more
+// input queued); the forwarder reads committed entries
 // in sequence order and deletes each one only when Kafka has acknowledged it. Sequence
 // numbers never repeat (AUTOINCREMENT), so (gateway, seq) identifies a record forever.
 // The journal is bounded by bytes and by age; what it drops it counts per machine and reason.
+// A write that fails (disk full, read-only, I/O error) loses nothing: SQLite is rolled back to
+// the last commit, what the transaction held stays in memory (`KeptWrites`) and is written
+// again, in order, with backoff (`WriteRetry`) until the disk takes it.
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 import ForewarnCore
 import Logging
 import Synchronization
 
-public struct JournalError: Error, Sendable, CustomStringConvertible {
+public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
-        case corrupt, unreadable, diskFull, busy, schema, other
+        case corrupt, unreadable, diskFull, readOnly, busy, schema, other
     }
     public var kind: Kind
     public var path: String
@@ -29,6 +36,8 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
             return "journal \(path) is corrupt: \(detail). Forewarn never truncates a journal: move the file aside (it may hold undelivered readings; sqlite3's .recover can salvage them) and start again."
         case .diskFull:
             return "journal \(path): the disk is full (\(detail)). Free space or lower journal.max-bytes."
+        case .readOnly:
+            return "journal \(path): the file system is read-only (\(detail)). The state directory must be writable."
         default:
             return "journal \(path): \(detail)"
         }
@@ -98,13 +107,29 @@ public struct JournalOptions: Sendable {
     public var path: String
     public var commitEvery: Int
     public var commitInterval: Duration
+    /// Commit pending entries as soon as the caller says no more input is queued ...
+    public var commitWhenIdle: Bool
+    /// ... and the previous commit is at least this long ago.
+    public var commitMinGap: Duration
     public var maxBytes: Int64
     public var maxAge: Duration
     public var fullPolicy: JournalFullPolicy
     public var synchronous: JournalSynchronous
+    /// The free-space reserve (`journal.min-free-bytes`). The WAL is kept within a quarter of it
+    /// (at least 64 KiB): checkpointed at that size (at most every 1000 pages) and truncated back to it.
+    public var minFreeBytes: Int64
+    /// The seq of a new journal's first entry (default 1). An existing journal continues where
+    /// it left off. The gateway passes `JournalOptions.clockSeq()`, so a journal recreated after
+    /// loss never reuses an earlier (gateway, seq), by which consumers remove duplicates.
+    public var firstSeq: Int64
 
-    public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), maxBytes: Int64 = 1 << 30,
-                maxAge: Duration = .seconds(7 * 86_400), fullPolicy: JournalFullPolicy = .backpressure, synchronous: JournalSynchronous = .full) {
+    public init(path: String, commitEvery: Int = 200, commitInterval: Duration = .milliseconds(20), commitWhenIdle: Bool = true,
+                commitMinGap: Duration = .milliseconds(2), maxBytes: Int64 = 1 << 30, maxAge: Duration = .seconds(7 * 86_400),
+                fullPolicy: JournalFullPolicy = .backpressure, synchronous: JournalSynchronous = .full,
+                minFreeBytes: Int64 = 64 << 20, firstSeq: Int64 = 1) {
+        self.firstSeq = max(1, firstSeq)
+        self.commitWhenIdle = commitWhenIdle
+        self.commitMinGap = commitMinGap
         self.path = path
         self.commitEvery = commitEvery
         self.commitInterval = commitInterval
@@ -112,13 +137,29 @@ public struct JournalOptions: Sendable {
         self.maxAge = maxAge
         self.fullPolicy = fullPolicy
         self.synchronous = synchronous
+        self.minFreeBytes = minFreeBytes
+    }
+
+    /// Milliseconds since 1970 × 1000: above every seq an earlier journal of this gateway used,
+    /// unless it averaged more than 1,000,000 readings a second over its whole life.
+    public static func clockSeq(nowMs: Int64) -> Int64 { nowMs * 1000 }
+
+    public var commitPolicy: CommitPolicy {
+        CommitPolicy(maxEntries: commitEvery, maxDelay: commitInterval, whenIdle: commitWhenIdle, minGap: commitMinGap)
     }
 }
 
 public final class Journal: Sendable {
     public let options: JournalOptions
+    private let policy: CommitPolicy
     private let logger: Logger
     private let inner: Mutex<Inner>
+    /// Called after every successful commit (under the journal lock: keep it short and never
+    /// call back into the journal). The forwarder uses it to wake up at once.
+    private let commitObserver = Mutex<(@Sendable () -> Void)?>(nil)
+    /// (device, inode) of the journal file when it was opened: a different or missing file at
+    /// the path means the state directory was removed or unmounted under us.
+    private let identity: FileIdentity?
 
     /// Everything behind the lock: the connection, its statements and the counters.
     final class Inner {
@@ -128,8 +169,20 @@ public final class Journal: Sendable {
         let selectAfter: SQLiteStatement
         let selectOldest: SQLiteStatement
         let selectOlderThan: SQLiteStatement
+        let selectSize: SQLiteStatement
+        let freelistCount: SQLiteStatement
+        var pageSize: Int64 = 4096
+        /// What the open (or failed) transaction holds, kept in memory until it is committed.
+        var kept = KeptWrites()
+        /// The last write error while SQLite holds less than `kept`; nil when the journal is writable.
+        var failure: JournalError?
+        var retry = WriteRetry()
+        /// Tests: every commit fails with this error (after a real rollback), as SQLite's would.
+        var injectedCommitFault: JournalError?
+        var pruneDue = false
         var inTransaction = false
         var transactionStarted = ContinuousClock.now
+        var lastCommit = ContinuousClock.now
         var uncommitted = 0
         var lastInsertedSeq: Int64 = 0
         var committedSeq: Int64 = 0
@@ -150,6 +203,8 @@ public final class Journal: Sendable {
             selectAfter = try conn.prepare("SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?")
             selectOldest = try conn.prepare("SELECT seq, machine FROM entries ORDER BY seq LIMIT ?")
             selectOlderThan = try conn.prepare("SELECT seq, machine FROM entries WHERE received_ms < ? ORDER BY seq LIMIT 1000")
+            selectSize = try conn.prepare("SELECT size FROM entries WHERE seq = ?")
+            freelistCount = try conn.prepare("PRAGMA freelist_count")
             insertDigest = try conn.prepare("INSERT INTO recent_messages(digest) VALUES (?)")
             pruneDigests = try conn.prepare("DELETE FROM recent_messages WHERE id <= (SELECT MAX(id) FROM recent_messages) - ?")
             let load = try conn.prepare("SELECT digest FROM (SELECT id, digest FROM recent_messages ORDER BY id DESC LIMIT ?) ORDER BY id")
@@ -165,24 +220,36 @@ public final class Journal: Sendable {
     static let schemaVersion: Int64 = 1
     /// How many stamped-message fingerprints are remembered (covers the broker's in-flight window).
     static let recentCapacity = 4096
+    /// Deletes per transaction while draining: about 256 WAL bytes each, so one transaction fits
+    /// the WAL budget (a quarter of the reserve); 256 to 8192.
+    let deletesPerCommit: Int
 
     /// What `append` did.
     public enum AppendOutcome: Sendable, Equatable {
         case appended(dropped: [JournalDrop])
         /// The same stamped message was journaled before (a redelivery): nothing appended.
         case duplicate
+        /// Accepted, but the disk write failed: the entries are kept in memory, in order, and
+        /// written when the disk takes them again. Pause intake until `writeFailure` is nil.
+        case held(JournalError)
     }
 
     /// Opens (or creates) the journal and checks it. A corrupt or foreign file is an error, never truncated.
     public init(options: JournalOptions, logger: Logger) throws(JournalError) {
         self.options = options
+        policy = options.commitPolicy
         self.logger = logger
+        let walBudget = max(options.minFreeBytes / 4, 64 << 10)
+        deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
         let conn = try SQLiteConnection(path: options.path)
         do {
             try Self.check(conn)
             try conn.exec("PRAGMA journal_mode=WAL")
             try conn.exec("PRAGMA synchronous=\(options.synchronous == .full ? "FULL" : "NORMAL")")
             try conn.exec("PRAGMA busy_timeout=5000")
+            // Keep the WAL inside the free-space reserve, so deletes and checkpoints always have room.
+            try conn.exec("PRAGMA wal_autocheckpoint=\(min(1000, max(16, walBudget / 4096)))")
+            try conn.exec("PRAGMA journal_size_limit=\(walBudget)")
             try conn.exec("""
                 CREATE TABLE IF NOT EXISTS entries(
                   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -199,11 +266,18 @@ public final class Journal: Sendable {
                   digest INTEGER NOT NULL);
                 PRAGMA user_version=\(Self.schemaVersion);
                 """)
+            // A new journal starts its numbering at `firstSeq`; an existing one keeps its own.
+            try conn.exec("INSERT INTO sqlite_sequence(name, seq) SELECT 'entries', \(options.firstSeq - 1) WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'entries')")
+        } catch let e where Self.isOnReadOnlyFileSystem(options.path) {
+            throw JournalError(.readOnly, path: options.path, e.detail)
         } catch let e where e.kind == .other || e.kind == .unreadable {
             // SQLite reports a foreign file lazily, on first use; say so plainly.
             throw JournalError(.corrupt, path: options.path, e.detail)
         }
         let inner = try Inner(conn: conn)
+        let pageSize = try conn.prepare("PRAGMA page_size")
+        if try pageSize.step() { inner.pageSize = pageSize.int64(0) }
+        identity = Self.fileIdentity(options.path)
         let count = try conn.prepare("SELECT COUNT(*), COALESCE(SUM(size),0), COALESCE(MAX(seq),0) FROM entries")
         _ = try count.step()
         inner.entries = Int(count.int64(0))
@@ -232,7 +306,7 @@ public final class Journal: Sendable {
 
     /// Appends entries inside the current group-commit transaction and commits when it holds
     /// `commitEvery` entries. Under `drop-oldest` it first makes room by dropping the oldest
-    /// entries; the drops are returned (and counted).
+    /// entries; the drops are returned (and counted). A failed write keeps the entries (see `.held`).
     @discardableResult
     public func append(_ newEntries: [NewJournalEntry]) throws(JournalError) -> [JournalDrop] {
         if case let .appended(dropped) = try append(newEntries, messageDigest: nil) { return dropped }
@@ -242,74 +316,100 @@ public final class Journal: Sendable {
     /// Appends the entries of one message. With a `messageDigest`, a message already journaled
     /// (the broker redelivering after a crash, before it saw our PUBACK) is recognised and skipped,
     /// so it is not forwarded again under a new seq.
+    ///
+    /// Nothing handed to this call is lost while the process lives: when SQLite cannot write
+    /// (disk full, read-only, I/O error), the transaction is rolled back, its entries and these
+    /// stay in memory in order, the outcome is `.held`, and `commitIfDue` writes them again.
     public func append(_ newEntries: [NewJournalEntry], messageDigest: Int64?) throws(JournalError) -> AppendOutcome {
-        try inner.withLock { (s: inout Inner) throws(JournalError) -> AppendOutcome in
+        inner.withLock { (s: inout Inner) -> AppendOutcome in
             if let d = messageDigest, s.recentDigests.contains(d) { return .duplicate }
             var dropped: [JournalDrop] = []
             let incoming = newEntries.reduce(Int64(0)) { $0 + $1.accountedSize }
-            if options.fullPolicy == .dropOldest, s.bytes + incoming > options.maxBytes {
-                dropped = try makeRoom(&s, needed: s.bytes + incoming - options.maxBytes)
+            if s.failure == nil, options.fullPolicy == .dropOldest, s.bytes + incoming > options.maxBytes {
+                do throws(JournalError) { dropped = try makeRoom(&s, needed: s.bytes + incoming - options.maxBytes) } catch { fail(&s, error) }
             }
-            try begin(&s)
-            for e in newEntries {
-                s.insert.reset()
-                s.insert.bind(1, e.kind.rawValue)
-                s.insert.bind(2, e.machine)
-                s.insert.bind(3, e.mqttTopic)
-                s.insert.bind(4, e.receivedAt)
-                s.insert.bind(5, e.payload)
-                s.insert.bind(6, e.reason)
-                s.insert.bind(7, e.accountedSize)
-                _ = try s.insert.step()
-                s.lastInsertedSeq = s.conn.lastInsertRowID
-                s.entries += 1
-                s.bytes += e.accountedSize
-                s.uncommitted += 1
+            // From here the journal has custody of the entries, in memory until committed.
+            s.kept.append(newEntries, digest: messageDigest)
+            s.entries += newEntries.count
+            s.bytes += incoming
+            s.uncommitted += newEntries.count
+            if let d = messageDigest { remember(&s, digest: d) }
+            if s.failure == nil {
+                do throws(JournalError) {
+                    try begin(&s)
+                    try insertRows(&s, newEntries, digest: messageDigest)
+                    if decide(s, inputQueued: true) == .commitNow { try commit(&s) }
+                } catch { fail(&s, error) }
             }
-            if let d = messageDigest {
-                s.insertDigest.reset()
-                s.insertDigest.bind(1, d)
-                _ = try s.insertDigest.step()
-                s.recentDigests.insert(d)
-                s.recentOrder.append(d)
-                if s.recentOrder.count > Self.recentCapacity * 2 {
-                    for old in s.recentOrder.prefix(s.recentOrder.count - Self.recentCapacity) { s.recentDigests.remove(old) }
-                    s.recentOrder.removeFirst(s.recentOrder.count - Self.recentCapacity)
-                    s.pruneDigests.reset()
-                    s.pruneDigests.bind(1, Int64(Self.recentCapacity))
-                    _ = try s.pruneDigests.step()
-                }
-            }
-            if s.uncommitted >= options.commitEvery { try commit(&s) }
+            if let f = s.failure { return .held(f) }
             return .appended(dropped: dropped)
         }
     }
 
-    /// Commits the open transaction if it is older than `commitInterval`. Call it often.
-    public func commitIfDue() throws(JournalError) {
-        try inner.withLock { (s: inout Inner) throws(JournalError) in
-            if s.inTransaction, ContinuousClock.now - s.transactionStarted >= options.commitInterval { try commit(&s) }
+    /// Commits the open transaction if `CommitPolicy` says so: it holds `commitEvery` entries,
+    /// is older than `commitInterval`, or (with `commitWhenIdle`) holds entries and the caller
+    /// says no more input is queued. After a failed write, it writes what is kept in memory again
+    /// once the backoff allows. Call it after each message and on every tick. A failure does not
+    /// throw: it shows in `writeFailure` and everything stays kept.
+    /// Returns true when appended entries are still uncommitted (the caller should ask again soon).
+    @discardableResult
+    public func commitIfDue(inputQueued: Bool = true) throws(JournalError) -> Bool {
+        inner.withLock { (s: inout Inner) -> Bool in
+            if s.failure != nil {
+                if s.retry.isDue(at: .now) { writeKept(&s) }
+                return s.uncommitted > 0
+            }
+            if decide(s, inputQueued: inputQueued) == .commitNow {
+                do throws(JournalError) { try commit(&s) } catch { fail(&s, error) }
+            }
+            return s.uncommitted > 0
         }
     }
 
-    /// Commits now (shutdown, tests).
-    public func commit() throws(JournalError) {
-        try inner.withLock { (s: inout Inner) throws(JournalError) in try commit(&s) }
+    /// Sets the function called after every commit (one observer; a later call replaces it).
+    public func onCommit(_ observer: @escaping @Sendable () -> Void) {
+        commitObserver.withLock { $0 = observer }
     }
 
-    /// Committed entries with `seq > after`, in order.
+    /// Commits now (shutdown, tests). After a failed write it tries the kept writes once more,
+    /// at once, and throws if the disk still refuses them (they stay kept).
+    public func commit() throws(JournalError) {
+        try inner.withLock { (s: inout Inner) throws(JournalError) in
+            if s.failure != nil { writeKept(&s) }
+            else { do throws(JournalError) { try commit(&s) } catch { fail(&s, error) } }
+            if let f = s.failure { throw f }
+        }
+    }
+
+    /// The error of the last failed write while entries or deletes are kept in memory; nil when
+    /// everything accepted is on disk (or in the open transaction).
+    public var writeFailure: JournalError? { inner.withLock { $0.failure } }
+
+    /// Entries accepted but held in memory because the disk refused them.
+    public var keptEntries: Int { inner.withLock { $0.failure == nil ? 0 : $0.kept.entryCount } }
+
+    /// Committed entries with `seq > after`, in order (entries already delivered are skipped,
+    /// also while their deletes wait in memory for the disk).
     public func readCommitted(after: Int64, limit: Int) throws(JournalError) -> [JournalEntry] {
         try inner.withLock { (s: inout Inner) throws(JournalError) -> [JournalEntry] in
             let q = s.selectAfter
-            q.reset()
-            q.bind(1, after)
-            q.bind(2, s.committedSeq)
-            q.bind(3, Int64(limit))
+            var from = after
             var out: [JournalEntry] = []
-            while try q.step() {
-                out.append(JournalEntry(seq: q.int64(0), kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading,
-                                        machine: q.string(2) ?? "", mqttTopic: q.string(3) ?? "", receivedAt: q.int64(4),
-                                        payload: q.blob(5), reason: q.isNull(6) ? nil : q.string(6)))
+            for _ in 0..<10_000 {
+                q.reset()
+                q.bind(1, from)
+                q.bind(2, s.committedSeq)
+                q.bind(3, Int64(limit))
+                var rows = 0
+                while try q.step() {
+                    rows += 1
+                    from = q.int64(0)
+                    if s.kept.isDeleted(from) { continue }
+                    out.append(JournalEntry(seq: from, kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading,
+                                            machine: q.string(2) ?? "", mqttTopic: q.string(3) ?? "", receivedAt: q.int64(4),
+                                            payload: q.blob(5), reason: q.isNull(6) ? nil : q.string(6)))
+                }
+                if !out.isEmpty || rows < limit { break }
             }
             return out
         }
@@ -317,36 +417,92 @@ public final class Journal: Sendable {
 
     /// Deletes entries that Kafka has acknowledged. The deletes ride on the next group commit;
     /// after a crash an uncommitted delete means a re-send with the same seq (a duplicate, never a loss).
+    /// While writes fail the deletes wait in memory (reads skip them) and are written with the rest.
     public func markDelivered(_ seqs: [Int64]) throws(JournalError) {
         guard !seqs.isEmpty else { return }
-        try inner.withLock { (s: inout Inner) throws(JournalError) in
-            try begin(&s)
-            for seq in seqs { _ = try delete(&s, seq: seq) }
+        inner.withLock { (s: inout Inner) in
+            if s.failure == nil {
+                do throws(JournalError) {
+                    for seq in seqs {
+                        try begin(&s)
+                        _ = try delete(&s, seq: seq)
+                        // A large delete rewrites many pages into the WAL at once: commit in bounded
+                        // steps, so draining a full journal never needs more than the reserve.
+                        if s.kept.deletes.count >= deletesPerCommit { try commit(&s) }
+                    }
+                    return
+                } catch { fail(&s, error) }
+            }
+            for seq in seqs where !s.kept.isDeleted(seq) { keepDelete(&s, seq: seq) }
         }
     }
 
     /// Drops entries older than `journal.max-age` (reason `max-age`). Returns what it dropped.
+    /// Skipped while writes fail.
     public func expire(nowMillis: Int64) throws(JournalError) -> [JournalDrop] {
         let cutoff = nowMillis - options.maxAge.milliseconds
-        return try inner.withLock { (s: inout Inner) throws(JournalError) -> [JournalDrop] in
+        return inner.withLock { (s: inout Inner) -> [JournalDrop] in
             var dropped: [JournalDrop] = []
-            while true {
-                let q = s.selectOlderThan
-                q.reset()
-                q.bind(1, cutoff)
-                var victims: [(Int64, String)] = []
-                while try q.step() { victims.append((q.int64(0), q.string(1) ?? "")) }
-                if victims.isEmpty { break }
-                try begin(&s)
-                for (seq, machine) in victims where try delete(&s, seq: seq) {
-                    let d = JournalDrop(machine: machine, reason: "max-age")
-                    s.drops[d, default: 0] += 1
-                    dropped.append(d)
+            do throws(JournalError) {
+                while s.failure == nil {
+                    let q = s.selectOlderThan
+                    q.reset()
+                    q.bind(1, cutoff)
+                    var victims: [(Int64, String)] = []
+                    while try q.step() { victims.append((q.int64(0), q.string(1) ?? "")) }
+                    if victims.isEmpty { break }
+                    try begin(&s)
+                    for (seq, machine) in victims where try delete(&s, seq: seq) {
+                        let d = JournalDrop(machine: machine, reason: "max-age")
+                        s.drops[d, default: 0] += 1
+                        dropped.append(d)
+                    }
+                    s.dropGeneration += 1
                 }
-                s.dropGeneration += 1
-            }
+            } catch { fail(&s, error) }
             return dropped
         }
+    }
+
+    /// Folds the WAL into the database file and truncates it (frees disk space). Skipped while a
+    /// transaction is open. Returns false if SQLite could not do it.
+    @discardableResult
+    public func checkpoint() -> Bool {
+        inner.withLock { s in
+            guard !s.inTransaction else { return false }
+            do { try s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)"); return true } catch {
+                logger.warning("journal WAL checkpoint failed: \(error)")
+                return false
+            }
+        }
+    }
+
+    /// `PRAGMA integrity_check`: empty when the database is sound, else SQLite's findings.
+    public func integrityProblems() throws(JournalError) -> [String] {
+        try inner.withLock { (s: inout Inner) throws(JournalError) -> [String] in
+            let q = try s.conn.prepare("PRAGMA integrity_check")
+            var out: [String] = []
+            while try q.step() { if let t = q.string(0), t != "ok" { out.append(t) } }
+            return out
+        }
+    }
+
+    /// Measures the journal's storage: free space on its file system, free pages inside the
+    /// database file, read-only mounts, and whether the file is still at its path.
+    public func probeStorage() -> StorageProbe {
+        let dir = Self.directory(of: options.path)
+        var fs = statvfs()
+        guard statvfs(dir, &fs) == 0 else { return StorageProbe(filesystemFreeBytes: 0, vanished: true) }
+        let reusable = inner.withLock { s -> Int64 in
+            let q = s.freelistCount
+            q.reset()
+            defer { q.reset() }   // a statement left on a row holds a read snapshot and blocks checkpoints
+            guard (try? q.step()) == true else { return 0 }
+            return q.int64(0) * s.pageSize
+        }
+        let vanished = identity != nil && Self.fileIdentity(options.path) != identity
+        return StorageProbe(filesystemFreeBytes: Int64(fs.f_bavail) * Int64(fs.f_frsize), reusableBytes: reusable,
+                            readOnly: fs.f_flag & 1 != 0 /* ST_RDONLY */, vanished: vanished)
     }
 
     public var stats: JournalStats {
@@ -366,12 +522,18 @@ public final class Journal: Sendable {
     /// Drops counted since the journal was opened, per machine and reason.
     public var drops: [JournalDrop: Int] { inner.withLock { $0.drops } }
 
+    /// Bytes counted against `max-bytes` (cheap; `stats` also queries the oldest entry).
+    public var bytes: Int64 { inner.withLock { $0.bytes } }
+
     /// True when the journal is at or over `max-bytes`.
     public var isFull: Bool { inner.withLock { $0.bytes >= options.maxBytes } }
 
     public func isBelow(fraction: Double) -> Bool {
         inner.withLock { Double($0.bytes) < Double(options.maxBytes) * fraction }
     }
+
+    /// Tests: make every commit fail with `error` (SQLite's transaction is really rolled back), or stop.
+    func injectCommitFault(_ error: JournalError?) { inner.withLock { $0.injectedCommitFault = error } }
 
     // MARK: - under the lock
 
@@ -382,14 +544,106 @@ public final class Journal: Sendable {
         s.transactionStarted = .now
     }
 
-    private func commit(_ s: inout Inner) throws(JournalError) {
-        guard s.inTransaction else { return }
+    /// COMMIT, and nothing else: the caller decides what became durable.
+    private func commitTransaction(_ s: inout Inner) throws(JournalError) {
+        if let fault = s.injectedCommitFault {
+            try? s.conn.exec("ROLLBACK")
+            s.inTransaction = false
+            throw fault
+        }
         try s.conn.exec("COMMIT")
         s.inTransaction = false
-        s.uncommitted = 0
-        s.committedSeq = s.lastInsertedSeq
+        s.lastCommit = .now
+        commitObserver.withLock { $0 }?()
     }
 
+    private func decide(_ s: Inner, inputQueued: Bool) -> CommitPolicy.Decision {
+        let now = ContinuousClock.now
+        return policy.decide(inTransaction: s.inTransaction, pendingEntries: s.uncommitted, openFor: now - s.transactionStarted,
+                             inputQueued: inputQueued, sinceLastCommit: now - s.lastCommit)
+    }
+
+    private func commit(_ s: inout Inner) throws(JournalError) {
+        guard s.inTransaction else { return }
+        try commitTransaction(&s)
+        s.uncommitted = 0
+        s.committedSeq = s.lastInsertedSeq
+        s.kept.clear()
+    }
+
+    /// A write failed: end SQLite's transaction (SQLite may have rolled it back already, and every
+    /// later COMMIT would fail with "no transaction is active"), and keep everything in memory.
+    private func fail(_ s: inout Inner, _ error: JournalError) {
+        if s.conn.isInTransaction { try? s.conn.exec("ROLLBACK") }
+        s.inTransaction = false
+        s.lastInsertedSeq = s.committedSeq
+        if s.failure == nil {
+            logger.error("journal write failed; keeping \(s.kept.entryCount) accepted entries and \(s.kept.deletes.count) deletes in memory and retrying: \(error)")
+        }
+        s.failure = error
+        s.retry.failed(at: .now)
+    }
+
+    /// Writes what is kept again: deletes first, in chunks (each makes room and keeps the WAL
+    /// small), then the appends in their order, as one transaction. Any failure keeps the rest.
+    private func writeKept(_ s: inout Inner) {
+        guard let failure = s.failure else { return }
+        if failure.kind == .diskFull { try? s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)") }
+        do throws(JournalError) {
+            for chunk in s.kept.deleteChunks(size: deletesPerCommit) {
+                try begin(&s)
+                for seq in chunk { try deleteRow(&s, seq: seq) }
+                try commitTransaction(&s)
+                s.kept.deletesWritten(chunk)
+            }
+            try begin(&s)
+            for a in s.kept.appends { try insertRows(&s, a.entries, digest: a.digest) }
+            let written = s.kept.entryCount
+            try commit(&s)
+            s.failure = nil
+            s.retry.succeeded()
+            logger.notice("journal writable again: wrote the \(written) entries kept in memory", metadata: ["after": "\(failure.kind)"])
+            try? s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        } catch { fail(&s, error) }
+    }
+
+    private func insertRows(_ s: inout Inner, _ entries: [NewJournalEntry], digest: Int64?) throws(JournalError) {
+        for e in entries {
+            s.insert.reset()
+            s.insert.bind(1, e.kind.rawValue)
+            s.insert.bind(2, e.machine)
+            s.insert.bind(3, e.mqttTopic)
+            s.insert.bind(4, e.receivedAt)
+            s.insert.bind(5, e.payload)
+            s.insert.bind(6, e.reason)
+            s.insert.bind(7, e.accountedSize)
+            _ = try s.insert.step()
+            s.lastInsertedSeq = s.conn.lastInsertRowID
+        }
+        guard let d = digest else { return }
+        s.insertDigest.reset()
+        s.insertDigest.bind(1, d)
+        _ = try s.insertDigest.step()
+        if s.pruneDue {
+            s.pruneDigests.reset()
+            s.pruneDigests.bind(1, Int64(Self.recentCapacity))
+            _ = try s.pruneDigests.step()
+            s.pruneDue = false
+        }
+    }
+
+    /// Remembers a stamped message's fingerprint in memory (its row is written with the entries).
+    private func remember(_ s: inout Inner, digest d: Int64) {
+        s.recentDigests.insert(d)
+        s.recentOrder.append(d)
+        if s.recentOrder.count > Self.recentCapacity * 2 {
+            for old in s.recentOrder.prefix(s.recentOrder.count - Self.recentCapacity) { s.recentDigests.remove(old) }
+            s.recentOrder.removeFirst(s.recentOrder.count - Self.recentCapacity)
+            s.pruneDue = true
+        }
+    }
+
+    /// Deletes one entry inside the open transaction, counting it; records it as kept.
     private func delete(_ s: inout Inner, seq: Int64) throws(JournalError) -> Bool {
         let d = s.deleteOne
         d.reset()
@@ -399,7 +653,28 @@ public final class Journal: Sendable {
         while try d.step() {}
         s.entries -= 1
         s.bytes -= size
+        s.kept.delete(seq)
         return true
+    }
+
+    /// Writes a kept delete again (already counted).
+    private func deleteRow(_ s: inout Inner, seq: Int64) throws(JournalError) {
+        let d = s.deleteOne
+        d.reset()
+        d.bind(1, seq)
+        while try d.step() {}
+    }
+
+    /// While writes fail: a delete waits in memory; it is counted if the entry is on disk.
+    private func keepDelete(_ s: inout Inner, seq: Int64) {
+        let q = s.selectSize
+        q.reset()
+        defer { q.reset() }
+        q.bind(1, seq)
+        guard (try? q.step()) == true else { return }  // not journaled (or unreadable): nothing to delete
+        s.kept.delete(seq)
+        s.entries -= 1
+        s.bytes -= q.int64(0)
     }
 
     private func makeRoom(_ s: inout Inner, needed: Int64) throws(JournalError) -> [JournalDrop] {
@@ -429,6 +704,29 @@ public final class Journal: Sendable {
             logger.warning("journal full: dropped oldest entries (journal.full-policy=drop-oldest)", metadata: ["dropped": "\(dropped.count)"])
         }
         return dropped
+    }
+
+    // MARK: - the file on disk
+
+    struct FileIdentity: Equatable, Sendable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    static func fileIdentity(_ path: String) -> FileIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    static func isOnReadOnlyFileSystem(_ path: String) -> Bool {
+        var fs = statvfs()
+        return statvfs(directory(of: path), &fs) == 0 && fs.f_flag & 1 != 0 /* ST_RDONLY */
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 }
 

@@ -40,6 +40,8 @@ final class SQLiteConnection {
     }
 
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(db) }
+    /// SQLite's own view: a transaction is open (it may have rolled one back by itself after SQLITE_FULL).
+    var isInTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
     var errorMessage: String { String(cString: sqlite3_errmsg(db)) }
 }
 
@@ -101,7 +103,8 @@ extension JournalError {
         case SQLITE_FULL: kind = .diskFull
         case SQLITE_CORRUPT, SQLITE_NOTADB: kind = .corrupt
         case SQLITE_BUSY, SQLITE_LOCKED: kind = .busy
-        case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR: kind = .unreadable
+        case SQLITE_READONLY: kind = .readOnly
+        case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_IOERR: kind = .unreadable
         default: kind = .other
         }
         self.init(kind, path: path, detail)

@@ -93,6 +93,8 @@ public final class MQTTClient: @unchecked Sendable {
         var subscriptions: [(String, Int)] = []
         var inflight: Set<Int32> = []
         var lastError: String?
+        /// How long one loop iteration waits for network activity before `onTick`, in ms.
+        var tickMillis: Int32 = 10
     }
     private let state = Mutex(State())
     private let inflightChanged = NSCondition()
@@ -102,8 +104,11 @@ public final class MQTTClient: @unchecked Sendable {
     public var onMessage: (@Sendable (MQTTMessage) -> Void)?
     /// Called on the loop thread when the connection comes up (true) or goes down (false).
     public var onConnectionChange: (@Sendable (Bool, String?) -> Void)?
-    /// Called on the loop thread after every loop iteration (about every 10 ms).
+    /// Called on the loop thread after every loop iteration: after each packet read, and after
+    /// `tickInterval` without network activity.
     public var onTick: (@Sendable () -> Void)?
+    /// Called on the loop's thread just before a (blocking) connect; `onTick` follows it.
+    public var onConnectStart: (@Sendable () -> Void)?
 
     public init(options: MQTTOptions, logger: Logger) throws(MQTTError) {
         _ = libraryInit
@@ -162,6 +167,22 @@ public final class MQTTClient: @unchecked Sendable {
     public var isSubscribed: Bool { state.withLock { $0.connected && $0.subscribed } }
     public var lastError: String? { state.withLock { $0.lastError } }
 
+    /// True when more input is already waiting on the socket: bytes the kernel has received
+    /// that libmosquitto has not read yet. libmosquitto reads one packet at a time and buffers
+    /// nothing beyond it (without TLS), so false means the next message is not here yet. With TLS,
+    /// records OpenSSL has already decrypted are not seen, so this can say false early; unknown
+    /// (no socket) counts as true. Call it from the loop thread (callbacks, `onTick`).
+    public var hasQueuedInput: Bool {
+        forewarn_socket_unread_bytes(mosquitto_socket(mosq)) != 0
+    }
+
+    /// The longest the loop waits for network activity before the next `onTick` (1 ms ... 10 s,
+    /// whole milliseconds; default 10 ms). A caller with work due soon (a deferred commit) shortens it.
+    public func setTickInterval(_ d: Duration) {
+        let ms = Int32(clamping: max(1, min(10_000, d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)))
+        state.withLock { $0.tickMillis = ms }
+    }
+
     /// Ends `run()` soon, from any thread.
     public func stop() { state.withLock { $0.stop = true } }
 
@@ -176,7 +197,7 @@ public final class MQTTClient: @unchecked Sendable {
         var nextAttempt = ContinuousClock.now
         var socketOpen = false
         while true {
-            let (stop, paused, connected) = state.withLock { ($0.stop, $0.paused, $0.connected) }
+            let (stop, paused, connected, tickMillis) = state.withLock { ($0.stop, $0.paused, $0.connected, $0.tickMillis) }
             if stop { break }
             if paused {
                 if socketOpen {
@@ -191,6 +212,7 @@ public final class MQTTClient: @unchecked Sendable {
             }
             if !socketOpen {
                 if ContinuousClock.now < nextAttempt { onTick?(); Thread.sleep(forTimeInterval: 0.01); continue }
+                onConnectStart?()
                 let rc = connect()
                 if rc == MOSQ_ERR_SUCCESS.rawValue {
                     socketOpen = true
@@ -203,7 +225,7 @@ public final class MQTTClient: @unchecked Sendable {
                     continue
                 }
             }
-            let rc = mosquitto_loop(mosq, 10, 1)
+            let rc = mosquitto_loop(mosq, tickMillis, 1)
             onTick?()
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false

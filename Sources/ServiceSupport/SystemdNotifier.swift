@@ -45,29 +45,40 @@ public struct SystemdNotifier: Sendable {
     }
 }
 
-/// Tells systemd READY=1 once started, pings the watchdog while `isHealthy` allows,
-/// and says STOPPING=1 on shutdown.
+/// Tells systemd READY=1 once started, pings the watchdog (`WATCHDOG=1`) every `interval`
+/// while no worker heartbeat is stale, and says STOPPING=1 when it ends: on graceful shutdown
+/// and on task cancellation alike.
 public struct SystemdService: Service {
     let notifier: SystemdNotifier
-    let isAlive: @Sendable () -> Bool
+    let heartbeats: Heartbeats?
+    let interval: Duration
+    let logger: Logger?
 
-    /// `isAlive` should be false only when the process is wedged (not merely degraded),
-    /// so that systemd's watchdog restarts it.
-    public init(notifier: SystemdNotifier = SystemdNotifier(), isAlive: @escaping @Sendable () -> Bool = { true }) {
+    /// `interval`: how often to ping; by default half of `$WATCHDOG_USEC`, else 5 s.
+    /// `heartbeats`: the worker loops whose liveness the pings vouch for.
+    public init(notifier: SystemdNotifier = SystemdNotifier(), heartbeats: Heartbeats? = nil, interval: Duration? = nil, logger: Logger? = nil) {
         self.notifier = notifier
-        self.isAlive = isAlive
+        self.heartbeats = heartbeats
+        self.interval = interval ?? SystemdNotifier.watchdogInterval() ?? .seconds(5)
+        self.logger = logger
     }
 
     public func run() async throws {
         notifier.notify("READY=1")
-        let interval = SystemdNotifier.watchdogInterval() ?? .seconds(5)
-        var next = ContinuousClock.now
+        var pinger = WatchdogPinger(interval: interval)
+        let tick = min(.milliseconds(100), interval / 5)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            if ContinuousClock.now >= next {
-                if isAlive() { notifier.notify("WATCHDOG=1") }
-                next = .now + interval
+            for action in pinger.tick(now: .now, staleWorkers: heartbeats?.staleWorkers ?? []) {
+                switch action {
+                case .ping:
+                    notifier.notify("WATCHDOG=1")
+                case let .reportStale(workers):
+                    logger?.critical("worker loop stalled, no heartbeat from \(workers.joined(separator: ", ")); not pinging the systemd watchdog")
+                case .reportRecovered:
+                    logger?.notice("every worker loop beats again; pinging the systemd watchdog")
+                }
             }
-            try? await Task.sleep(for: .milliseconds(100))
+            try? await Task.sleep(for: tick)
         }
         notifier.notify("STOPPING=1")
     }

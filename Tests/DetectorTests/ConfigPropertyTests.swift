@@ -78,6 +78,7 @@ private let casesPerKey = 150
                     }
                     #expect(c.mqtt.keepalive <= .seconds(65_535))
                     #expect((4096...ConfigReader.maximumSize).contains(c.journal.maxBytes), "\(key)=\(value.debugDescription)")
+                    #expect((65_536...ConfigReader.maximumSize).contains(c.journal.minFreeBytes), "\(key)=\(value.debugDescription)")
                 } catch let e {
                     rejected += 1
                     // A file that is not YAML at all is named by its path instead of a key.

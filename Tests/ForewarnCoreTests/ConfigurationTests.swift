@@ -27,7 +27,36 @@ struct ConfigurationTests {
         #expect(c.http == HostPort(host: "127.0.0.1", port: 9464))
         #expect(c.journal.fullPolicy == .backpressure)
         #expect(c.journal.commitInterval == .milliseconds(20))
+        #expect(c.journal.minFreeBytes == 64 << 20)
+        #expect(c.journal.commitWhenIdle == true)
+        #expect(c.journal.commitMinGap == .milliseconds(2))
         #expect(c.mqtt.cleanSession == false)
+    }
+
+    @Test func diskReserveIsASizeOfAtLeast64KiB() throws {
+        #expect(try load(flags: [("journal.min-free-bytes", "512KiB")]).journal.minFreeBytes == 512 << 10)
+        let small = error(flags: [("journal.min-free-bytes", "1000")])
+        #expect(small?.key == "journal.min-free-bytes")
+        #expect(small?.description.contains("below the minimum of 65536 bytes") == true)
+        let word = error(yaml: "journal:\n  min-free-bytes: plenty\n")
+        #expect(word?.key == "journal.min-free-bytes")
+        #expect(word?.description.contains("is not a size") == true)
+    }
+
+    @Test func commitWhenIdleIsABooleanNamedInItsError() throws {
+        #expect(try load(flags: [("journal.commit-when-idle", "false")]).journal.commitWhenIdle == false)
+        #expect(try load(env: ["FOREWARN_JOURNAL_COMMIT_WHEN_IDLE": "off"]).journal.commitWhenIdle == false)
+        let e = error(yaml: "journal:\n  commit-when-idle: sometimes\n")
+        #expect(e?.key == "journal.commit-when-idle")
+        #expect(e?.description.contains("'sometimes' is not a boolean (allowed: true, false)") == true)
+    }
+
+    @Test func commitMinGapMayNotExceedTheInterval() throws {
+        #expect(try load(flags: [("journal.commit-min-gap", "0ms")]).journal.commitMinGap == .zero)
+        let e = error(flags: [("journal.commit-interval", "5ms"), ("journal.commit-min-gap", "6ms")])
+        #expect(e?.key == "journal.commit-min-gap")
+        #expect(e?.description.contains("above journal.commit-interval") == true)
+        #expect(error(flags: [("journal.commit-min-gap", "soon")])?.key == "journal.commit-min-gap")
     }
 
     @Test func fileThenEnvironmentThenFlags() throws {

@@ -183,13 +183,13 @@ struct GatewayStartupTests {
         let path = TestEnvironment.temporaryDirectory("cfg") + "/gateway.yaml"
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         let (status, output) = try run(["gateway", "--config", path, "--check-config"])
-        #expect(status == 2)
+        #expect(status == 78, "configuration errors exit 78 (EX_CONFIG)")
         #expect(output.contains("config key '\(key)'"), "\(output)")
     }
 
     @Test func badFlagNamesTheKey() throws {
         let (status, output) = try run(["gateway", "--mqtt", "tcp://127.0.0.1:1883", "--check-config"])
-        #expect(status == 2)
+        #expect(status == 78)
         #expect(output.contains("config key 'mqtt.url'"))
         #expect(output.contains("mqtt:// or mqtts://"))
     }

@@ -106,4 +106,20 @@ struct JournalTests {
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: p)) == garbage, "the file is left as it was")
     }
+
+    @Test("a new journal numbers from firstSeq; reopened, it continues from its own last seq whatever firstSeq says")
+    func firstSeqSeedsOnlyANewJournal() throws {
+        let p = path()
+        let seed = JournalOptions.clockSeq(nowMs: 1_700_000_000_000)
+        do {
+            let j = try Journal(options: JournalOptions(path: p, firstSeq: seed), logger: logger)
+            try j.append((0..<3).map { entry("m1", $0) })
+            try j.commit()
+            #expect(try j.readCommitted(after: 0, limit: 10).map(\.seq) == [seed, seed + 1, seed + 2])
+        }
+        let reopened = try Journal(options: JournalOptions(path: p, firstSeq: 1), logger: logger)
+        try reopened.append([entry("m1", 3)])
+        try reopened.commit()
+        #expect(try reopened.readCommitted(after: 0, limit: 10).map(\.seq) == [seed, seed + 1, seed + 2, seed + 3])
+    }
 }

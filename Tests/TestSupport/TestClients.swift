@@ -127,3 +127,120 @@ public func perMachineOrderViolations(_ received: [ReceivedReading]) -> [String]
     }
     return violations
 }
+
+/// A datagram socket to pass as `NOTIFY_SOCKET`: collects what a service tells "systemd".
+public final class NotifySocket: @unchecked Sendable {
+    // @unchecked: `fd` and `path` never change; `received` is only touched under `lock`.
+    public let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var received: [String] = []
+
+    public init(directory: String) throws {
+        path = directory + "/notify.sock"
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket(AF_UNIX) failed") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw TestFailure("socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else { throw TestFailure("cannot bind \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// The next datagram, waiting up to `timeout`; nil if none came.
+    public func receive(timeout: TimeInterval) -> String? {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, Int32(timeout * 1000)) > 0 else { return nil }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buf, buf.count, 0)
+        guard n > 0 else { return nil }
+        let message = String(decoding: buf[0..<n], as: UTF8.self)
+        lock.lock(); received.append(message); lock.unlock()
+        return message
+    }
+
+    /// Waits up to `timeout` for a datagram equal to `message`; everything received is kept in `all`.
+    public func waitFor(_ message: String, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if receive(timeout: max(0.01, deadline.timeIntervalSinceNow)) == message { return true }
+        }
+        return false
+    }
+
+    /// Reads datagrams until none comes for `quiet` seconds (bounded by `timeout`); returns them.
+    public func drain(quiet: TimeInterval, timeout: TimeInterval) -> [String] {
+        var out: [String] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, let m = receive(timeout: min(quiet, max(0.01, deadline.timeIntervalSinceNow))) { out.append(m) }
+        return out
+    }
+
+    public var all: [String] { lock.lock(); defer { lock.unlock() }; return received }
+}
+
+/// `promtool check metrics` on an exposition: nil when promtool is not installed (Debian's
+/// `prometheus` package has it), else its exit status and what it reported.
+public func promtoolCheckMetrics(_ exposition: String, directory: String) throws -> (status: Int32, output: String)? {
+    let candidates = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+    guard let promtool = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
+    let input = directory + "/metrics.txt"
+    try exposition.write(toFile: input, atomically: true, encoding: .utf8)
+    let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec '\(promtool)' check metrics < '\(input)'"], directory: directory, name: "promtool")
+    guard let status = child.waitForExit(timeout: 30) else { child.stop(); throw TestFailure("promtool did not finish in 30 s") }
+    return (status, child.stdout + child.stderr)
+}
+
+/// The metric family names in a Prometheus exposition (from its `# TYPE` lines).
+public func metricFamilies(_ exposition: String) -> Set<String> {
+    Set(exposition.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
+}
+
+/// Metric names that the sources under `directory` create with swift-metrics (`Counter(label: "…"` and the like).
+public func metricNamesInSources(_ directory: String) -> Set<String> {
+    var names = Set<String>()
+    let files = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+    for f in files {
+        guard let text = try? String(contentsOfFile: directory + "/" + f, encoding: .utf8) else { continue }
+        for kind in ["Counter", "Gauge", "Timer", "Recorder", "Meter", "FloatingPointCounter"] {
+            for part in text.components(separatedBy: "\(kind)(label: \"").dropFirst() {
+                if let end = part.firstIndex(of: "\"") { names.insert(String(part[..<end])) }
+            }
+        }
+    }
+    return names
+}
+
+/// The sample names in a Prometheus exposition (`name` of each `name{…} value` line; a histogram's
+/// `_bucket`, `_sum` and `_count` included).
+public func metricSampleNames(_ exposition: String) -> Set<String> {
+    Set(exposition.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }.map { String($0.prefix { $0 != "{" && $0 != " " }) })
+}
+
+/// The forewarn_* and process_* metric names that a Grafana dashboard's queries use.
+public func dashboardMetricNames(_ path: String) throws -> Set<String> {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    guard let dash = try JSONSerialization.jsonObject(with: data) as? [String: Any], let panels = dash["panels"] as? [[String: Any]] else {
+        throw TestFailure("\(path) is not a Grafana dashboard")
+    }
+    var queries: [String] = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+    let variables = (dash["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []
+    queries += variables.compactMap { $0["definition"] as? String }
+    var names = Set<String>()
+    for q in queries {
+        var rest = Substring(q)
+        while let r = rest.range(of: #"(forewarn|process)_[a-z_]+"#, options: .regularExpression) {
+            names.insert(String(rest[r]))
+            rest = rest[r.upperBound...]
+        }
+    }
+    return names
+}

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads typed values out of a `ConfigSource`, recording which keys were read so that
 /// the rest can be reported as unknown. Every error names the key and the allowed values.
 public struct ConfigReader {
@@ -7,55 +9,56 @@ public struct ConfigReader {
     public init(_ source: ConfigSource) { self.source = source }
 
     public mutating func string(_ key: String, default d: String) -> String {
-        knownKeys.insert(key)
+        known(key, default: d)
         return source.value(key) ?? d
     }
 
-    public mutating func optionalString(_ key: String) -> String? {
-        knownKeys.insert(key)
+    /// `shownDefault`: what `--print-config` shows when the key is not set.
+    public mutating func optionalString(_ key: String, shownDefault: String = "none") -> String? {
+        known(key, default: shownDefault)
         guard let v = source.value(key), !v.isEmpty else { return nil }
         return v
     }
 
     public mutating func int(_ key: String, default d: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: String(d))
+        guard let raw = try scalar(key) else { return d }
         guard let v = Int(raw.trimmedSpaces) else {
-            throw ConfigError(key: key, "'\(raw)' is not a whole number (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "'\(raw)' is not a whole number (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         guard range.contains(v) else {
-            throw ConfigError(key: key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         return v
     }
 
     public mutating func double(_ key: String, default d: Double, range: ClosedRange<Double>) throws(ConfigError) -> Double {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: String(d))
+        guard let raw = try scalar(key) else { return d }
         guard let v = Double(raw.trimmedSpaces), v.isFinite else {
-            throw ConfigError(key: key, "'\(raw)' is not a number (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "'\(raw)' is not a number (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         guard range.contains(v) else {
-            throw ConfigError(key: key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
+            throw error(key, "\(v) is out of range (allowed: \(range.lowerBound)...\(range.upperBound))")
         }
         return v
     }
 
     public mutating func bool(_ key: String, default d: Bool) throws(ConfigError) -> Bool {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: String(d))
+        guard let raw = try scalar(key) else { return d }
         switch raw.lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
-        default: throw ConfigError(key: key, "'\(raw)' is not a boolean (allowed: true, false)")
+        default: throw error(key, "'\(raw)' is not a boolean (allowed: true, false)")
         }
     }
 
     public mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) throws(ConfigError) -> E where E.RawValue == String {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: d.rawValue)
+        guard let raw = try scalar(key) else { return d }
         guard let v = E(rawValue: raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not allowed (allowed: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw error(key, "'\(raw)' is not allowed (allowed: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         return v
     }
@@ -63,43 +66,99 @@ public struct ConfigReader {
     /// Durations like `250ms`, `5s`, `2m`, `1h`, `7d`; a bare number means seconds.
     /// At most `max` (and never more than `maximumDuration`).
     public mutating func duration(_ key: String, default d: Duration, min: Duration = .zero, max: Duration = ConfigReader.maximumDuration) throws(ConfigError) -> Duration {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: Self.formatDuration(d))
+        guard let raw = try scalar(key) else { return d }
         guard let v = Self.parseDuration(raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not a duration (allowed: a number ≥ 0 with ms, s, m, h or d, e.g. 250ms, 30s, 7d; at most \(Self.maximumDurationText))")
+            throw error(key, "'\(raw)' is not a duration (allowed: a number ≥ 0 with ms, s, m, h or d, e.g. 250ms, 30s, 7d; at most \(Self.maximumDurationText))")
         }
-        guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum \(min)") }
-        guard v <= max else { throw ConfigError(key: key, "\(raw) is above the maximum \(max)") }
+        guard v >= min else { throw error(key, "\(raw) is below the minimum \(min)") }
+        guard v <= max else { throw error(key, "\(raw) is above the maximum \(max)") }
         return v
     }
 
     /// Sizes like `512MiB`, `1GiB`, `100MB`, `64KiB`, or a number of bytes.
     public mutating func size(_ key: String, default d: Int64, min: Int64 = 0) throws(ConfigError) -> Int64 {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: Self.formatSize(d))
+        guard let raw = try scalar(key) else { return d }
         guard let v = Self.parseSize(raw) else {
-            throw ConfigError(key: key, "'\(raw)' is not a size (allowed: bytes, or a number ≥ 0 with KB, MB, GB, KiB, MiB, GiB; at most \(Self.maximumSizeText))")
+            throw error(key, "'\(raw)' is not a size (allowed: bytes, or a number ≥ 0 with KB, MB, GB, KiB, MiB, GiB; at most \(Self.maximumSizeText))")
         }
-        guard v >= min else { throw ConfigError(key: key, "\(raw) is below the minimum of \(min) bytes") }
+        guard v >= min else { throw error(key, "\(raw) is below the minimum of \(min) bytes") }
         return v
     }
 
     /// `host:port`, with the port in 1...65535.
     public mutating func hostPort(_ key: String, default d: HostPort?) throws(ConfigError) -> HostPort? {
-        knownKeys.insert(key)
-        guard let raw = source.value(key) else { return d }
+        known(key, default: d?.description ?? "off")
+        guard let raw = try scalar(key) else { return d }
         if raw == "off" || raw == "none" || raw.isEmpty { return nil }
-        return try HostPort.parse(raw, key: key)
+        do { return try HostPort.parse(raw, key: key) } catch { throw self.error(key, error.message) }
+    }
+
+    /// An address to listen on: `IPV4:PORT` or `localhost:PORT`, or nil for `off`. The HTTP
+    /// endpoint binds IPv4 only, so an IPv6 address or a host name is refused here, at validation,
+    /// rather than at start-up.
+    public mutating func listenAddress(_ key: String, default d: HostPort?) throws(ConfigError) -> HostPort? {
+        guard let hp = try hostPort(key, default: d) else { return nil }
+        var addr = in_addr()
+        guard hp.host == "localhost" || inet_pton(AF_INET, hp.host, &addr) == 1 else {
+            throw error(key, "'\(hp.host)' is not an IPv4 address: the HTTP endpoint listens on IPv4 only (e.g. 127.0.0.1:\(hp.port), 0.0.0.0:\(hp.port), localhost:\(hp.port))")
+        }
+        return hp
     }
 
     public mutating func markKnown(_ key: String) { knownKeys.insert(key) }
+
+    /// Each key read so far, with its default as text (for `--print-config`).
+    public private(set) var defaults: [String: String] = [:]
+
+    private mutating func known(_ key: String, default d: String) {
+        knownKeys.insert(key)
+        if defaults[key] == nil { defaults[key] = d }
+    }
+
+    /// The key's value for a setting that takes a single value: a YAML list is the wrong type.
+    private func scalar(_ key: String) throws(ConfigError) -> String? {
+        guard let entry = source.entries[key] else { return nil }
+        guard !entry.isList else { throw error(key, "a list was given, expected a single value") }
+        return entry.value
+    }
+
+    /// An error naming the key, the problem and where the value was set.
+    private func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(key: key, message + (source.entries[key].map { " (set in \($0.origin))" } ?? ""))
+    }
 
     /// A swift-log level name. Default `info`.
     public mutating func logLevel(_ key: String = "log-level") throws(ConfigError) -> String {
         let level = string(key, default: "info")
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        guard levels.contains(level) else { throw ConfigError(key: key, "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
+        guard levels.contains(level) else { throw error(key, "'\(level)' is not allowed (allowed: \(levels.joined(separator: ", ")))") }
         return level
+    }
+
+    /// A duration in the largest unit that divides it: `7d`, `30s`, `500ms`.
+    public static func formatDuration(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        for (unit, scale) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where ms != 0 && ms % scale == 0 {
+            return "\(ms / scale)\(unit)"
+        }
+        return "\(ms)ms"
+    }
+
+    /// A size in the largest binary unit that divides it: `1GiB`, `64KiB`, or bytes.
+    public static func formatSize(_ bytes: Int64) -> String {
+        for (unit, scale) in [("TiB", Int64(1) << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes != 0 && bytes % scale == 0 {
+            return "\(bytes / scale)\(unit)"
+        }
+        return "\(bytes)"
+    }
+
+    /// The log line format: `text` (default) or `json` (one object a line).
+    public mutating func logFormat(_ key: String = "log-format") throws(ConfigError) -> String {
+        let format = string(key, default: "text")
+        guard ["text", "json"].contains(format) else { throw error(key, "'\(format)' is not allowed (allowed: text, json)") }
+        return format
     }
 
     /// The longest duration any key accepts: 36500 days (100 years). Keeps every millisecond

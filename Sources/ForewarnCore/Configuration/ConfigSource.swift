@@ -18,7 +18,10 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible, Equatable {
 public struct ConfigSource: Sendable {
     public struct Entry: Sendable {
         public var value: String
+        /// Where the value was set: `FILE:LINE`, `environment NAME` or `flag --NAME`.
         public var origin: String
+        /// A YAML list (stored comma-joined); only list-taking settings accept it.
+        public var isList = false
     }
 
     public private(set) var entries: [String: Entry] = [:]
@@ -37,11 +40,25 @@ public struct ConfigSource: Sendable {
 
     /// Loads a YAML file of nested mappings with scalar leaves.
     public mutating func loadYAML(path: String) throws(ConfigError) {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(key: "", "cannot read config file \(path): \(error.localizedDescription)")
+        try loadYAML(text: Self.readText(path), origin: path)
+    }
+
+    /// The file's text, or an error that says why it cannot be read (missing, a directory,
+    /// permission denied, not UTF-8) in the operating system's words.
+    static func readText(_ path: String) throws(ConfigError) -> String {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ConfigError(key: "", "cannot read config file \(path): it is a directory")
         }
-        try loadYAML(text: text, origin: path)
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            throw ConfigError(key: "", "cannot read config file \(path): \(String(cString: strerror(errno)))")
+        }
+        let data = FileHandle(fileDescriptor: fd, closeOnDealloc: true).readDataToEndOfFile()
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(key: "", "cannot read config file \(path): it is not UTF-8 text")
+        }
+        return text
     }
 
     public mutating func loadYAML(text: String, origin: String) throws(ConfigError) {
@@ -73,7 +90,7 @@ public struct ConfigSource: Sendable {
                 guard case let .scalar(s) = item else { throw ConfigError(key: prefix, "list items must be scalars") }
                 items.append(s.string)
             }
-            entries[prefix] = Entry(value: items.joined(separator: ","), origin: origin)
+            entries[prefix] = Entry(value: items.joined(separator: ","), origin: "\(origin):\(node.mark?.line ?? 0)", isList: true)
         case .alias:
             throw ConfigError(key: prefix, "YAML aliases are not supported")
         }
@@ -100,7 +117,7 @@ public struct ConfigSource: Sendable {
     }
 
     /// Variables with the prefix that are not configuration (secrets read by name, test hooks).
-    static let ignoredEnvironment: Set<String> = ["FOREWARN_MQTT_PASSWORD", "FOREWARN_CONFIG", "FOREWARN_BIN"]
+    static let ignoredEnvironment: Set<String> = ["FOREWARN_MQTT_PASSWORD", "FOREWARN_CONFIG", "FOREWARN_BIN", "FOREWARN_TEST_INJECT_FATAL_KAFKA_ERROR", "FOREWARN_TEST_STALL_WORKER"]
 
     public static func environmentName(for key: String) -> String {
         "FOREWARN_" + key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")

@@ -62,6 +62,8 @@ public struct GatewayConfiguration: Sendable {
     public var http: HostPort?
     /// `log-level`: trace, debug, info, notice, warning, error, critical. Default `info`.
     public var logLevel: String
+    /// `log-format`: `text` (default) or `json`, one object a line with the same fields.
+    public var logFormat: String
 
     public var mqtt: MQTT
     public var kafka: Kafka
@@ -117,6 +119,14 @@ public struct GatewayConfiguration: Sendable {
         public var commitEvery: Int
         /// `journal.commit-interval`: or after this long. Default 20ms. Bounds the crash loss window.
         public var commitInterval: Duration
+        /// `journal.commit-when-idle`: also commit as soon as no more MQTT input is queued on the
+        /// socket (nothing would join the group by waiting). Default true. false commits only on
+        /// `commit-every` or `commit-interval`.
+        public var commitWhenIdle: Bool
+        /// `journal.commit-min-gap`: an idle commit waits until the previous commit is this long
+        /// ago, which caps the commit rate (CPU and syncs) under steady load. Default 2ms;
+        /// at most `commit-interval`. 0 commits at once.
+        public var commitMinGap: Duration
         /// `journal.max-bytes`: bound on journaled payload bytes. Default 1GiB.
         public var maxBytes: Int64
         /// `journal.max-age`: entries older than this are dropped (counted, reason `max-age`). Default 7d.
@@ -127,6 +137,12 @@ public struct GatewayConfiguration: Sendable {
         public var resumeFraction: Double
         /// `journal.synchronous`: `full` or `normal`. Default `full`.
         public var synchronous: JournalSynchronous
+        /// `journal.min-free-bytes`: the free-space reserve on the state directory's file system.
+        /// MQTT intake stops while less than this is free (counting free pages inside the journal
+        /// file) and resumes at 1.5 times it; the WAL is kept within a quarter of it. It must cover
+        /// the readings in flight when intake stops plus SQLite's room for deletes and checkpoints.
+        /// Default 64MiB, at least 64KiB.
+        public var minFreeBytes: Int64
     }
 
     public struct Health: Sendable {
@@ -150,6 +166,20 @@ public struct GatewayConfiguration: Sendable {
         return config
     }
 
+    /// The effective configuration for `--print-config`: every key, its value and its source,
+    /// and `mqtt.password` (masked when shown). Fails like `load` on an invalid configuration.
+    public static func effectiveSettings(file: String?, environment: [String: String],
+                                         overrides: [(key: String, value: String, flag: String)]) throws(ConfigError) -> [EffectiveSetting] {
+        let source = try ConfigSource.gather(file: file, environment: environment, knownKeys: knownKeys, overrides: overrides)
+        var reader = ConfigReader(source)
+        let config = try read(&reader, environment: environment)
+        try source.checkUnknownKeys(known: reader.knownKeys, openPrefixes: ["kafka.properties"])
+        let passwordSource = source.entries["mqtt.password-file"].map { "file named by mqtt.password-file (\($0.origin))" }
+            ?? (environment["FOREWARN_MQTT_PASSWORD"] != nil ? "environment FOREWARN_MQTT_PASSWORD" : "default")
+        return reader.effectiveSettings(openPrefixes: ["kafka.properties"])
+            + [EffectiveSetting(key: "mqtt.password", value: config.mqtt.password ?? "none", source: passwordSource)]
+    }
+
     static func read(_ r: inout ConfigReader, environment: [String: String]) throws(ConfigError) -> GatewayConfiguration {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "gateway"
         let gatewayID = r.string("gateway.id", default: host)
@@ -158,8 +188,9 @@ public struct GatewayConfiguration: Sendable {
         do { try Identifier.validate(site, field: "gateway.site") } catch { throw ConfigError(key: "gateway.site", error.detail) }
 
         let stateDir = r.string("state-dir", default: defaultStateDirectory(environment))
-        let http = try r.hostPort("http", default: HostPort(host: "127.0.0.1", port: 9464))
+        let http = try r.listenAddress("http", default: HostPort(host: "127.0.0.1", port: 9464))
         let logLevel = try r.logLevel()
+        let logFormat = try r.logFormat()
 
         let url = try MQTTURL.parse(r.string("mqtt.url", default: "mqtt://127.0.0.1:1883"), key: "mqtt.url")
         let templateText = r.string("mqtt.topic-template", default: "factory/{site}/{machine}/{sensor}")
@@ -215,14 +246,20 @@ public struct GatewayConfiguration: Sendable {
         let journal = Journal(
             commitEvery: try r.int("journal.commit-every", default: 200, range: 1...100_000),
             commitInterval: try r.duration("journal.commit-interval", default: .milliseconds(20), min: .milliseconds(1)),
+            commitWhenIdle: try r.bool("journal.commit-when-idle", default: true),
+            commitMinGap: try r.duration("journal.commit-min-gap", default: .milliseconds(2)),
             maxBytes: try r.size("journal.max-bytes", default: 1 << 30, min: 4096),
             maxAge: try r.duration("journal.max-age", default: .seconds(7 * 86_400), min: .seconds(1)),
             fullPolicy: try r.choice("journal.full-policy", default: .backpressure),
             resumeFraction: try r.double("journal.resume-at", default: 0.8, range: 0.05...0.99),
-            synchronous: try r.choice("journal.synchronous", default: .full))
+            synchronous: try r.choice("journal.synchronous", default: .full),
+            minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
+        if journal.commitMinGap > journal.commitInterval {
+            throw ConfigError(key: "journal.commit-min-gap", "\(journal.commitMinGap) is above journal.commit-interval (\(journal.commitInterval)); allowed: 0ms up to journal.commit-interval")
+        }
         let health = Health(grace: try r.duration("health.grace", default: .seconds(30)))
         return GatewayConfiguration(gatewayID: gatewayID, defaultSite: site, stateDirectory: stateDir, http: http,
-                                    logLevel: logLevel, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
+                                    logLevel: logLevel, logFormat: logFormat, mqtt: mqtt, kafka: kafka, journal: journal, health: health)
     }
 
     /// systemd's StateDirectory, else the XDG state directory of the current user.

@@ -1,0 +1,199 @@
+// The journal's defences against a full, read-only or vanished disk, as pure decisions:
+// `DiskGuard` says when to stop and restart MQTT intake from measured free space (with a
+// reserve and hysteresis), `WriteRetry` says when to try a failed write again (exponential
+// backoff), and `KeptWrites` holds what a failed transaction had to write, in order, so it
+// can be written again. No I/O here; `Journal` measures and writes.
+
+/// What the journal's storage looks like now (measured by `Journal.probeStorage()`).
+public struct StorageProbe: Sendable, Equatable {
+    /// Free bytes on the file system for an unprivileged writer (statvfs f_bavail × f_frsize).
+    public var filesystemFreeBytes: Int64
+    /// Free pages inside the database file (freelist), which SQLite reuses before growing the file.
+    public var reusableBytes: Int64
+    /// The file system is mounted read-only.
+    public var readOnly: Bool
+    /// The journal file is no longer at its path (the state directory was removed or unmounted).
+    public var vanished: Bool
+
+    public init(filesystemFreeBytes: Int64, reusableBytes: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) {
+        self.filesystemFreeBytes = filesystemFreeBytes
+        self.reusableBytes = reusableBytes
+        self.readOnly = readOnly
+        self.vanished = vanished
+    }
+
+    /// Space new entries can take without the file system filling up.
+    public var availableBytes: Int64 { filesystemFreeBytes + reusableBytes }
+}
+
+/// Why the disk guard holds intake.
+public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
+    case lowSpace(available: Int64, reserve: Int64)
+    /// Free pages inside the journal would do, but the WAL and checkpoints need room on the file system itself.
+    case lowFilesystemSpace(free: Int64, floor: Int64)
+    case readOnly
+    case vanished
+
+    /// A short label for metrics.
+    public var label: String {
+        switch self {
+        case .lowSpace, .lowFilesystemSpace: "disk-low"
+        case .readOnly: "disk-read-only"
+        case .vanished: "journal-vanished"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .lowSpace(available, reserve):
+            "disk nearly full: \(available) bytes free for the journal, below the reserve journal.min-free-bytes=\(reserve)"
+        case let .lowFilesystemSpace(free, floor):
+            "disk nearly full: \(free) bytes free on the file system, below the \(floor) (half of journal.min-free-bytes) that SQLite's WAL and checkpoints need"
+        case .readOnly: "the journal's file system is read-only"
+        case .vanished: "the journal file is gone from its path (state directory removed or unmounted)"
+        }
+    }
+}
+
+/// Decides, from storage probes, when MQTT intake must stop because the disk is (nearly) full,
+/// read-only or gone, and when it may start again. Intake stops while at least `minFreeBytes`
+/// are still free for the journal (the reserve covers the readings in flight, SQLite's WAL and
+/// the deletes and checkpoints that drain the journal), or when the file system itself has
+/// less than half of that (free pages inside the journal file cannot hold WAL frames). It
+/// restarts only at one and a half times those levels, so it does not flap around a threshold.
+public struct DiskGuard: Sendable, Equatable {
+    public let minFreeBytes: Int64
+    public let resumeFreeBytes: Int64
+    /// The file system must keep this much free for the WAL, whatever the journal's free pages.
+    public let filesystemFloorBytes: Int64
+    public let filesystemResumeBytes: Int64
+    /// Non-nil while intake is held.
+    public private(set) var pausedFor: DiskPauseReason?
+
+    public enum Change: Sendable, Equatable {
+        case pause(DiskPauseReason)
+        case resume
+    }
+
+    public init(minFreeBytes: Int64) {
+        self.minFreeBytes = minFreeBytes
+        resumeFreeBytes = minFreeBytes + minFreeBytes / 2
+        filesystemFloorBytes = minFreeBytes / 2
+        filesystemResumeBytes = filesystemFloorBytes + filesystemFloorBytes / 2
+    }
+
+    public var isPaused: Bool { pausedFor != nil }
+
+    /// Takes a probe; returns what changed, if anything. A pause reason can change while paused
+    /// (e.g. vanished, then low space): the new kind of reason is returned as a pause.
+    public mutating func observe(_ probe: StorageProbe) -> Change? {
+        let reason = holdReason(probe)
+        defer { pausedFor = reason }
+        switch (pausedFor, reason) {
+        case (nil, nil): return nil
+        case let (nil, r?): return .pause(r)
+        case (_?, nil): return .resume
+        case let (old?, r?): return old.label == r.label && old.isLowSpace == r.isLowSpace ? nil : .pause(r)
+        }
+    }
+
+    private func holdReason(_ p: StorageProbe) -> DiskPauseReason? {
+        if p.vanished { return .vanished }
+        if p.readOnly { return .readOnly }
+        let paused = isPaused
+        if p.availableBytes < (paused ? resumeFreeBytes : minFreeBytes) {
+            return .lowSpace(available: p.availableBytes, reserve: minFreeBytes)
+        }
+        if p.filesystemFreeBytes < (paused ? filesystemResumeBytes : filesystemFloorBytes) {
+            return .lowFilesystemSpace(free: p.filesystemFreeBytes, floor: filesystemFloorBytes)
+        }
+        return nil
+    }
+}
+
+extension DiskPauseReason {
+    var isLowSpace: Bool {
+        switch self {
+        case .lowSpace, .lowFilesystemSpace: true
+        case .readOnly, .vanished: false
+        }
+    }
+}
+
+/// When to try a failed journal write again: 50 ms after the first failure, doubling to at most 5 s.
+public struct WriteRetry: Sendable, Equatable {
+    public let initialDelay: Duration
+    public let maximumDelay: Duration
+    public private(set) var failures = 0
+    public private(set) var nextAttempt: ContinuousClock.Instant?
+
+    public init(initialDelay: Duration = .milliseconds(50), maximumDelay: Duration = .seconds(5)) {
+        self.initialDelay = initialDelay
+        self.maximumDelay = maximumDelay
+    }
+
+    /// The delay after `failures` consecutive failures.
+    public func delay(afterFailures n: Int) -> Duration {
+        guard n > 0 else { return .zero }
+        var d = initialDelay
+        for _ in 1..<min(n, 64) where d < maximumDelay { d = d * 2 }
+        return min(d, maximumDelay)
+    }
+
+    public mutating func failed(at now: ContinuousClock.Instant) {
+        failures += 1
+        nextAttempt = now + delay(afterFailures: failures)
+    }
+
+    public mutating func succeeded() {
+        failures = 0
+        nextAttempt = nil
+    }
+
+    public func isDue(at now: ContinuousClock.Instant) -> Bool { nextAttempt.map { now >= $0 } ?? false }
+}
+
+/// What the journal has accepted but not yet committed: the appends of the open (or failed)
+/// transaction, in order, and the seqs whose deletes are not yet durable. After a failed
+/// write SQLite's state is the last commit, and this is the rest of the truth: it is written
+/// again in order (deletes first, since they make room), and read filters skip the deletes.
+public struct KeptWrites: Sendable {
+    public struct Append: Sendable {
+        public var entries: [NewJournalEntry]
+        public var digest: Int64?
+    }
+
+    public private(set) var appends: [Append] = []
+    public private(set) var deletes: Set<Int64> = []
+
+    public init() {}
+
+    public var isEmpty: Bool { appends.isEmpty && deletes.isEmpty }
+    /// Entries kept (not message count).
+    public var entryCount: Int { appends.reduce(0) { $0 + $1.entries.count } }
+
+    public mutating func append(_ entries: [NewJournalEntry], digest: Int64?) {
+        appends.append(Append(entries: entries, digest: digest))
+    }
+
+    /// Records a delete; false if it was recorded before.
+    @discardableResult
+    public mutating func delete(_ seq: Int64) -> Bool { deletes.insert(seq).inserted }
+
+    public func isDeleted(_ seq: Int64) -> Bool { deletes.contains(seq) }
+
+    /// The deletes in rising seq order, in chunks of at most `size`, so each chunk's WAL growth is bounded.
+    public func deleteChunks(size: Int) -> [[Int64]] {
+        let sorted = deletes.sorted()
+        return stride(from: 0, to: sorted.count, by: max(1, size)).map { Array(sorted[$0..<min($0 + max(1, size), sorted.count)]) }
+    }
+
+    /// Forgets deletes that are durable now.
+    public mutating func deletesWritten(_ seqs: [Int64]) { for s in seqs { deletes.remove(s) } }
+
+    /// Forgets everything (after a successful commit).
+    public mutating func clear() {
+        appends.removeAll(keepingCapacity: true)
+        deletes.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,280 @@
+// The journal under a full, read-only or vanished disk: the pure decisions (DiskGuard,
+// WriteRetry, KeptWrites), a journal whose commits fail by injection, and a journal on a
+// real small tmpfs that fills up for real.
+import ForewarnCore
+import Foundation
+@testable import Journal
+import Logging
+import Testing
+import TestSupport
+
+struct DiskGuardTests {
+    func probe(_ free: Int64, reusable: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) -> StorageProbe {
+        StorageProbe(filesystemFreeBytes: free, reusableBytes: reusable, readOnly: readOnly, vanished: vanished)
+    }
+
+    @Test func pausesBelowTheReserveAndResumesOnlyAtOneAndAHalfTimesIt() {
+        var g = DiskGuard(minFreeBytes: 1000)
+        #expect(g.resumeFreeBytes == 1500)
+        #expect(g.observe(probe(5000)) == nil)
+        #expect(g.observe(probe(1000)) == nil, "exactly the reserve is still enough")
+        #expect(g.observe(probe(999)) == .pause(.lowSpace(available: 999, reserve: 1000)))
+        #expect(g.isPaused)
+        #expect(g.observe(probe(1200)) == nil, "hysteresis: above the reserve but below 1.5x stays paused")
+        #expect(g.pausedFor == .lowSpace(available: 1200, reserve: 1000), "the reason carries the latest figure")
+        #expect(g.observe(probe(1499)) == nil)
+        #expect(g.observe(probe(1500)) == .resume)
+        #expect(!g.isPaused)
+        #expect(g.observe(probe(1100)) == nil, "running again: only the reserve pauses")
+    }
+
+    @Test func freePagesInsideTheJournalCountAsFree() {
+        var g = DiskGuard(minFreeBytes: 1000)
+        #expect(g.observe(probe(600, reusable: 500)) == nil)
+        #expect(g.observe(probe(600, reusable: 300)) == .pause(.lowSpace(available: 900, reserve: 1000)))
+        #expect(g.observe(probe(800, reusable: 800)) == .resume, "a drained journal's free pages are room for new entries")
+    }
+
+    @Test func theFileSystemKeepsHalfTheReserveForTheWAL() {
+        var g = DiskGuard(minFreeBytes: 1000)
+        #expect(g.filesystemFloorBytes == 500 && g.filesystemResumeBytes == 750)
+        #expect(g.observe(probe(499, reusable: 1 << 20)) == .pause(.lowFilesystemSpace(free: 499, floor: 500)),
+                "free pages cannot hold WAL frames")
+        #expect(g.observe(probe(100, reusable: 0)) == nil, "still low on space: same kind of reason, no new change")
+        #expect(g.pausedFor == .lowSpace(available: 100, reserve: 1000))
+        #expect(g.observe(probe(749, reusable: 1 << 20)) == nil, "hysteresis on the floor too")
+        #expect(g.observe(probe(750, reusable: 1 << 20)) == .resume)
+        #expect(DiskPauseReason.lowFilesystemSpace(free: 1, floor: 2).label == "disk-low")
+    }
+
+    @Test func readOnlyAndVanishedPauseWhateverTheFreeSpace() {
+        var g = DiskGuard(minFreeBytes: 1000)
+        #expect(g.observe(probe(1 << 30, readOnly: true)) == .pause(.readOnly))
+        #expect(g.observe(probe(1 << 30, vanished: true)) == .pause(.vanished), "a new reason is reported")
+        #expect(g.observe(probe(1 << 30, vanished: true)) == nil)
+        #expect(g.observe(probe(1200)) == .pause(.lowSpace(available: 1200, reserve: 1000)), "back, but below the resume level")
+        #expect(g.observe(probe(2000)) == .resume)
+        #expect(DiskPauseReason.lowSpace(available: 5, reserve: 9).description.contains("journal.min-free-bytes=9"))
+    }
+}
+
+struct WriteRetryTests {
+    @Test func backoffDoublesFrom50msToAtMost5s() {
+        let r = WriteRetry()
+        #expect((1...9).map { r.delay(afterFailures: $0) } ==
+                [.milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                 .milliseconds(1600), .milliseconds(3200), .seconds(5), .seconds(5)])
+        #expect(r.delay(afterFailures: 10_000) == .seconds(5))
+    }
+
+    @Test func dueOnlyAfterTheDelayAndResetBySuccess() {
+        var r = WriteRetry()
+        let t0 = ContinuousClock.now
+        #expect(!r.isDue(at: t0), "nothing failed: nothing to retry")
+        r.failed(at: t0)
+        #expect(!r.isDue(at: t0 + .milliseconds(49)))
+        #expect(r.isDue(at: t0 + .milliseconds(50)))
+        r.failed(at: t0 + .milliseconds(50))
+        #expect(!r.isDue(at: t0 + .milliseconds(149)))
+        #expect(r.isDue(at: t0 + .milliseconds(150)))
+        r.succeeded()
+        #expect(r.failures == 0 && r.nextAttempt == nil)
+    }
+}
+
+struct KeptWritesTests {
+    func e(_ i: Int) -> NewJournalEntry {
+        NewJournalEntry(kind: .reading, machine: "m\(i % 3)", mqttTopic: "t", receivedAt: Int64(i), payload: [UInt8(i & 0xFF)])
+    }
+
+    @Test func keepsAppendsInOrderAndDeletesOnce() {
+        var k = KeptWrites()
+        k.append([e(1), e(2)], digest: 7)
+        k.append([e(3)], digest: nil)
+        #expect(k.entryCount == 3)
+        #expect(k.appends.flatMap(\.entries).map(\.receivedAt) == [1, 2, 3])
+        #expect(k.appends.map(\.digest) == [7, nil])
+        let first = k.delete(10)
+        let again = k.delete(10)
+        #expect(first)
+        #expect(!again, "the same delivery report twice is one delete")
+        #expect(k.isDeleted(10) && !k.isDeleted(11))
+    }
+
+    @Test func deletesAreWrittenInRisingChunks() {
+        var k = KeptWrites()
+        for s in [9, 3, 7, 1, 5, 2] { k.delete(Int64(s)) }
+        #expect(k.deleteChunks(size: 4) == [[1, 2, 3, 5], [7, 9]])
+        k.deletesWritten([1, 2, 3, 5])
+        #expect(k.deleteChunks(size: 4) == [[7, 9]])
+        k.clear()
+        #expect(k.isEmpty)
+    }
+}
+
+struct JournalWriteFailureTests {
+    let logger = Logger(label: "test")
+
+    func entry(_ machine: String, _ i: Int) -> NewJournalEntry {
+        NewJournalEntry(kind: .reading, machine: machine, mqttTopic: "factory/s1/\(machine)/v", receivedAt: Int64(1_000 + i),
+                        payload: Array("{\"i\":\(i)}".utf8))
+    }
+
+    /// Calls commitIfDue until the kept writes are on disk (bounded to 10 s).
+    func waitUntilWritable(_ j: Journal) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while j.writeFailure != nil, ContinuousClock.now < deadline {
+            _ = try? j.commitIfDue()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return j.writeFailure == nil
+    }
+
+    @Test("a failed group commit keeps the batch in memory; later commits work; nothing is lost or reordered")
+    func failedCommitIsKeptAndRetried() throws {
+        let p = NSTemporaryDirectory() + "forewarn-journal-\(UUID().uuidString).sqlite"
+        let j = try Journal(options: JournalOptions(path: p, commitEvery: 4, commitInterval: .seconds(60)), logger: logger)
+        for i in 0..<4 { _ = try j.append([entry("m\(i % 2)", i)], messageDigest: Int64(i)) }
+        #expect(j.stats.committedSeq == 4)
+
+        let full = JournalError(.diskFull, path: p, "database or disk is full")
+        j.injectCommitFault(full)
+        for i in 4..<7 { #expect(try j.append([entry("m\(i % 2)", i)], messageDigest: Int64(i)) == .appended(dropped: [])) }
+        // The 4th entry of the batch triggers the commit, which fails and is rolled back.
+        #expect(try j.append([entry("m1", 7)], messageDigest: 7) == .held(full))
+        #expect(j.writeFailure == full)
+        #expect(try j.append([entry("m0", 8)], messageDigest: 8) == .held(full), "later entries queue behind the kept ones")
+        #expect(try j.append([entry("m0", 8)], messageDigest: 8) == .duplicate, "a redelivery of a kept message is still recognised")
+        #expect(j.keptEntries == 5)
+        #expect(j.stats.entries == 9)
+        #expect(try j.readCommitted(after: 0, limit: 100).map(\.seq) == [1, 2, 3, 4], "kept entries are not forwarded before they are durable")
+
+        // Kafka acknowledges while the disk is full: the deletes wait in memory, reads skip them.
+        try j.markDelivered([1, 2])
+        #expect(try j.readCommitted(after: 0, limit: 1).map(\.seq) == [3])
+        #expect(j.stats.entries == 7)
+        _ = try? j.commitIfDue()
+        #expect(j.writeFailure == full, "still failing: retried with backoff, still kept")
+        #expect(throws: JournalError.self) { try j.commit() }
+
+        j.injectCommitFault(nil)
+        #expect(waitUntilWritable(j))
+        #expect(j.keptEntries == 0)
+        let all = try j.readCommitted(after: 0, limit: 100)
+        #expect(all.map(\.receivedAt) == (2...8).map { Int64(1_000 + $0) }, "every accepted entry, in the order accepted")
+        #expect(all.map(\.payload) == (2...8).map { Array("{\"i\":\($0)}".utf8) })
+        #expect(Set(all.map(\.seq)).count == 7 && all.map(\.seq) == all.map(\.seq).sorted())
+        #expect(try j.integrityProblems().isEmpty)
+
+        // Normal service after recovery, and all of it survives a restart.
+        _ = try j.append([entry("m0", 9)], messageDigest: 9)
+        try j.commit()
+        let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
+        #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.receivedAt) == (2...9).map { Int64(1_000 + $0) })
+        #expect(try reopened.append([entry("m1", 7)], messageDigest: 7) == .duplicate, "kept digests were written with their entries")
+    }
+
+    @Test("a read-only or I/O failure is kept the same way")
+    func readOnlyFailureIsKept() throws {
+        let p = NSTemporaryDirectory() + "forewarn-journal-\(UUID().uuidString).sqlite"
+        let j = try Journal(options: JournalOptions(path: p, commitEvery: 1), logger: logger)
+        let ro = JournalError(.readOnly, path: p, "attempt to write a readonly database")
+        j.injectCommitFault(ro)
+        #expect(try j.append([entry("m0", 0)], messageDigest: nil) == .held(ro))
+        #expect(ro.description.contains("read-only") && ro.description.contains(p))
+        j.injectCommitFault(nil)
+        #expect(waitUntilWritable(j))
+        #expect(try j.readCommitted(after: 0, limit: 10).map(\.receivedAt) == [1_000])
+    }
+
+    @Test("the probe sees a journal file that is gone from its path")
+    func vanishedJournalIsSeen() throws {
+        let dir = TestEnvironment.temporaryDirectory("vanish")
+        let j = try Journal(options: JournalOptions(path: dir + "/journal.sqlite"), logger: logger)
+        #expect(!j.probeStorage().vanished)
+        #expect(j.probeStorage().filesystemFreeBytes > 0)
+        try FileManager.default.removeItem(atPath: dir)
+        #expect(j.probeStorage().vanished)
+        // The open file still works: what it holds can still be read and forwarded.
+        _ = try j.append([entry("m0", 0)])
+        try j.commit()
+        #expect(try j.readCommitted(after: 0, limit: 10).count == 1)
+    }
+}
+
+@Suite("Journal on a real small tmpfs", .serialized, .enabled(if: SmallDisk.isAvailable, Comment(rawValue: SmallDisk.skipMessage)))
+struct JournalSmallDiskTests {
+    let logger = Logger(label: "test")
+
+    func entry(_ i: Int) -> NewJournalEntry {
+        NewJournalEntry(kind: .reading, machine: "m\(i % 4)", mqttTopic: "factory/s1/m\(i % 4)/v", receivedAt: Int64(1_000 + i),
+                        payload: Array("{\"site\":\"s1\",\"machine\":\"m\(i % 4)\",\"sensor\":\"v\",\"ts\":\(1_000 + i),\"value\":\(i)}".utf8))
+    }
+
+    @Test("SQLITE_FULL for real: the failed batch and its deletes are kept and written once space returns")
+    func realDiskFull() throws {
+        let disk = try SmallDisk(sizeBytes: 1 << 20, name: "journal-full")
+        defer { disk.unmount() }
+        let p = disk.path + "/journal.sqlite"
+        var accepted = 0
+        do {
+            let j = try Journal(options: JournalOptions(path: p, commitEvery: 50, commitInterval: .seconds(60), minFreeBytes: 64 << 10), logger: logger)
+            for i in 0..<500 { _ = try j.append([entry(i)], messageDigest: Int64(i)); accepted += 1 }
+            try j.commit()
+            let filler = disk.fill()
+            #expect(disk.freeBytes < 4096)
+            var held: JournalError?
+            for i in 500..<3000 {
+                let outcome = try j.append([entry(i)], messageDigest: Int64(i))
+                accepted += 1
+                if case let .held(e) = outcome { held = e; break }
+            }
+            let failure = try #require(held, "a full disk must make a commit fail")
+            #expect(failure.kind == .diskFull, "\(failure)")
+            #expect(failure.description.contains("disk is full"))
+            for i in accepted..<(accepted + 20) { _ = try j.append([entry(i)], messageDigest: Int64(i)) }
+            accepted += 20
+            try j.markDelivered(Array(1...100))
+            #expect(j.probeStorage().availableBytes < 64 << 10)
+            _ = try? j.commitIfDue()
+            Thread.sleep(forTimeInterval: 0.1)
+            _ = try? j.commitIfDue()
+            #expect(j.writeFailure != nil, "no space yet: still kept")
+
+            try FileManager.default.removeItem(atPath: filler)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while j.writeFailure != nil, ContinuousClock.now < deadline { _ = try? j.commitIfDue(); Thread.sleep(forTimeInterval: 0.01) }
+            #expect(j.writeFailure == nil)
+            let all = try j.readCommitted(after: 0, limit: 10_000)
+            #expect(all.map(\.receivedAt) == (100..<accepted).map { Int64(1_000 + $0) }, "all accepted entries but the delivered 100, in order")
+            #expect(try j.integrityProblems().isEmpty)
+            #expect(j.checkpoint())
+        }
+        let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
+        #expect(reopened.stats.entries == accepted - 100)
+        #expect(try reopened.integrityProblems().isEmpty)
+    }
+
+    @Test("a read-only state directory at start-up is a clear error, not 'corrupt'")
+    func readOnlyAtStart() throws {
+        let disk = try SmallDisk(sizeBytes: 1 << 20, name: "journal-ro")
+        defer { disk.unmount() }
+        let p = disk.path + "/journal.sqlite"
+        do {
+            let j = try Journal(options: JournalOptions(path: p, commitEvery: 1), logger: logger)
+            _ = try j.append([entry(0)])
+            try j.commit()
+        }
+        #expect(disk.remount(readOnly: true))
+        defer { disk.remount(readOnly: false) }
+        do {
+            _ = try Journal(options: JournalOptions(path: p), logger: logger)
+            Issue.record("a journal on a read-only file system must not open for writing")
+        } catch {
+            #expect(error.kind == .readOnly, "\(error)")
+            #expect(error.description.contains("read-only"))
+            #expect(!error.description.contains("corrupt"), "\(error)")
+            #expect(error.description.contains(p))
+        }
+    }
+}
