@@ -86,7 +86,7 @@ let package = Package(
         ]),
 
         // Every outside input as a fuzz target, shared by Fuzz/ (libFuzzer) and the corpus replay test.
-        .target(name: "FuzzTargets", dependencies: ["ForewarnCore", "Detector", "Evaluation"]),
+        .target(name: "FuzzTargets", dependencies: ["ForewarnCore", "Detector", "Evaluation", "ServiceSupport"]),
 
         .testTarget(name: "ForewarnCoreTests", dependencies: ["ForewarnCore"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"], exclude: ["Corpus"]),

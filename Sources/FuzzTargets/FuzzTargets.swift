@@ -7,6 +7,7 @@ import Detector
 import Evaluation
 import ForewarnCore
 import Foundation
+import ServiceSupport
 
 public enum FuzzTarget: String, CaseIterable, Sendable {
     /// MQTT topic + payload through the topic template and the payload parser, then the
@@ -20,6 +21,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case modelFile = "model-file"
     /// The SKAB/NAB CSV loader behind `forewarn detect --replay` and `evaluate`.
     case csv
+    /// The request line of the /metrics and /healthz endpoint (it faces the network).
+    case http
 
     /// Runs one input. Failures the input deserves (a rejection, a config error) are fine; a
     /// broken invariant traps, so the fuzzer and the corpus test both report it.
@@ -30,6 +33,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .config: Self.config(data)
         case .modelFile: _ = try? MachineModels.parse(text: String(decoding: data, as: UTF8.self), path: "fuzz.yaml")
         case .csv: _ = try? CSVLoader.parse(String(decoding: data, as: UTF8.self), name: "fuzz.csv")
+        case .http:
+            if let line = HTTPRequestLine(data) {
+                precondition(!line.method.isEmpty && !line.path.contains("?"), "request line \(line)")
+            }
         }
     }
 

@@ -21,6 +21,22 @@ public struct HTTPResponse: Sendable {
     }
 }
 
+/// The request line of an HTTP request head: method and path (the query dropped). Bytes from
+/// the network, so any input must parse or be refused without trapping (fuzzed: `FuzzTarget.http`).
+public struct HTTPRequestLine: Sendable, Equatable {
+    public var method: String
+    public var path: String
+
+    /// Nil when the first line has fewer than two space-separated parts.
+    public init?(_ head: [UInt8]) {
+        let line = String(decoding: head.prefix(while: { $0 != 13 && $0 != 10 }), as: UTF8.self)
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2 else { return nil }
+        method = String(parts[0])
+        path = String(parts[1].split(separator: "?", maxSplits: 1).first ?? "")
+    }
+}
+
 public struct HTTPServerError: Error, CustomStringConvertible {
     public var description: String
     /// The setting is wrong (not an address), as opposed to the host refusing it (port taken).
@@ -103,15 +119,12 @@ public final class HTTPServer: Service, @unchecked Sendable {
         defer { close(client) }
         let deadline = ContinuousClock.now + Self.requestDeadline
         guard let request = readRequest(client, deadline: deadline) else { return }
-        let line = String(decoding: request.prefix(while: { $0 != 13 && $0 != 10 }), as: UTF8.self)
-        let parts = line.split(separator: " ")
         let response: HTTPResponse
         var head = false
-        if parts.count >= 2 {
-            let path = String(parts[1].split(separator: "?", maxSplits: 1).first ?? "")
-            head = parts[0] == "HEAD"
+        if let line = HTTPRequestLine(request) {
+            head = line.method == "HEAD"
             // HEAD is answered like GET, without the body.
-            response = handler(head ? "GET" : String(parts[0]), path)
+            response = handler(head ? "GET" : line.method, line.path)
         } else {
             response = HTTPResponse(status: 400, body: "bad request\n")
         }

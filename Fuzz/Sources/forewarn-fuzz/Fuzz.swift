@@ -1,5 +1,5 @@
 // libFuzzer entry point: FOREWARN_FUZZ_TARGET names the FuzzTarget (payload, topic-template,
-// config, model-file, csv). Built with -parse-as-library; SwiftPM links an executable's entry
+// config, model-file, csv, http). Built with -parse-as-library; SwiftPM links an executable's entry
 // point as `forewarn_fuzz_main`, which hands over to libFuzzer's driver.
 import FuzzTargets
 import Foundation
