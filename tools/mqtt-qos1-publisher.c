@@ -28,6 +28,8 @@
  *   -T SECONDS   overall deadline for publishing and acknowledgements (120)
  *   -i ID        client id (forewarn-bench-pub-<pid>)
  *   -q           quiet: no progress on stderr
+ *   -c           value is the reading's per-machine counter (0, 1, 2, ... for each machine), so a
+ *                reconciliation can name lost and reordered readings (scripts/chaos)
  *
  * stdout, at the end: `published N acknowledged N`
  * stderr, at the end: `stats start_ms=.. published_ms=.. acked_ms=.. elapsed_s=.. rate=..`
@@ -129,11 +131,12 @@ int main(int argc, char **argv) {
     snprintf(client_id, sizeof client_id, "forewarn-bench-pub-%d", (int)getpid());
     long port = 1883, n = 1000, machines = 10, window = 1000, rate = 0, timeout_s = 120;
     int quiet = 0;
+    int counter_values = 0;
     struct event events[MAX_EVENTS];
     int nevents = 0;
 
     int opt;
-    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:q")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:qc")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = parse_long(optarg, "port", 1); break;
@@ -146,6 +149,7 @@ int main(int argc, char **argv) {
         case 'T': timeout_s = parse_long(optarg, "timeout", 1); break;
         case 'i': snprintf(client_id, sizeof client_id, "%s", optarg); break;
         case 'q': quiet = 1; break;
+        case 'c': counter_values = 1; break;
         case 'e': {
             char *colon = strchr(optarg, ':');
             if (!colon || nevents >= MAX_EVENTS) usage(argv[0]);
@@ -235,7 +239,7 @@ int main(int argc, char **argv) {
         int64_t ts = wall_ms();
         if (ts <= last_ts[m]) ts = last_ts[m] + 1;
         last_ts[m] = ts;
-        double value = 1.0 + (double)m * 0.01 + (double)(i % 997) * 0.001;
+        double value = counter_values ? (double)(i / machines) : 1.0 + (double)m * 0.01 + (double)(i % 997) * 0.001;
         snprintf(topic, sizeof topic, "factory/%s/m%03ld/%s", site, m + 1, sensor);
         int len = snprintf(payload, sizeof payload, "{\"ts\": %lld, \"value\": %.3f, \"unit\": \"mm/s\"}", (long long)ts, value);
 
