@@ -134,6 +134,8 @@ class Rig:
                 "--set", "gateway.id=chaos", "--set", "journal.commit-every=%d" % COMMIT_EVERY,
                 "--set", "journal.commit-interval=%dms" % COMMIT_INTERVAL_MS, "--set", "journal.max-bytes=%s" % MAX_BYTES,
                 "--set", "journal.min-free-bytes=64KiB"]
+        for kv in os.environ.get("CHAOS_GATEWAY_SET", "").split():
+            args += ["--set", kv]
         self.gw = started(subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                            stderr=open(os.path.join(WORK, "gateway.%d.log" % self.gw_starts), "w")))
         if not wait_for(lambda: self.health().get("mqtt", {}).get("subscribed") is True or self.gw.poll() is not None, 30, 0.1) \
