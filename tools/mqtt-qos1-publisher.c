@@ -28,6 +28,10 @@
  *   -T SECONDS   overall deadline for publishing and acknowledgements (120)
  *   -i ID        client id (forewarn-bench-pub-<pid>)
  *   -q           quiet: no progress on stderr
+ *   -c           value is the reading's per-machine counter (0, 1, 2, ... for each machine), so a
+ *                reconciliation can name lost and reordered readings (scripts/chaos); after a lost
+ *                connection it also waits for every earlier message's PUBACK before publishing more,
+ *                so its own resends never overtake or get overtaken (publish order is kept)
  *
  * stdout, at the end: `published N acknowledged N`
  * stderr, at the end: `stats start_ms=.. published_ms=.. acked_ms=.. elapsed_s=.. rate=..`
@@ -54,6 +58,7 @@ static long outstanding = 0;            /* published, not yet acknowledged */
 static long acknowledged = 0;
 static long unknown_acks = 0;           /* PUBACKs for mids we were not waiting for */
 static int connected = 0;
+static long disconnects = 0;            /* connection losses so far */
 static int connect_failed_rc = 0;
 static unsigned char pending[MID_SPACE]; /* 1 while a mid awaits its PUBACK */
 
@@ -91,6 +96,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc) {
     (void)mosq; (void)obj; (void)rc;
     pthread_mutex_lock(&lock);
     connected = 0;
+    disconnects++;
     pthread_cond_broadcast(&changed);
     pthread_mutex_unlock(&lock);
 }
@@ -129,11 +135,13 @@ int main(int argc, char **argv) {
     snprintf(client_id, sizeof client_id, "forewarn-bench-pub-%d", (int)getpid());
     long port = 1883, n = 1000, machines = 10, window = 1000, rate = 0, timeout_s = 120;
     int quiet = 0;
+    int counter_values = 0;
+    long seen_disconnects = 0;
     struct event events[MAX_EVENTS];
     int nevents = 0;
 
     int opt;
-    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:q")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:qc")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = parse_long(optarg, "port", 1); break;
@@ -146,6 +154,7 @@ int main(int argc, char **argv) {
         case 'T': timeout_s = parse_long(optarg, "timeout", 1); break;
         case 'i': snprintf(client_id, sizeof client_id, "%s", optarg); break;
         case 'q': quiet = 1; break;
+        case 'c': counter_values = 1; break;
         case 'e': {
             char *colon = strchr(optarg, ':');
             if (!colon || nevents >= MAX_EVENTS) usage(argv[0]);
@@ -235,12 +244,22 @@ int main(int argc, char **argv) {
         int64_t ts = wall_ms();
         if (ts <= last_ts[m]) ts = last_ts[m] + 1;
         last_ts[m] = ts;
-        double value = 1.0 + (double)m * 0.01 + (double)(i % 997) * 0.001;
+        double value = counter_values ? (double)(i / machines) : 1.0 + (double)m * 0.01 + (double)(i % 997) * 0.001;
         snprintf(topic, sizeof topic, "factory/%s/m%03ld/%s", site, m + 1, sensor);
         int len = snprintf(payload, sizeof payload, "{\"ts\": %lld, \"value\": %.3f, \"unit\": \"mm/s\"}", (long long)ts, value);
 
         /* Hold the lock across publish so that a fast PUBACK cannot arrive before we mark the mid. */
         pthread_mutex_lock(&lock);
+        /* After a lost connection, libmosquitto resends the unacknowledged messages on its own
+         * schedule; publishing more before they are acknowledged could overtake them. With -c
+         * (order matters to the caller) wait until every earlier message is acknowledged. */
+        if (counter_values && disconnects != seen_disconnects) {
+            while ((outstanding > 0 || !connected) && mono_s() < deadline) {
+                struct timespec t = deadline_ts(mono_s() + 0.05);
+                pthread_cond_timedwait(&changed, &lock, &t);
+            }
+            seen_disconnects = disconnects;
+        }
         int mid = 0;
         for (int attempt = 0;; attempt++) {
             rc = mosquitto_publish(mosq, &mid, topic, len, payload, 1, false);

@@ -45,8 +45,48 @@ public final class MockCluster: @unchecked Sendable {
     }
 
     /// Makes the next `count` Produce requests fail with a retriable broker error.
-    public func failNextProduceRequests(_ count: Int) {
-        let errors = [rd_kafka_resp_err_t](repeating: RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, count: count)
+    public func failNextProduceRequests(_ count: Int, with error: MockProduceError = .notLeaderForPartition) {
+        let errors = [rd_kafka_resp_err_t](repeating: error.code, count: count)
         errors.withUnsafeBufferPointer { rd_kafka_mock_push_request_errors_array(cluster, 0, count, $0.baseAddress) }
+    }
+
+    /// Takes one broker (1-based id) down or up: a partial outage of the partitions it leads.
+    public func setBroker(_ id: Int, up: Bool) throws(KafkaError) {
+        try checkBroker(id)
+        let err = up ? rd_kafka_mock_broker_set_up(cluster, Int32(id)) : rd_kafka_mock_broker_set_down(cluster, Int32(id))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: err, context: "broker \(id) \(up ? "up" : "down")") }
+    }
+
+    /// Moves the leadership of one partition to broker `id` (a leader election, as after a broker restart).
+    public func setLeader(topic: String, partition: Int, broker id: Int) throws(KafkaError) {
+        try checkBroker(id)
+        let err = rd_kafka_mock_partition_set_leader(cluster, topic, Int32(partition), Int32(id))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(code: err, context: "move the leader of \(topic) [\(partition)] to broker \(id)")
+        }
+    }
+
+    private func checkBroker(_ id: Int) throws(KafkaError) {
+        guard (1...brokerCount).contains(id) else {
+            throw KafkaError(kind: .configuration(property: "broker"), message: "broker \(id) does not exist (the cluster has 1...\(brokerCount))")
+        }
+    }
+}
+
+/// The broker errors a mock cluster can inject into Produce requests. All are retriable for the
+/// idempotent producer; they rehearse a broker that is busy, moving leaders or short of replicas.
+public enum MockProduceError: String, Sendable, CaseIterable {
+    case notLeaderForPartition = "not-leader"
+    case requestTimedOut = "timed-out"
+    case notEnoughReplicas = "not-enough-replicas"
+    case leaderNotAvailable = "leader-not-available"
+
+    var code: rd_kafka_resp_err_t {
+        switch self {
+        case .notLeaderForPartition: return RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION
+        case .requestTimedOut: return RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT
+        case .notEnoughReplicas: return RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
+        case .leaderNotAvailable: return RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE
+        }
     }
 }

@@ -1,0 +1,463 @@
+"""The fault rehearsal driven by scripts/chaos (read its header for what it does).
+
+Every wait is bounded in time; every process started here is stopped in `Rig.stop_all`, also on
+errors and on SIGINT/SIGTERM.
+"""
+import json, math, os, random, re, signal, socket, sqlite3, subprocess, sys, time, urllib.request
+from collections import defaultdict
+
+BIN, WORK = os.environ["BIN"], os.environ["WORK"]
+SEED = int(os.environ.get("SEED", "1"))
+DURATION = float(os.environ.get("DURATION", "120"))
+MACHINES = int(os.environ.get("CHAOS_MACHINES", "10"))
+RATE = int(os.environ.get("CHAOS_RATE", "1000"))
+PHASE_S = float(os.environ.get("CHAOS_PHASE_S", "6"))
+COMMIT_EVERY = int(os.environ.get("CHAOS_COMMIT_EVERY", "200"))
+COMMIT_INTERVAL_MS = int(os.environ.get("CHAOS_COMMIT_INTERVAL_MS", "20"))
+TICK_MS = 10  # the MQTT loop's tick when idle (IngestService: "ticks every ~10 ms"); under load it ticks after every read
+MAX_BYTES = os.environ.get("CHAOS_MAX_BYTES", "1MiB")
+KINDS = ["kafka-outages", "request-errors", "leader-moves", "broker-down", "sigterm", "sigkill",
+         "mosquitto-restart", "mosquitto-backpressure"]
+if os.environ.get("CHAOS_PHASES"):
+    KINDS = [k for k in os.environ["CHAOS_PHASES"].split(",") if k]
+PARTITIONS, BROKERS = int(os.environ.get("CHAOS_PARTITIONS", "8")), 3
+rng = random.Random(SEED)
+FAULTS = defaultdict(int)  # fault name -> how many were applied
+
+
+def log(msg):
+    print("chaos: %s %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close(); return True
+    except OSError:
+        return False
+
+
+def wait_for(cond, timeout, step=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond(): return True
+        time.sleep(step)
+    return cond()
+
+
+def integrity(path):
+    """PRAGMA integrity_check of the journal, read-only, while no gateway has it open."""
+    if not os.path.exists(path): return "missing"
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+        return ";".join(r[0] for r in rows)
+    except sqlite3.Error as e:
+        return "error: %s" % e
+
+
+def started(p):
+    """Records every child's pid in WORK/pids (the test suite checks that none outlives the run)."""
+    with open(os.path.join(WORK, "pids"), "a") as f: f.write("%d\n" % p.pid)
+    return p
+
+
+class Rig:
+    def __init__(self):
+        self.mqtt_port, self.http_port = free_port(), free_port()
+        self.state = os.path.join(WORK, "state")
+        self.journal = os.path.join(self.state, "journal.sqlite")
+        self.ctl = os.path.join(WORK, "kafka.ctl")
+        self.kafka = self.mosq = self.gw = None
+        self.gw_starts = 0
+        self.stops = []  # (phase, how, integrity)
+
+    # --- dev-kafka ---
+    def start_kafka(self):
+        out = open(os.path.join(WORK, "dev-kafka.out"), "w")
+        self.kafka = started(subprocess.Popen([BIN, "dev-kafka", "--brokers", str(BROKERS), "--partitions", str(PARTITIONS),
+                                       "--control", self.ctl], stdout=out, stderr=open(os.path.join(WORK, "dev-kafka.log"), "w")))
+        path = os.path.join(WORK, "dev-kafka.out")
+        if not wait_for(lambda: os.path.getsize(path) > 0, 20):
+            raise SystemExit("chaos: dev-kafka did not print its address")
+        self.bootstrap = open(path).readline().strip()
+        r = subprocess.run(["kcat", "-L", "-b", self.bootstrap, "-m", "10"], capture_output=True, timeout=30)
+        if r.returncode != 0: raise SystemExit("chaos: kcat cannot read metadata from dev-kafka: %s" % r.stderr[-300:])
+        self.ctl_fd = os.open(self.ctl, os.O_WRONLY)
+
+    def kafka_cmd(self, line):
+        os.write(self.ctl_fd, (line + "\n").encode())
+
+    # --- mosquitto ---
+    def start_mosquitto(self):
+        pdir = os.path.join(WORK, "mosquitto")
+        os.makedirs(pdir, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+            try:
+                u = pwd.getpwnam("mosquitto"); os.chown(pdir, u.pw_uid, u.pw_gid)
+            except KeyError:
+                pass
+        conf = os.path.join(WORK, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n"
+                    "max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest stderr\n" % (self.mqtt_port, pdir))
+        self.mosq = started(subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
+                                             stderr=open(os.path.join(WORK, "mosquitto.log"), "a")))
+        if not wait_for(lambda: port_open(self.mqtt_port), 10):
+            raise SystemExit("chaos: mosquitto did not listen on %d" % self.mqtt_port)
+
+    def restart_mosquitto(self, down_s):
+        t = time.monotonic()
+        self.mosq.send_signal(signal.SIGTERM)
+        try:
+            self.mosq.wait(20)
+        except subprocess.TimeoutExpired:
+            log("mosquitto did not stop in 20 s after SIGTERM; SIGKILL (its queue since the last save is lost)")
+            self.mosq.kill(); self.mosq.wait(); FAULTS["mosquitto SIGKILLed after a 20 s SIGTERM timeout"] += 1
+        log("mosquitto stopped in %.2f s (exit %s)" % (time.monotonic() - t, self.mosq.returncode))
+        time.sleep(down_s)
+        t = time.monotonic()
+        self.start_mosquitto()
+        log("mosquitto listening again after %.2f s" % (time.monotonic() - t))
+
+    # --- gateway ---
+    def start_gateway(self):
+        self.gw_starts += 1
+        args = [BIN, "gateway", "--mqtt", "mqtt://127.0.0.1:%d" % self.mqtt_port, "--kafka", self.bootstrap,
+                "--state-dir", self.state, "--http", "127.0.0.1:%d" % self.http_port,
+                "--set", "gateway.id=chaos", "--set", "journal.commit-every=%d" % COMMIT_EVERY,
+                "--set", "journal.commit-interval=%dms" % COMMIT_INTERVAL_MS, "--set", "journal.max-bytes=%s" % MAX_BYTES,
+                "--set", "journal.min-free-bytes=64KiB"]
+        for kv in os.environ.get("CHAOS_GATEWAY_SET", "").split():
+            args += ["--set", kv]
+        self.gw = started(subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                           stderr=open(os.path.join(WORK, "gateway.%d.log" % self.gw_starts), "w")))
+        if not wait_for(lambda: self.health().get("mqtt", {}).get("subscribed") is True or self.gw.poll() is not None, 30, 0.1) \
+                or self.gw.poll() is not None:
+            raise SystemExit("chaos: the gateway did not become ready (log %s/gateway.%d.log)" % (WORK, self.gw_starts))
+
+    def stop_gateway(self, phase, how):
+        if how == "sigkill":
+            self.gw.kill()
+        else:
+            self.gw.send_signal(signal.SIGTERM)
+        try:
+            self.gw.wait(60)
+        except subprocess.TimeoutExpired:
+            log("gateway did not stop in 60 s after SIGTERM; SIGKILL"); self.gw.kill(); self.gw.wait(); how += "(timeout)"
+        result = integrity(self.journal)
+        self.stops.append((phase, how, result))
+        log("gateway %s (exit %s); journal integrity_check: %s" % (how, self.gw.returncode, result))
+        return result
+
+    def health(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.http_port, timeout=1) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            try: return json.loads(e.read())
+            except Exception: return {}
+        except Exception:
+            return {}
+
+    def metric(self, name):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.http_port, timeout=1) as r:
+                for line in r.read().decode().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0] == name: return float(parts[1])
+        except Exception:
+            pass
+        return None
+
+    def settle(self, timeout=90):
+        """Waits until the gateway has journaled and forwarded everything (journal empty, intake
+        unchanged for 1 s, subscribed, no backpressure). Bounded; says so when it gives up."""
+        end = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < end:
+            h = self.health(); depth = self.metric("forewarn_gateway_journal_readings")
+            seen = self.metric("forewarn_gateway_readings_in_total")
+            if seen != last: last, since = seen, time.monotonic()
+            if depth == 0 and h.get("mqtt", {}).get("subscribed") and not h.get("backpressure") and time.monotonic() - since >= 1.0:
+                return True
+            time.sleep(0.2)
+        log("not settled after %d s (journal %s, health %s)" % (timeout, self.metric("forewarn_gateway_journal_readings"), self.health()))
+        return False
+
+    def stop_all(self):
+        for p in (self.gw, self.mosq, self.kafka):
+            if p is None or p.poll() is not None: continue
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill(); p.wait()
+
+
+def publisher(rig, site, n, rate):
+    cmd = [os.path.join(WORK, "publisher"), "-p", str(rig.mqtt_port), "-n", str(n), "-m", str(MACHINES), "-s", site,
+           "-r", str(rate), "-w", "500", "-T", str(int(n / max(rate, 1) + 180)), "-i", "chaos-pub-" + site, "-c", "-q"]
+    return started(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+
+
+def finish_publisher(p, site):
+    try:
+        out, err = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        p.kill(); out, err = p.communicate()
+    m = re.search(r"published (\d+) acknowledged (\d+)", out or "")
+    r = re.search(r"rate=([0-9.]+)", err or "")
+    if p.returncode != 0: log("%s: publisher exit %s: %s" % (site, p.returncode, (err or "").strip()[-300:]))
+    return {"exit": p.returncode, "published": int(m.group(1)) if m else 0, "acked": int(m.group(2)) if m else 0,
+            "rate": float(r.group(1)) if r else float("nan")}
+
+
+def sleep_until(t):
+    d = t - time.monotonic()
+    if d > 0: time.sleep(d)
+
+
+def run_phase(rig, index, kind):
+    """One phase: a publisher for PHASE_S seconds and faults of one kind at seeded times."""
+    site = "p%02d-%s" % (index, kind)
+    n = int(RATE * PHASE_S) // MACHINES * MACHINES
+    faults = []
+    if kind == "mosquitto-backpressure":
+        rig.kafka_cmd("down"); faults.append("kafka down")
+        n = max(n * 2, 30000) // MACHINES * MACHINES
+        p = publisher(rig, site, n, 0)  # fast, so the journal fills and the rest queues in mosquitto
+        if wait_for(lambda: rig.health().get("backpressure") is True, 60, 0.1):
+            faults.append("backpressure seen")
+            time.sleep(rng.uniform(0.2, 1.5))
+        else:
+            faults.append("NO backpressure within 60 s")
+        res_wait = wait_for(lambda: p.poll() is not None, 120, 0.1)
+        down = rng.uniform(0.1, 2)
+        rig.restart_mosquitto(down); FAULTS["Kafka outages"] += 1; FAULTS["mosquitto restarts under backpressure"] += 1; faults.append("mosquitto restart (%.1f s down%s)" % (down, "" if res_wait else ", publisher still running"))
+        time.sleep(rng.uniform(0.2, 2)); rig.kafka_cmd("up")
+        pub = finish_publisher(p, site); pub["n"] = n
+        return site, kind, pub, faults
+    p = publisher(rig, site, n, RATE)
+    t0 = time.monotonic(); end = t0 + PHASE_S
+    if kind == "kafka-outages":
+        t = t0 + rng.uniform(0.1, 0.5)
+        while t < end:
+            d = math.exp(rng.uniform(math.log(0.1), math.log(10)))
+            sleep_until(t); rig.kafka_cmd("down"); time.sleep(d); rig.kafka_cmd("up"); FAULTS["Kafka outages"] += 1
+            faults.append("%.2f" % d)
+            t = time.monotonic() + rng.uniform(0.05, 1.0)
+        faults = ["%d outages of %s s" % (len(faults), ",".join(faults))]
+    elif kind == "request-errors":
+        t = t0 + rng.uniform(0.1, 0.5)
+        while t < end:
+            e = rng.choice(["not-leader", "timed-out", "not-enough-replicas", "leader-not-available"])
+            c = rng.randint(1, 30)
+            sleep_until(t); rig.kafka_cmd("produce-errors %s %d" % (e, c)); FAULTS["request-error bursts"] += 1; faults.append("%s x%d" % (e, c))
+            t = time.monotonic() + rng.uniform(0.1, 1.0)
+    elif kind == "leader-moves":
+        t = t0 + rng.uniform(0.1, 0.5)
+        while t < end:
+            part, b = rng.randrange(PARTITIONS), rng.randint(1, BROKERS)
+            sleep_until(t); rig.kafka_cmd("leader forewarn.readings %d %d" % (part, b)); FAULTS["leader moves"] += 1; faults.append("p%d->b%d" % (part, b))
+            t = time.monotonic() + rng.uniform(0.2, 1.5)
+    elif kind == "broker-down":
+        t = t0 + rng.uniform(0.1, 1.0)
+        while t < end:
+            b, d = rng.randint(1, BROKERS), rng.uniform(0.5, 5)
+            sleep_until(t); rig.kafka_cmd("broker-down %d" % b); time.sleep(d); rig.kafka_cmd("broker-up %d" % b); FAULTS["one-broker outages"] += 1
+            faults.append("broker %d down %.1f s" % (b, d))
+            t = time.monotonic() + rng.uniform(0.2, 1.5)
+    elif kind in ("sigterm", "sigkill"):
+        sleep_until(t0 + rng.uniform(0.2, PHASE_S * 0.8))
+        result = rig.stop_gateway(site, kind); FAULTS["gateway " + kind.upper()] += 1
+        faults.append("%s at +%.2f s, integrity %s" % (kind, time.monotonic() - t0, result))
+        time.sleep(rng.uniform(0.0, 1.0))
+        rig.start_gateway()
+    elif kind == "mosquitto-restart":
+        sleep_until(t0 + rng.uniform(0.2, PHASE_S * 0.7))
+        d = rng.uniform(0.1, 2)
+        rig.restart_mosquitto(d); FAULTS["mosquitto restarts"] += 1; faults.append("mosquitto restart at +%.2f s, %.1f s down" % (time.monotonic() - t0 - d, d))
+    pub = finish_publisher(p, site); pub["n"] = n
+    return site, kind, pub, faults
+
+
+def read_kafka(rig):
+    path = os.path.join(WORK, "readings.tsv")
+    with open(path, "w") as out:
+        r = subprocess.run(["kcat", "-C", "-b", rig.bootstrap, "-t", "forewarn.readings", "-o", "beginning", "-e", "-q",
+                            "-f", "%p\t%o\t%k\t%h\t%s\n"], stdout=out, stderr=subprocess.PIPE, timeout=300)
+    if r.returncode != 0: log("kcat exited %d: %s" % (r.returncode, r.stderr[-300:]))
+    records, bad = [], 0
+    for line in open(path, encoding="utf-8", errors="replace"):
+        parts = line.rstrip("\n").split("\t", 4)
+        try:
+            p, o, k, h, s = parts
+            v = json.loads(s)
+            hdr = dict(kv.split("=", 1) for kv in h.split(",") if "=" in kv)
+            records.append((int(p), int(o), hdr.get("gateway"), hdr.get("seq"), v["site"], v["machine"], v["ts"], int(v["value"])))
+        except Exception:
+            bad += 1
+    records.sort(key=lambda r: (r[0], r[1]))
+    return records, bad
+
+
+def pruned_readings(phases, records):
+    """The mock cluster keeps only so much per partition (librdkafka 2.0.2's mock trims the oldest
+    message sets), so a long run may find a partition starting above offset 0. What it trimmed is a
+    prefix of that partition, so for each machine of such a partition the readings published
+    before its first delivered one count as trimmed, not lost. Returns ({(site, machine, counter)},
+    {partition: first offset})."""
+    first_offset, partition_of = {}, {}
+    for p, o, g, q, s, m, ts, c in records:
+        first_offset[p] = min(first_offset.get(p, o), o); partition_of[m] = p
+    order = {site: i for i, (site, _, _, _) in enumerate(phases)}
+    first = {}
+    for p, o, g, q, s, m, ts, c in records:
+        if s in order: first[m] = min(first.get(m, (1 << 30, 0)), (order[s], c))
+    trimmed = set()
+    for m, (pi, c0) in first.items():
+        if first_offset.get(partition_of[m], 0) == 0: continue
+        for i, (site, kind, pub, faults) in enumerate(phases[:pi + 1]):
+            for c in range(pub["n"] // MACHINES if i < pi else c0):
+                trimmed.add((site, m, c))
+    return trimmed, first_offset
+
+
+def reconcile(phases, records, rig):
+    by_site = defaultdict(list)
+    for r in records: by_site[r[4]].append(r)
+    trimmed, first_offset = pruned_readings(phases, records)
+    interval_s = COMMIT_INTERVAL_MS / 1000.0
+    rows, ok_all, summary = [], True, []
+    totals = defaultdict(int)
+    for site, kind, pub, faults in phases:
+        recs = by_site.get(site, [])
+        ids = defaultdict(set)   # (machine, ts) -> {(gateway, seq)}
+        copies = defaultdict(int)
+        counters = defaultdict(set)
+        for p, o, g, q, s, m, ts, c in recs:
+            ids[(m, ts)].add((g, q)); copies[(m, ts)] += 1; counters[m].add(c)
+        delivered = len(ids)
+        duplicates = len(recs) - delivered
+        new_seq = sum(len(v) - 1 for v in ids.values())
+        expected = pub["n"] // MACHINES
+        missing = {("m%03d" % (i + 1), c) for i in range(MACHINES) for c in range(expected)
+                   if c not in counters.get("m%03d" % (i + 1), set())}
+        pruned = sum(1 for (m, c) in missing if (site, m, c) in trimmed)
+        lost = len(missing) - pruned
+        # Order: per machine in partition order after de-dup by (gateway, seq), as a consumer does.
+        seen, last, ooo, bad_machines = set(), {}, 0, set()
+        for p, o, g, q, s, m, ts, c in recs:
+            if (g, q) in seen: continue
+            seen.add((g, q))
+            if m in last and (c <= last[m][0] or ts <= last[m][1]): ooo += 1; bad_machines.add(m)
+            last[m] = (c, ts)
+        pub_ok = pub["exit"] == 0 and pub["acked"] == pub["n"]
+        if kind == "sigkill":
+            # The commit is due commit-interval after the group's first entry and runs on the next
+            # tick of the MQTT loop (at most TICK_MS later), so a group holds up to
+            # rate x (commit-interval + tick) entries, and never more than commit-every.
+            rate = pub["rate"] if pub["rate"] == pub["rate"] else RATE
+            window = min(COMMIT_EVERY, math.ceil(rate * (interval_s + TICK_MS / 1000.0)))
+            target_ok = lost <= window
+            loss_text = "lost %d (window %d = min(commit-every %d, %.0f/s x (commit-interval %d ms + tick %d ms)); %.0f/s x commit-interval alone = %d)" % (
+                lost, window, COMMIT_EVERY, rate, COMMIT_INTERVAL_MS, TICK_MS, rate, math.ceil(rate * interval_s))
+        else:
+            target_ok = lost == 0
+            loss_text = "lost %d (target 0)" % lost
+        integ = [i for (ph, how, i) in rig.stops if ph == site]
+        integ_ok = all(i == "ok" for i in integ)
+        ok = pub_ok and target_ok and ooo == 0 and new_seq == 0 and integ_ok
+        ok_all &= ok
+        summary.append({"phase": site, "kind": kind, "published": pub["acked"], "to_publish": pub["n"],
+                        "publisher_exit": pub["exit"], "rate": pub["rate"], "delivered": delivered,
+                        "duplicates": duplicates, "duplicates_with_new_seq": new_seq, "lost": lost,
+                        "window": window if kind == "sigkill" else 0, "trimmed": pruned, "out_of_order": ooo, "integrity": integ, "ok": ok})
+        for k, v in (("published", pub["acked"]), ("delivered", delivered), ("duplicates", duplicates), ("new_seq", new_seq),
+                     ("lost", lost), ("ooo", ooo)):
+            totals[k] += v
+        totals["pruned"] += pruned
+        rows.append("%-4s %-28s published %6d delivered %6d%s duplicates %5d (%s) %s, out of order %d%s%s | %s" % (
+            "ok" if ok else "FAIL", site, pub["acked"], delivered,
+            " (+%d trimmed by dev-kafka's retention)" % pruned if pruned else "", duplicates,
+            "all same (gateway, seq)" if new_seq == 0 else "%d with a NEW seq" % new_seq,
+            loss_text, ooo, " (machines %s)" % ",".join(sorted(bad_machines)) if bad_machines else "",
+            ", integrity %s" % ",".join(integ) if integ else "",
+            "; ".join(faults)[:300] + ("" if pub_ok else "; PUBLISHER: exit %s, %d of %d acked" % (pub["exit"], pub["acked"], pub["n"]))))
+    trimmed_note = ""
+    if totals["pruned"]:
+        trimmed_note = "; dev-kafka's mock trimmed %d old readings (partition first offsets %s), not counted as lost" % (
+            totals["pruned"], ",".join("%d:%d" % kv for kv in sorted(first_offset.items())))
+    return rows, totals, ok_all, summary, trimmed_note
+
+
+def main():
+    # A parent may hand us blocked signals (the Swift test runner blocks SIGTERM): children inherit
+    # the mask across exec, and a mosquitto with SIGTERM blocked never saves its queue and stops.
+    blocked = signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if blocked: log("unblocked signals inherited from the parent: %s" % sorted(int(s) for s in blocked))
+    rig = Rig()
+    def on_signal(signum, frame): raise SystemExit(130)
+    signal.signal(signal.SIGTERM, on_signal); signal.signal(signal.SIGINT, on_signal)
+    ok = False
+    try:
+        rig.start_kafka(); rig.start_mosquitto(); rig.start_gateway()
+        log("seed %d, duration %.0f s; mosquitto 127.0.0.1:%d, dev-kafka %s, gateway http 127.0.0.1:%d; work %s"
+            % (SEED, DURATION, rig.mqtt_port, rig.bootstrap, rig.http_port, WORK))
+        # Every kind once (in seeded order) while time allows, then seeded random kinds.
+        order = KINDS[:]; rng.shuffle(order)
+        phases, t_start, i = [], time.monotonic(), 0
+        while time.monotonic() - t_start < DURATION:
+            kind = order[i] if i < len(order) else rng.choice(KINDS)
+            i += 1
+            log("phase %d: %s" % (i, kind))
+            result = run_phase(rig, i, kind)
+            phases.append(result)
+            log("phase %d: %s: publisher %s; %s" % (i, kind, result[2], "; ".join(result[3])[:200]))
+            rig.settle()
+        log("draining")
+        rig.kafka_cmd("up")
+        for b in range(1, BROKERS + 1): rig.kafka_cmd("broker-up %d" % b)
+        rig.settle(120)
+        rig.stop_gateway("final", "sigterm")
+        records, bad = read_kafka(rig)
+        rows, totals, ok, summary, trimmed_note = reconcile(phases, records, rig)
+        with open(os.path.join(WORK, "summary.json"), "w") as f:
+            json.dump({"phases": summary, "stops": [{"phase": a, "how": b, "integrity": c} for a, b, c in rig.stops],
+                       "unparsable": bad, "faults": FAULTS, "commit_every": COMMIT_EVERY, "commit_interval_ms": COMMIT_INTERVAL_MS}, f, indent=1)
+        print("chaos: seed %d, %d phases in %.0f s, %d machines at %d readings/s, journal.commit-every=%d commit-interval=%dms"
+              % (SEED, len(phases), time.monotonic() - t_start, MACHINES, RATE, COMMIT_EVERY, COMMIT_INTERVAL_MS))
+        for r in rows: print(r)
+        final = [i for (ph, how, i) in rig.stops if ph == "final"]
+        integ_all = all(i == "ok" for (_, _, i) in rig.stops)
+        ok = ok and integ_all and bad == 0
+        kills = sum(1 for (_, how, _) in rig.stops if how == "sigkill")
+        print("%s total: published %d delivered %d duplicates %d (%s) lost %d out of order %d; %d gateway stops "
+              "(%d SIGKILL), integrity ok after %d of %d (final: %s); %d unparsable record(s)%s" % (
+                  "PASS" if ok else "FAIL", totals["published"], totals["delivered"], totals["duplicates"],
+                  "all same (gateway, seq)" if totals["new_seq"] == 0 else "%d with a NEW seq" % totals["new_seq"],
+                  totals["lost"], totals["ooo"], len(rig.stops), kills,
+                  sum(1 for (_, _, i) in rig.stops if i == "ok"), len(rig.stops), ",".join(final), bad, trimmed_note))
+        print("faults applied: %s" % ", ".join("%d %s" % (v, k) for k, v in sorted(FAULTS.items())))
+        print("targets: 0 lost and 0 out of order outside SIGKILL phases; every duplicate carries its first copy's "
+              "(gateway, seq); SIGKILL loss <= the group-commit window per kill; integrity_check ok after every stop")
+        sys.stdout.flush()
+    finally:
+        rig.stop_all()
+        if ok and not os.environ.get("CHAOS_KEEP") and not os.environ.get("CHAOS_WORK"):
+            subprocess.run(["rm", "-rf", WORK])
+        else:
+            log("logs and data are in %s" % WORK)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
