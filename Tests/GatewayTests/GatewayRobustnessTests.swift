@@ -133,13 +133,22 @@ struct GatewayRobustnessTests {
         let p = try Pipeline("mqtt5", settings: ["mqtt.protocol=5"])
         defer { p.stop() }
         let gateway = try p.startGateway()
+        // mosquitto logs each connection with its protocol: "New client connected ... as <id> (p5, c0, k60)"
+        // for MQTT 5, "(p2, ..." for 3.1.1. The gateway must have negotiated 5.
+        #expect(p.broker.waitForLog("as forewarn-gw-test (p5,"), "gateway did not connect with MQTT 5: \(p.broker.log.suffix(800))")
+        #expect(!p.broker.log.contains("as forewarn-gw-test (p2,"))
         let publisher = try TestPublisher(url: p.broker.url)
+        // The test publisher speaks 3.1.1: the same log line with p2 shows the check tells the versions apart.
+        #expect(p.broker.waitForLog(" (p2,"), "\(p.broker.log.suffix(800))")
         var published = try publishReadings(publisher, count: 300, machines: 3)
         // Away and back: with MQTT 5 the session survives only with a session expiry interval.
         gateway.child.stop()
         published += try publishReadings(publisher, count: 300, machines: 3, startTs: 1_700_000_100_000)
         #expect(publisher.finish())
         try p.startGateway(name: "gateway-2")
+        // The second connection resumes the session (c0: no clean start) over MQTT 5 again.
+        let connects = p.broker.log.components(separatedBy: "as forewarn-gw-test (p5, c0,").count - 1
+        #expect(connects == 2, "two MQTT 5 connections without clean start: \(p.broker.log.suffix(800))")
         let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 600, timeout: 60))
         #expect(missing(published, received) == 0)
         #expect(received.count == 600)
