@@ -128,6 +128,36 @@ struct GatewayRobustnessTests {
         #expect(received.count == 1000)
     }
 
+    @Test("the MQTT broker (persistence true) restarts with messages queued for the gateway in backpressure: all arrive exactly once, in order")
+    func brokerRestartWithPending() throws {
+        let p = try Pipeline("broker-restart-pending", settings: ["journal.max-bytes=32KiB", "journal.full-policy=backpressure"],
+                             brokerPersistence: true)
+        defer { p.stop() }
+        let gateway = try p.startGateway()
+        p.kafka.brokersDown()
+        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
+        let publisher = try TestPublisher(url: p.broker.url)
+        let published = try publishReadings(publisher, count: 1500, machines: 5)
+        #expect(publisher.finish(), "the broker takes everything for the gateway's persistent session")
+        // The journal fills and the gateway stops reading: the rest waits in the broker.
+        let (_, body) = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"backpressure\":true") }
+        #expect(body.contains("\"backpressure\":true"))
+        let taken = gateway.metric("forewarn_gateway_mqtt_messages_total")
+        #expect(taken < 1500, "messages are pending in the broker at the restart (gateway took \(taken))")
+
+        try p.broker.restart()
+        #expect(FileManager.default.fileExists(atPath: p.dir + "/mosquitto-data/mosquitto.db"), "mosquitto saved its sessions: \(p.broker.log.suffix(600))")
+        p.kafka.brokersUp()
+        let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 1500, timeout: 90, settle: 2))
+        print("broker restart with pending: published 1500, taken before the restart \(Int(taken)), received \(received.count), missing \(missing(published, received))")
+        #expect(missing(published, received) == 0)
+        #expect(received.count == 1500, "exactly once")
+        #expect(Set(received.map(\.seq)).count == received.count)
+        #expect(perMachineOrderViolations(received).isEmpty)
+        let healthy = gateway.waitForHealth(timeout: 20) { s, b in s == 200 && b.contains("\"backpressure\":false") && b.contains("\"subscribed\":true") }
+        #expect(healthy.0 == 200, "\(healthy.1)")
+    }
+
     @Test("MQTT 5 with a persistent session (session expiry) delivers like 3.1.1")
     func mqtt5() throws {
         let p = try Pipeline("mqtt5", settings: ["mqtt.protocol=5"])
