@@ -141,8 +141,14 @@ struct DetectorServiceTests {
         while scored() < 400 && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
         #expect(scored() == 400)
         kafka.stop()
-        // Long enough for the loop to refresh its lag (every second) against the dead cluster.
-        Thread.sleep(forTimeInterval: 4)
+        // Wait until the loop has run against the dead cluster: health names the Kafka error.
+        let deadline2 = Date().addingTimeInterval(30)
+        var health = httpGet(port: port, path: "/healthz")
+        while health.0 != 503 && Date() < deadline2 {
+            Thread.sleep(forTimeInterval: 0.1)
+            health = httpGet(port: port, path: "/healthz")
+        }
+        #expect(health.0 == 503, "health reports Kafka gone: \(health.1)")
         detector.signal(SIGTERM)
         let status = detector.waitForExit(timeout: 20)
         #expect(status != nil, "the detector ignored SIGTERM for 20 s with Kafka gone")

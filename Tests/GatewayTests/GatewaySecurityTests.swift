@@ -62,4 +62,64 @@ struct GatewaySecurityTests {
         let (_, health) = gateway.waitForHealth(timeout: 15) { _, b in b.contains("\"subscribed\":true") }
         #expect(health.contains("\"subscribed\":true"), "\(gateway.child.stderr.suffix(600))")
     }
+
+    enum BadClientCertificate: String, CaseIterable, Sendable {
+        case none, foreignCA = "foreign-ca", expired
+    }
+
+    @Test("a client certificate the broker refuses (none, another CA, expired): no connection, health 503, the broker's reason, no crash",
+          arguments: BadClientCertificate.allCases)
+    func refusedClientCertificate(_ bad: BadClientCertificate) throws {
+        let dir = TestEnvironment.temporaryDirectory("tls-cert-\(bad.rawValue)")
+        let certs = try TestCertificates(directory: dir)
+        let broker = try MosquittoBroker(directory: dir, tls: .init(caFile: certs.caFile, certFile: certs.serverCert, keyFile: certs.serverKey,
+                                                                    requireClientCertificate: true))
+        let kafka = try DevKafka(directory: dir)
+        defer { kafka.stop(); broker.stop() }
+        var settings = ["mqtt.tls.ca-file=\(certs.caFile)"]
+        // What mosquitto says when it refuses the handshake, and what openssl says of the certificate itself.
+        let brokerReason: String
+        switch bad {
+        case .none:
+            brokerReason = "peer did not return a certificate"
+        case .foreignCA:
+            settings += ["mqtt.tls.cert-file=\(certs.foreignClientCert)", "mqtt.tls.key-file=\(certs.foreignClientKey)"]
+            brokerReason = "certificate verify failed"
+            #expect(try opensslVerify(certs.foreignClientCert, ca: certs.caFile).contains("unable to get local issuer certificate"))
+        case .expired:
+            settings += ["mqtt.tls.cert-file=\(certs.expiredClientCert)", "mqtt.tls.key-file=\(certs.expiredClientKey)"]
+            brokerReason = "certificate verify failed"
+            #expect(try opensslVerify(certs.expiredClientCert, ca: certs.caFile).contains("certificate has expired"))
+        }
+        let gateway = try GatewayProcess(directory: dir, mqtt: "mqtts://127.0.0.1:\(broker.port)", kafka: kafka.bootstrap, stateDir: dir + "/state",
+                                         settings: settings)
+        defer { gateway.child.stop() }
+        let (status, body) = gateway.waitForHealth(timeout: 15) { s, _ in s == 503 }
+        #expect(status == 503)
+        #expect(body.contains("mqtt unreachable"), "\(body)")
+        #expect(body.contains("\"connected\":false"))
+        #expect(broker.waitForLog(brokerReason), "the broker refused the handshake for the expected reason: \(broker.log.suffix(600))")
+        #expect(!broker.log.contains("New client connected"), "no MQTT session was opened")
+        #expect(gateway.child.stderr.contains("MQTT connection lost"), "the gateway logs that it cannot hold a connection")
+        #expect(gateway.child.isRunning, "a refused certificate must not crash the gateway")
+        // The gateway cannot yet say *why*: libmosquitto's TLS error (OpenSSL's alert) is not logged by the
+        // MQTT wrapper, so health and log say only "connection lost". Known gap, reported in issue 10.
+        withKnownIssue("the gateway does not report the TLS reason for a refused client certificate") {
+            #expect(gateway.child.stderr.contains("certificate") || body.contains("certificate"))
+        }
+    }
+}
+
+/// `openssl verify -CAfile ca cert`: its output (stdout and stderr).
+func opensslVerify(_ cert: String, ca: String) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    p.arguments = ["verify", "-CAfile", ca, cert]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
 }

@@ -120,7 +120,13 @@ final class RecordingSubscriber: @unchecked Sendable {
         let fleet = try FleetSimulator(scenario: try shippedScenario("default.yaml"), seed: 42)
         let runner = SimulationRunner(fleet: fleet, payload: .batch, mqtt: Self.publisherOptions(broker), logger: Self.logger)
         let stop = StopFlag()
-        Thread { Thread.sleep(forTimeInterval: 0.5); stop.stop() }.start()
+        // Stop once readings are flowing (the subscriber has one), bounded to 20 s.
+        let sub = subscriber
+        Thread {
+            let until = Date().addingTimeInterval(20)
+            while sub.received.withLock({ $0.messages }) == 0 && Date() < until { Thread.sleep(forTimeInterval: 0.01) }
+            stop.stop()
+        }.start()
         // Unbounded duration: only the stop request ends it.
         let summary = try runner.run(duration: nil, speed: 600, stop: stop)
         #expect(summary.stoppedEarly)

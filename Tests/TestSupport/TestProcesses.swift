@@ -141,12 +141,24 @@ public final class MosquittoBroker: @unchecked Sendable {
     }
 
     /// `users`: name → password for a password file (anonymous access is then refused).
-    public init(directory: String, tls: TLS? = nil, users: [String: String] = [:]) throws {
+    /// `persistence`: sessions and queued messages survive a restart, in `directory/mosquitto-data`
+    /// (owned by the `mosquitto` user, which the broker drops to when started as root).
+    public init(directory: String, tls: TLS? = nil, users: [String: String] = [:], persistence: Bool = false) throws {
         self.directory = directory
         port = freePort()
+        var persistenceConf = "persistence false"
+        if persistence {
+            let data = directory + "/mosquitto-data"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            if getuid() == 0, let user = getpwnam("mosquitto") {
+                guard chown(data, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else { throw TestFailure("cannot chown \(data) to mosquitto") }
+                chmod(directory, 0o755)
+            }
+            persistenceConf = "persistence true\npersistence_location \(data)/\nautosave_interval 1"
+        }
         var conf = """
             listener \(port) 127.0.0.1
-            persistence false
+            \(persistenceConf)
             max_queued_messages 1000000
             max_inflight_messages 100
             log_dest stderr
@@ -183,6 +195,19 @@ public final class MosquittoBroker: @unchecked Sendable {
     }
 
     public var url: String { "mqtt://127.0.0.1:\(port)" }
+
+    /// What the running broker has logged (connections, with `connection_messages true`).
+    public var log: String { child.stderr }
+
+    /// Polls the broker's log until it contains `text`, up to `timeout`.
+    public func waitForLog(_ text: String, timeout: TimeInterval = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.contains(text) { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return log.contains(text)
+    }
 
     public func stop() { child.stop(grace: 5) }
 
@@ -297,8 +322,18 @@ public struct TestCertificates: Sendable {
     public let serverKey: String
     public let clientCert: String
     public let clientKey: String
+    /// A client certificate signed by another CA than `caFile`.
+    public let foreignClientCert: String
+    public let foreignClientKey: String
+    /// A client certificate from `caFile` whose validity ended at its creation.
+    public let expiredClientCert: String
+    public let expiredClientKey: String
 
     public init(directory: String) throws {
+        foreignClientCert = directory + "/foreign-client.crt"
+        foreignClientKey = directory + "/foreign-client.key"
+        expiredClientCert = directory + "/expired-client.crt"
+        expiredClientKey = directory + "/expired-client.key"
         caFile = directory + "/ca.crt"
         serverCert = directory + "/server.crt"
         serverKey = directory + "/server.key"
@@ -314,6 +349,11 @@ public struct TestCertificates: Sendable {
             openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt
             openssl req -newkey rsa:2048 -nodes -subj /CN=gateway -keyout client.key -out client.csr
             openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out client.crt
+            openssl req -newkey rsa:2048 -nodes -subj /CN=gateway -keyout expired-client.key -out expired-client.csr
+            openssl x509 -req -in expired-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 0 -out expired-client.crt
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=forewarn-foreign-ca -keyout foreign-ca.key -out foreign-ca.crt
+            openssl req -newkey rsa:2048 -nodes -subj /CN=gateway -keyout foreign-client.key -out foreign-client.csr
+            openssl x509 -req -in foreign-client.csr -CA foreign-ca.crt -CAkey foreign-ca.key -CAcreateserial -days 2 -out foreign-client.crt
             chmod 644 *.key
             """
         let p = Process()
