@@ -73,15 +73,15 @@ struct DevKafkaCommand: ParsableCommand {
     /// The FIFO is opened read-write, so it never reports end-of-file when a writer closes it.
     private func startControl(path: String, cluster: MockCluster) {
         if access(path, F_OK) != 0, mkfifo(path, 0o600) != 0 {
-            fail("dev-kafka: cannot create the control FIFO \(path): \(String(cString: strerror(errno)))", code: 1)
+            fail("dev-kafka: cannot create the control FIFO \(path): \(String(cString: strerror(errno)))", status: .failure)
         }
         var info = stat()
         guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else {
-            fail("dev-kafka: --control \(path) exists and is not a named pipe (FIFO); remove it or name another path", code: 1)
+            fail("dev-kafka: --control \(path) exists and is not a named pipe (FIFO); remove it or name another path", status: .failure)
         }
         let fd = open(path, O_RDWR)
         guard fd >= 0 else {
-            fail("dev-kafka: cannot open the control FIFO \(path): \(String(cString: strerror(errno)))", code: 1)
+            fail("dev-kafka: cannot open the control FIFO \(path): \(String(cString: strerror(errno)))", status: .failure)
         }
         let reader = Thread {
             guard let file = fdopen(fd, "r") else { return }
