@@ -68,7 +68,7 @@ public struct SystemdService: Service {
         var pinger = WatchdogPinger(interval: interval)
         let tick = min(.milliseconds(100), interval / 5)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            for action in pinger.tick(now: .now, staleWorkers: heartbeats?.staleWorkers ?? []) {
+            for action in pinger.tick(now: ContinuousClock.now, staleWorkers: heartbeats?.staleWorkers ?? []) {
                 switch action {
                 case .ping:
                     notifier.notify("WATCHDOG=1")
