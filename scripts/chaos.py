@@ -20,6 +20,8 @@ KINDS = ["kafka-outages", "request-errors", "leader-moves", "broker-down", "sigt
          "mosquitto-restart", "mosquitto-backpressure"]
 if os.environ.get("CHAOS_PHASES"):
     KINDS = [k for k in os.environ["CHAOS_PHASES"].split(",") if k]
+# Which produce errors the request-error phases inject (CHAOS_ERROR_KINDS, comma-separated).
+ERROR_KINDS = [k for k in os.environ.get("CHAOS_ERROR_KINDS", "not-leader,timed-out,not-enough-replicas,leader-not-available").split(",") if k]
 PARTITIONS, BROKERS = int(os.environ.get("CHAOS_PARTITIONS", "8")), 3
 rng = random.Random(SEED)
 FAULTS = defaultdict(int)  # fault name -> how many were applied
@@ -258,7 +260,7 @@ def run_phase(rig, index, kind):
     elif kind == "request-errors":
         t = t0 + rng.uniform(0.1, 0.5)
         while t < end:
-            e = rng.choice(["not-leader", "timed-out", "not-enough-replicas", "leader-not-available"])
+            e = rng.choice(ERROR_KINDS)
             c = rng.randint(1, 30)
             sleep_until(t); rig.kafka_cmd("produce-errors %s %d" % (e, c)); FAULTS["request-error bursts"] += 1; faults.append("%s x%d" % (e, c))
             t = time.monotonic() + rng.uniform(0.1, 1.0)
