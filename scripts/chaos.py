@@ -104,6 +104,9 @@ class Rig:
             import pwd
             try:
                 u = pwd.getpwnam("mosquitto"); os.chown(pdir, u.pw_uid, u.pw_gid)
+                # mosquitto drops root: it must be able to reach its directory too (mktemp -d
+                # makes the work directory 0700, and then every save failed with EACCES).
+                os.chmod(WORK, os.stat(WORK).st_mode | 0o011)
             except KeyError:
                 pass
         conf = os.path.join(WORK, "mosquitto.conf")
