@@ -193,9 +193,6 @@ public struct PCAMonitor: Codable, Sendable {
         settling = ExcursionSettling(fraction: params.excursionSettleFraction, holdMs: params.excursionSettleMs)
     }
 
-    /// Excursions settled so far (see `ExcursionSettling`).
-    public var settledExcursions: Int { settling.settled }
-
     public var isFitted: Bool { model != nil }
 
     /// Feed one aligned vector in `sensors` order, observed at `ts` (epoch ms).
