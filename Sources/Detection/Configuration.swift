@@ -27,6 +27,7 @@ public enum ModelKind: String, Codable, Sendable, CaseIterable, Hashable {
     case limit                         // static min/max limits from the machine model
     case likelihood = "anomaly_likelihood" // tail probability of recent surprise vs its own history
     case seasonal                      // anomaly likelihood of the residual vs a time-of-period profile
+    case novelty                       // the last few readings unlike every shape remembered
     case pca                           // Hotelling T^2 + SPE/Q on a PCA of the warm-up
 }
 
@@ -127,6 +128,18 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// as soon as the warm-up is over; the history then needs at most `warmupCount` values
     /// (default true).
     public var learnDuringWarmup: Bool = true
+    /// Novelty: readings per remembered shape (default 4).
+    public var noveltyWidth: Int = 4
+    /// Novelty: shapes remembered, least recently matched replaced first (default 200).
+    public var noveltyMemory: Int = 200
+    /// Novelty: L-infinity distance from every remembered shape, in units of the warm-up's
+    /// range (max - min), beyond which the current shape is novel (default 0.5).
+    public var noveltyVigilance: Double = 0.5
+    /// Novelty: after one is reported, none for this share of the warm-up's length (default 0.2).
+    public var noveltyRestFraction: Double = 0.2
+    /// Novelty: distinct values the warm-up must show for the test to run (default 20); streams
+    /// of a few levels (small counts, states) are left to the likelihood.
+    public var noveltyMinLevels: Int = 20
     /// Seasonal profile period, ms (default one day).
     public var seasonalPeriodMs: Int64 = 86_400_000
     /// Buckets per period (default 288: 5-minute buckets over a day).
@@ -289,7 +302,7 @@ public struct DetectorConfiguration: Codable, Sendable, Equatable {
     /// univariate statistics (robust z, EWMA z, CUSUM, Page-Hinkley, windowed Gaussian) are
     /// always computed and reported as evidence; enabling them trades more alarms for speed
     /// (their fixed-baseline or cumulative nature over-alarms on drifting, seasonal signals).
-    public var enabledModels: Set<ModelKind> = [.seasonal, .likelihood, .limit, .trend, .pca]
+    public var enabledModels: Set<ModelKind> = [.seasonal, .likelihood, .novelty, .limit, .trend, .pca]
     /// Whether univariate statistical models also feed the machine score when the PCA monitor
     /// runs (default false: on a multi-sensor machine T^2/Q already sees every sensor and
     /// per-sensor tests mostly add false alarms; limits and trend always feed it).

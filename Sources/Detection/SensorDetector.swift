@@ -45,6 +45,7 @@ public struct SensorOutput: Sendable, Equatable {
     public var trendRatio = 0.0
     public var likelihoodRatio = 0.0
     public var seasonalRatio = 0.0
+    public var noveltyRatio = 0.0
     public var limitRatio = 0.0
     public var limitSeverity: Severity? = nil
     /// Holt slope, units per second.
@@ -66,6 +67,7 @@ public struct SensorOutput: Sendable, Equatable {
         case .limit: return limitRatio
         case .likelihood: return likelihoodRatio
         case .seasonal: return seasonalRatio
+        case .novelty: return noveltyRatio
         case .pca: return 0
         }
     }
@@ -103,6 +105,8 @@ public struct SensorDetector: Codable, Sendable {
     private var surpriseShort: RollingWindow
     // The same histories' upper tails, fitted (peaks over threshold) for the calibrated test.
     private var surpriseTail: ScoreTail
+    // Shapes of the last few readings seen so far, and whether the current one is new.
+    private var novelty: NoveltyMemory
     private var residualTail: ScoreTail
     // Seasonal profiles (time-of-day and time-of-week buckets) and the likelihood of the
     // residual that neither explains.
@@ -129,6 +133,9 @@ public struct SensorDetector: Codable, Sendable {
         longWindow = RollingWindow(capacity: params.gaussianWindow)
         shortWindow = RollingWindow(capacity: params.gaussianShortWindow)
         surpriseLong = RollingWindow(capacity: params.likelihoodWindow)
+        novelty = NoveltyMemory(width: params.noveltyWidth, capacity: params.noveltyMemory, vigilance: params.noveltyVigilance,
+                                restReadings: Int(params.noveltyRestFraction * Double(Swift.max(2, warmupCount))),
+                                holdReadings: params.likelihoodShortWindow, minLevels: params.noveltyMinLevels)
         surpriseShort = RollingWindow(capacity: params.likelihoodShortWindow)
         daily = SeasonalProfile(periodMs: params.seasonalPeriodMs, buckets: params.seasonalBuckets)
         weekly = SeasonalProfile(periodMs: params.weeklyPeriodMs, buckets: params.weeklyBuckets)
@@ -262,6 +269,8 @@ public struct SensorDetector: Codable, Sendable {
         out.gaussianTailRatio = log(tail) / log(p.gaussianTailLimit)
         longWindow.push(value)
 
+        out.noveltyRatio = novelty.observe(value)
+
         // Surprise against the seasonal profiles: the daily one, and the weekly one once this
         // time of week has history. A reading is only as surprising as the best of them says,
         // so a weekend that differs from weekdays is explained by the weekly profile.
@@ -373,6 +382,7 @@ public struct SensorDetector: Codable, Sendable {
         robustSigma = mad > 0 ? 1.4826 * mad : Swift.max(s, scaleFloor)
         ewmaMean = m
         ewmaVar = Swift.max(s, sigmaFloor) * Swift.max(s, sigmaFloor)
+        novelty.learn(warmup: w)
         guard params.learnDuringWarmup else { return }
         // Replay the warm-up through the adaptive baseline, so the likelihood's history of
         // surprise is there when the warm-up ends (the warm-up is the learning period).

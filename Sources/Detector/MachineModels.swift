@@ -58,6 +58,37 @@ public struct MachineModels: Sendable {
         return try parse(text: text, path: path)
     }
 
+    /// The `novelty` mapping: vigilance (warm-up ranges), width and memory (shapes), rest
+    /// (share of the warm-up), min-levels.
+    private static func parseNovelty(_ v: Node, into u: inout UnivariateParameters, key: (String) -> String,
+                                     number: (Node, String) throws(ConfigError) -> Double,
+                                     integer: (Node, String) throws(ConfigError) -> Int, path: String) throws(ConfigError) {
+        guard let m = v.mapping else { throw ConfigError(key: key("novelty"), "must be a mapping of vigilance, width, memory, rest, min-levels (in \(path))") }
+        for (k, nv) in m {
+            let full = "novelty.\(k.string ?? "")"
+            switch k.string ?? "" {
+            case "vigilance":
+                let r = try number(nv, full)
+                guard r > 0 && r <= 100 else { throw ConfigError(key: key(full), "must be in (0, 100] (warm-up ranges) (in \(path))") }
+                u.noveltyVigilance = r
+            case "width":
+                let n = try integer(nv, full)
+                guard (1...64).contains(n) else { throw ConfigError(key: key(full), "must be 1...64 readings (in \(path))") }
+                u.noveltyWidth = n
+            case "memory":
+                let n = try integer(nv, full)
+                guard (1...1000).contains(n) else { throw ConfigError(key: key(full), "must be 1...1000 shapes (in \(path))") }
+                u.noveltyMemory = n
+            case "rest":
+                let r = try number(nv, full)
+                guard r >= 0 && r <= 100 else { throw ConfigError(key: key(full), "must be in [0, 100] (a share of the warm-up) (in \(path))") }
+                u.noveltyRestFraction = r
+            case "min-levels": u.noveltyMinLevels = try integer(nv, full)
+            default: throw ConfigError(key: key(full), "unknown key (allowed: vigilance, width, memory, rest, min-levels)")
+            }
+        }
+    }
+
     /// One model file's text; `path` names the type (its base name) and appears in errors.
     public static func parse(text: String, path: String) throws(ConfigError) -> MachineType {
         let root: Node?
@@ -131,6 +162,8 @@ public struct MachineModels: Sendable {
                         throw ConfigError(key: key(full), "unknown key (allowed: min-rate, dominance, max-duration, slow-change-memory)")
                     }
                 }
+            case "novelty":
+                try parseNovelty(v, into: &c.univariate, key: key, number: number, integer: integer, path: path)
             case "models":
                 guard let seq = v.sequence else { throw ConfigError(key: key("models"), "must be a list of model names") }
                 var set = Set<ModelKind>()

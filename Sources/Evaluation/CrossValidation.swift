@@ -15,45 +15,57 @@ public struct Candidate: Sendable {
 }
 
 public enum Candidates {
-    /// The grid the cross-validation chooses from: the shipped default first, then the settings
-    /// that decide how sensitive the detector is — the risk level of the self-calibrated
-    /// threshold and how many steps a score must hold before an alert opens.
-    public static func grid(base: DetectorConfiguration = DetectorConfiguration()) -> [Candidate] {
+    /// The NAB grid: the shipped default first, then the settings that decide how sensitive the
+    /// univariate chain is — the risk level of the self-calibrated threshold, its history, the
+    /// novelty test's vigilance, shape width and rest — and how many steps a score must hold
+    /// before an alert opens. (NAB streams are univariate: the PCA settings do not apply.)
+    public static func nab(base: DetectorConfiguration = DetectorConfiguration()) -> [Candidate] {
         var out = [Candidate(name: "default", config: base)]
         for risk in [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8] where risk != base.univariate.likelihoodTailLimit {
-            var c = base
-            c.univariate.likelihoodTailLimit = risk
-            out.append(Candidate(name: "likelihood-tail=\(risk)", config: c))
+            out.append(variant(base, "likelihood-tail=\(risk)") { $0.univariate.likelihoodTailLimit = risk })
         }
-        for w in [500, 2000, 4000] where w != base.univariate.likelihoodWindow {
-            var c = base
-            c.univariate.likelihoodWindow = w
-            out.append(Candidate(name: "likelihood-window=\(w)", config: c))
+        for w in [500, 1000, 2000, 4000] where w != base.univariate.likelihoodWindow {
+            out.append(variant(base, "likelihood-window=\(w)") { $0.univariate.likelihoodWindow = w })
         }
         for (name, learn, evt) in [("no-warmup-learning", false, base.univariate.calibratedTail), ("pareto-tail", true, true)] {
-            var c = base
-            c.univariate.learnDuringWarmup = learn
-            c.univariate.calibratedTail = evt
-            out.append(Candidate(name: name, config: c))
-            if evt { for risk in [1e-2, 1e-3] { var d = c; d.univariate.likelihoodTailLimit = risk; out.append(Candidate(name: "pareto-tail risk=\(risk)", config: d)) } }
+            let c = variant(base, name) { $0.univariate.learnDuringWarmup = learn; $0.univariate.calibratedTail = evt }
+            out.append(c)
+            if evt { for risk in [1e-2, 1e-3] { out.append(variant(c.config, "pareto-tail risk=\(risk)") { $0.univariate.likelihoodTailLimit = risk }) } }
         }
-        // When a multivariate excursion counts as settled (SKAB; NAB streams are univariate).
+        out.append(variant(base, "no-novelty") { $0.enabledModels.remove(.novelty) })
+        for v in [0.3, 0.5, 0.8, 1.0] where v != base.univariate.noveltyVigilance {
+            out.append(variant(base, "novelty-vigilance=\(v)") { $0.univariate.noveltyVigilance = v })
+        }
+        for w in [1, 2, 4, 8] where w != base.univariate.noveltyWidth {
+            out.append(variant(base, "novelty-width=\(w)") { $0.univariate.noveltyWidth = w })
+        }
+        for f in [0.2, 0.5] where f != base.univariate.noveltyRestFraction {
+            out.append(variant(base, "novelty-rest=\(f)") { $0.univariate.noveltyRestFraction = f })
+        }
+        return out + openCounts(base)
+    }
+
+    /// The SKAB grid: the default, when a multivariate excursion counts as settled, and the
+    /// open count. (Its machines run the PCA monitor; the univariate tests do not feed the score.)
+    public static func skab(base: DetectorConfiguration = DetectorConfiguration()) -> [Candidate] {
+        var out = [Candidate(name: "default", config: base)]
         for f in [0.0, 0.05, 0.2] where f != base.multivariate.excursionSettleFraction {
-            var c = base
-            c.multivariate.excursionSettleFraction = f
-            out.append(Candidate(name: "settle-fraction=\(f)", config: c))
+            out.append(variant(base, "settle-fraction=\(f)") { $0.multivariate.excursionSettleFraction = f })
         }
         for ms: Int64 in [5_000, 30_000] where ms != base.multivariate.excursionSettleMs {
-            var c = base
-            c.multivariate.excursionSettleMs = ms
-            out.append(Candidate(name: "settle-hold=\(ms / 1000)s", config: c))
+            out.append(variant(base, "settle-hold=\(ms / 1000)s") { $0.multivariate.excursionSettleMs = ms })
         }
-        for n in [1, 3, 6, 12] where n != base.lifecycle.openCount {
-            var c = base
-            c.lifecycle.openCount = n
-            out.append(Candidate(name: "open-count=\(n)", config: c))
-        }
-        return out
+        return out + openCounts(base)
+    }
+
+    private static func openCounts(_ base: DetectorConfiguration) -> [Candidate] {
+        [1, 3, 6, 12].filter { $0 != base.lifecycle.openCount }.map { n in variant(base, "open-count=\(n)") { $0.lifecycle.openCount = n } }
+    }
+
+    private static func variant(_ base: DetectorConfiguration, _ name: String, _ change: (inout DetectorConfiguration) -> Void) -> Candidate {
+        var c = base
+        change(&c)
+        return Candidate(name: name, config: c)
     }
 }
 
@@ -114,13 +126,13 @@ public enum CrossValidation {
 
     /// Replays every candidate after the first over `files` (the first, the shipped default,
     /// is `defaultReport`), then cross-validates.
-    public static func nab(files: [Evaluator.NABFile], defaultReport: NABReport, candidates: [Candidate] = Candidates.grid()) -> NABCrossValidation {
+    public static func nab(files: [Evaluator.NABFile], defaultReport: NABReport, candidates: [Candidate] = Candidates.nab()) -> NABCrossValidation {
         let reports = [defaultReport] + candidates.dropFirst().map { Evaluator.evaluateNAB(files, base: $0.config) }
         return nab(candidates: candidates, reports: reports)
     }
 
     /// SKAB counterpart of `nab(files:defaultReport:candidates:)`.
-    public static func skab(series: [LabeledSeries], defaultReport: SKABReport, candidates: [Candidate] = Candidates.grid()) -> SKABCrossValidation {
+    public static func skab(series: [LabeledSeries], defaultReport: SKABReport, candidates: [Candidate] = Candidates.skab()) -> SKABCrossValidation {
         let reports = [defaultReport] + candidates.dropFirst().map { Evaluator.evaluateSKAB(series, base: $0.config) }
         return skab(candidates: candidates, reports: reports)
     }

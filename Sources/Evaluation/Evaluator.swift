@@ -197,14 +197,60 @@ public enum Evaluator {
 
     /// One NAB file: detections are the rows on which an alert opens.
     public static func scoreNAB(_ f: NABFile, base: DetectorConfiguration = DetectorConfiguration(), trace: Bool = false) -> NABFileResult {
+        let r = Replay.run(f.series, base: base)
+        return scoreNAB(f, detections: r.openRows, trace: trace ? r : nil)
+    }
+
+    /// One NAB file scored from given detection rows (the rows a detector flagged).
+    public static func scoreNAB(_ f: NABFile, detections det: [Int], trace replay: ReplayResult? = nil) -> NABFileResult {
         let s = f.series
-        let r = Replay.run(s, base: base)
         let prob = NABScorer.probation(rows: s.count)
-        let det = r.openRows
         var t: [String: NABTally] = [:]
         for p in NABProfile.all { t[p.name] = NABScorer.score(detections: det, windows: f.windows, probation: prob, profile: p) }
         return NABFileResult(file: f.key, group: f.group, category: f.category, detections: det.filter { $0 >= prob }.count, tallies: t,
                              budget: .of(openRows: det, windows: f.windows, epochMs: s.epochMs, from: prob),
-                             trace: trace ? FileTrace(series: s, replay: r, labels: f.windows, scoredFrom: prob) : nil)
+                             trace: replay.map { FileTrace(series: s, replay: $0, labels: f.windows, scoredFrom: prob) })
+    }
+
+    /// Scores another detector's published NAB results with the same scorer, so the leaderboard's
+    /// detectors can be compared on exactly these files. `directory` is one detector's folder of
+    /// NAB's `results/` (`<category>/<detector>_<file>.csv`, with an `anomaly_score` column);
+    /// a row is a detection when its score is at least `threshold` (NAB's `config/thresholds.json`).
+    public static func evaluatePublishedNAB(_ files: [NABFile], directory: String, threshold: Double) throws -> NABReport {
+        let detector = URL(fileURLWithPath: directory).lastPathComponent
+        return NABReport(files: try files.map { f in
+            let name = f.key.split(separator: "/").last.map(String.init) ?? f.key
+            let path = "\(directory)/\(f.category)/\(detector)_\(name)"
+            let scores = try PublishedResults.anomalyScores(path: path)
+            guard scores.count == f.series.count else {
+                throw DatasetError.badRow(file: path, line: scores.count + 1, reason: "\(scores.count) rows, but the data file has \(f.series.count)")
+            }
+            return scoreNAB(f, detections: scores.indices.filter { scores[$0] >= threshold })
+        })
+    }
+}
+
+/// Reads the `anomaly_score` column of a NAB results file.
+public enum PublishedResults {
+    public static func anomalyScores(path: String) throws -> [Double] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw DatasetError.unreadable(path)
+        }
+        var lines = text.split(whereSeparator: \.isNewline).makeIterator()
+        guard let header = lines.next()?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }),
+              let column = header.firstIndex(of: "anomaly_score") else {
+            throw DatasetError.unknownHeader("\(path): no anomaly_score column")
+        }
+        var out: [Double] = []
+        var row = 1
+        while let line = lines.next() {
+            row += 1
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard column < fields.count, let v = Double(fields[column].trimmingCharacters(in: .whitespaces)) else {
+                throw DatasetError.badRow(file: path, line: row, reason: "no number in anomaly_score")
+            }
+            out.append(v)
+        }
+        return out
     }
 }

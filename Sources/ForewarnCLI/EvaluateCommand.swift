@@ -35,7 +35,7 @@ struct EvaluateCommand: ParsableCommand {
             }
             lines.forEach { print($0) }
             if crossValidate {
-                let candidates = Candidates.grid()
+                let candidates = Candidates.skab()
                 let cv = CrossValidation.skab(series: series, defaultReport: result, candidates: candidates)
                 print("")
                 print("Leave one group out (\(candidates.count) candidate settings; each group scored with the one that has the best F1 on the others)")
@@ -87,9 +87,13 @@ struct EvaluateCommand: ParsableCommand {
         @Flag(name: .shortAndLong, help: "One line per file.") var verbose = false
         @Flag(help: "Leave one category out: pick a setting on the other categories, score the one left out.") var crossValidate = false
         @Option(help: "Write an HTML report (index.html, one chart per file) into this directory.") var report: String?
+        @Option(help: "Score another detector's published NAB results instead of Forewarn: one detector's folder of NAB's results/ (e.g. NAB/results/numenta).") var publishedResults: String?
+        @Option(help: "With --published-results: the anomaly_score at or above which a row is a detection (NAB's config/thresholds.json, standard profile).") var threshold: Double?
 
         func validate() throws {
             if windows != nil && roots.count != 1 { throw ValidationError("--windows applies to a single data directory") }
+            if (publishedResults == nil) != (threshold == nil) { throw ValidationError("--published-results and --threshold go together") }
+            if publishedResults != nil && (crossValidate || report != nil) { throw ValidationError("--published-results scores fixed detections: no --cross-validate or --report") }
         }
 
         func run() throws {
@@ -101,6 +105,12 @@ struct EvaluateCommand: ParsableCommand {
                 throw ValidationError("\(r.windowsPath) not found: give NAB folders holding windows.json, or --windows")
             }
             let files = try Evaluator.loadNAB(roots: nabRoots)
+            if let publishedResults, let threshold {
+                let published = try Evaluator.evaluatePublishedNAB(files, directory: publishedResults, threshold: threshold)
+                print("Published results of \(URL(fileURLWithPath: publishedResults).lastPathComponent), detections where anomaly_score >= \(threshold), same scorer:")
+                Self.summary(published).dropLast().forEach { print($0) }
+                return
+            }
             let result = Evaluator.evaluateNAB(files, traces: report != nil)
             if verbose {
                 for f in result.files {
@@ -111,7 +121,7 @@ struct EvaluateCommand: ParsableCommand {
             let lines = Self.summary(result)
             lines.forEach { print($0) }
             if crossValidate {
-                let candidates = Candidates.grid()
+                let candidates = Candidates.nab()
                 let cv = CrossValidation.nab(files: files, defaultReport: result, candidates: candidates)
                 print("")
                 print("Leave one category out (\(candidates.count) candidate settings; each category scored with the one that has the best standard score on the others)")

@@ -128,3 +128,61 @@ struct KnownAnswerTests {
         #expect(events.isEmpty, "\(openings(events).count) openings: \(describe(events))")
     }
 }
+
+@Suite("Novelty memory")
+struct NoveltyMemoryTests {
+    /// Warm-up of 400 readings of noise in [0, 1] (range 1), then the same noise.
+    func warmed(_ rng: inout SplitMix64, capacity: Int = 200) -> NoveltyMemory {
+        var m = NoveltyMemory(width: 4, capacity: capacity, vigilance: 0.8, restReadings: 80, holdReadings: 10)
+        m.learn(warmup: (0..<400).map { _ in rng.nextUnit() })
+        return m
+    }
+
+    @Test("A value far beyond anything seen is reported once, held for 10 readings, then familiar")
+    func farValueIsReportedOnce() {
+        var rng = SplitMix64(seed: 1)
+        var m = warmed(&rng)
+        for _ in 0..<1000 { #expect(m.observe(rng.nextUnit()) == 0) }
+        // 3 ranges above the warm-up's maximum: distance 2...3 from every shape, ratio (distance / 0.8) >= 2.5.
+        var ratios: [Double] = []
+        for _ in 0..<30 { ratios.append(m.observe(4)) }
+        #expect(ratios[0] >= 2.5, "first ratio \(ratios[0])")
+        #expect(ratios.prefix(10).allSatisfy { $0 == ratios[0] }, "held for 10 readings: \(ratios)")
+        #expect(ratios.dropFirst(10).allSatisfy { $0 == 0 }, "resting, then a familiar shape: \(ratios)")
+        // Back to the usual noise, and much later the same excursion again: it is remembered.
+        for _ in 0..<1000 { _ = m.observe(rng.nextUnit()) }
+        var again: [Double] = []
+        for _ in 0..<30 { again.append(m.observe(4)) }
+        #expect(again.allSatisfy { $0 == 0 }, "an excursion seen before is not novel: \(again)")
+    }
+
+    @Test("After a novelty nothing new is reported for the rest period (80 readings), then the next one is")
+    func restsAfterANovelty() {
+        var rng = SplitMix64(seed: 2)
+        var m = warmed(&rng)
+        #expect(m.observe(4) > 0)
+        // A new, ever higher level every 20 readings, so novel shapes keep coming. A report starts
+        // a 10-reading hold (the ratio rises from 0); the next may come 81 readings after the last.
+        var reported: [Int] = []
+        var previous = 1.0
+        for i in 1...200 {
+            let r = m.observe(4 + Double(i / 20) * 2)
+            if r > 0, previous == 0 { reported.append(i) }
+            previous = r
+        }
+        #expect(reported == [81, 162], "reported at \(reported)")
+    }
+
+    @Test("Stationary noise after the warm-up reports nothing over 100,000 readings, and memory stays bounded")
+    func noiseIsFamiliar() {
+        var rng = SplitMix64(seed: 3)
+        var m = warmed(&rng, capacity: 50)
+        var reports = 0
+        for _ in 0..<100_000 where m.observe(rng.nextUnit()) > 0 { reports += 1 }
+        #expect(reports == 0)
+        #expect(m.rememberedShapes <= 50)
+        // Shapes that keep being new fill the memory to its capacity, never beyond.
+        for i in 0..<500 { _ = m.observe(Double(i) * 2) }
+        #expect(m.rememberedShapes == 50)
+    }
+}

@@ -175,6 +175,7 @@ enum ModelFile {
     static let keys = [
         "machines", "warmup-readings", "bucket", "impulse-filter", "trend-horizon", "trend-persistence", "drift-memory",
         "operating-changes.min-rate", "operating-changes.dominance", "operating-changes.max-duration", "operating-changes.slow-change-memory",
+        "novelty.vigilance", "novelty.width", "novelty.memory", "novelty.rest", "novelty.min-levels",
         "models", "sensors.unit", "sensors.physical-min", "sensors.physical-max", "sensors.failure-threshold",
         "sensors.limits.min", "sensors.limits.max", "sensors.limits.severity",
         "lifecycle.open-threshold", "lifecycle.open-count", "lifecycle.open-hold", "lifecycle.close-threshold", "lifecycle.close-count",
@@ -197,6 +198,12 @@ enum ModelFile {
               dominance: \(val("operating-changes.dominance", "0.85"))
               max-duration: \(val("operating-changes.max-duration", "30m"))
               slow-change-memory: \(val("operating-changes.slow-change-memory", "100s"))
+            novelty:
+              vigilance: \(val("novelty.vigilance", "0.5"))
+              width: \(val("novelty.width", "4"))
+              memory: \(val("novelty.memory", "200"))
+              rest: \(val("novelty.rest", "0.2"))
+              min-levels: \(val("novelty.min-levels", "20"))
             models: [\(val("models", "robust_z")), trend, limit, pca]
             sensors:
               - name: vib_rms
@@ -221,5 +228,24 @@ enum ModelFile {
               critical-score: \(val("lifecycle.critical-score", "0.8"))
 
             """
+    }
+}
+
+struct NoveltyModelFileTests {
+    @Test("A model file's novelty mapping sets the test's parameters; a bad value is refused naming its key")
+    func noveltyKeys() throws {
+        let type = try MachineModels.parse(text: "novelty: {vigilance: 0.3, width: 2, memory: 50, rest: 0.5, min-levels: 8}\n", path: "/models/pump.yaml")
+        let u = type.template.univariate
+        #expect(u.noveltyVigilance == 0.3 && u.noveltyWidth == 2 && u.noveltyMemory == 50 && u.noveltyRestFraction == 0.5 && u.noveltyMinLevels == 8)
+        #expect(type.template.enabledModels.contains(.novelty), "without a models list the default set includes novelty")
+        for (text, key, message) in [("novelty: {width: 0}", "pump.novelty.width", "must be 1...64 readings"),
+                                     ("novelty: {memory: 5000}", "pump.novelty.memory", "must be 1...1000 shapes"),
+                                     ("novelty: {vigilance: -1}", "pump.novelty.vigilance", "must be in (0, 100]"),
+                                     ("novelty: {shape: 3}", "pump.novelty.shape", "unknown key"),
+                                     ("novelty: 3", "pump.novelty", "must be a mapping")] {
+            let e = #expect(throws: ConfigError.self) { try MachineModels.parse(text: text + "\n", path: "/models/pump.yaml") }
+            #expect(e?.key == key, "\(text): \(String(describing: e))")
+            #expect(e.map { "\($0)" }?.contains(message) == true, "\(text): \(String(describing: e))")
+        }
     }
 }
