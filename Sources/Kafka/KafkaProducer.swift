@@ -75,8 +75,11 @@ public final class KafkaProducer: @unchecked Sendable {
     public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) throws(KafkaError) {
         let hdrs = rd_kafka_headers_new(headers.count)!
         for h in headers {
-            _ = h.value.withUnsafeBytes { buf in
-                rd_kafka_header_add(hdrs, h.key, -1, buf.baseAddress, buf.count)
+            // withCString: passing the String itself made a heap copy of the name for each header.
+            _ = h.key.withCString { name in
+                h.value.withUnsafeBytes { buf in
+                    rd_kafka_header_add(hdrs, name, -1, buf.baseAddress, buf.count)
+                }
             }
         }
         let err: rd_kafka_resp_err_t? = topic.withCString { topicPtr in
