@@ -27,6 +27,8 @@
  *                e.g. -e "5000:kill -USR1 1234", or to write to a fifo, or to pause ("sleep 2").
  *   -T SECONDS   overall deadline for publishing and acknowledgements (120)
  *   -i ID        client id (forewarn-bench-pub-<pid>)
+ *   -Q QOS       publish at QoS 0 or 1 (1). At QoS 0 there is no PUBACK: a message counts as
+ *                acknowledged once libmosquitto has written it to the socket (its publish callback)
  *   -q           quiet: no progress on stderr
  *   -c           value is the reading's per-machine counter (0, 1, 2, ... for each machine), so a
  *                reconciliation can name lost and reordered readings (scripts/chaos); after a lost
@@ -117,7 +119,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
 
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s [-h host] [-p port] [-n N] [-m machines] [-s site] [-S sensor] [-w window] "
-                    "[-r rate] [-e K:CMD]... [-T seconds] [-i client-id] [-q]\n", argv0);
+                    "[-r rate] [-e K:CMD]... [-T seconds] [-i client-id] [-Q qos] [-q] [-c]\n", argv0);
     exit(2);
 }
 
@@ -135,13 +137,14 @@ int main(int argc, char **argv) {
     snprintf(client_id, sizeof client_id, "forewarn-bench-pub-%d", (int)getpid());
     long port = 1883, n = 1000, machines = 10, window = 1000, rate = 0, timeout_s = 120;
     int quiet = 0;
+    int qos = 1;
     int counter_values = 0;
     long seen_disconnects = 0;
     struct event events[MAX_EVENTS];
     int nevents = 0;
 
     int opt;
-    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:qc")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:qcQ:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = parse_long(optarg, "port", 1); break;
@@ -154,6 +157,7 @@ int main(int argc, char **argv) {
         case 'T': timeout_s = parse_long(optarg, "timeout", 1); break;
         case 'i': snprintf(client_id, sizeof client_id, "%s", optarg); break;
         case 'q': quiet = 1; break;
+        case 'Q': qos = (int)parse_long(optarg, "qos", 0); if (qos > 1) usage(argv[0]); break;
         case 'c': counter_values = 1; break;
         case 'e': {
             char *colon = strchr(optarg, ':');
@@ -262,7 +266,7 @@ int main(int argc, char **argv) {
         }
         int mid = 0;
         for (int attempt = 0;; attempt++) {
-            rc = mosquitto_publish(mosq, &mid, topic, len, payload, 1, false);
+            rc = mosquitto_publish(mosq, &mid, topic, len, payload, qos, false);
             if (rc == MOSQ_ERR_SUCCESS) break;
             if ((rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_OVERSIZE_PACKET || rc == MOSQ_ERR_NOMEM) && mono_s() < deadline && attempt < 100000) {
                 /* Not connected right now: wait for the reconnect (messages queue in libmosquitto otherwise). */

@@ -31,6 +31,7 @@ struct GatewayCommand: AsyncParsableCommand {
     static let injectFatalKafkaErrorVariable = "FOREWARN_TEST_INJECT_FATAL_KAFKA_ERROR"
 
     func run() async throws {
+        Bootstrap.limitMallocArenas()
         let env = ProcessInfo.processInfo.environment
         let overrides = configOverrides([("mqtt.url", mqtt, "--mqtt"), ("kafka.bootstrap", kafka, "--kafka"),
                                          ("state-dir", stateDir, "--state-dir"), ("http", http, "--http")], settings: settings)

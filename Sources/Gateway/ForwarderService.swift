@@ -40,6 +40,9 @@ public final class ForwarderService: Service, @unchecked Sendable {
     private let kafkaReachable = Gauge(label: "forewarn_gateway_kafka_reachable")
     private let inFlightGauge = Gauge(label: "forewarn_gateway_kafka_in_flight")
 
+    /// The same for every record: built once.
+    let gatewayHeader: KafkaHeader
+
     /// `heartbeats`: the forward loop beats as `forwarder`, the probe loop as `kafka-probe`.
     /// `injectFatalError` is for tests only (see `KafkaProducer.triggerFatalErrorForTesting`).
     public init(config: GatewayConfiguration, journal: Journal, health: GatewayHealth, logger: Logger,
@@ -50,6 +53,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
         self.logger = logger
         self.heartbeats = heartbeats
         self.injectFatalError = injectFatalError
+        gatewayHeader = KafkaHeader("gateway", config.gatewayID)
         producer = try KafkaProducer(bootstrap: config.kafka.bootstrap, properties: config.kafka.properties, logger: logger)
         journal.onCommit { [producer] in producer.wakeUp() }
     }
@@ -89,7 +93,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
 
     /// Headers that identify a record forever: consumers de-duplicate on (gateway, seq).
     func headers(for e: JournalEntry) -> [KafkaHeader] {
-        var h = [KafkaHeader("gateway", config.gatewayID), KafkaHeader("seq", String(e.seq)), KafkaHeader("mqtt_topic", e.mqttTopic)]
+        var h = [gatewayHeader, KafkaHeader("seq", decimalBytes(e.seq)), KafkaHeader("mqtt_topic", e.mqttTopic)]
         if let reason = e.reason {
             h.append(KafkaHeader("reason", reason))
             h.append(KafkaHeader("received_at", String(e.receivedAt)))
@@ -111,6 +115,17 @@ public final class ForwarderService: Service, @unchecked Sendable {
         var kafkaSeen = false
 
         var injected = injectFatalError == nil
+        // Delivered seqs not yet deleted from the journal: gathered over a few delivery reports,
+        // so the reports of all partitions add up to runs of consecutive seqs, which the journal
+        // deletes with one statement each (a drain spent most of its time in one-row deletes).
+        // A crash before the delete means a re-send with the same seq, as an uncommitted delete does.
+        var pendingDeletes: [Int64] = []
+        var pendingSince = ContinuousClock.now
+        func flushDeletes() {
+            guard !pendingDeletes.isEmpty else { return }
+            journalCall { try journal.markDelivered(pendingDeletes) }
+            pendingDeletes.removeAll(keepingCapacity: true)
+        }
 
         while true {
             heartbeat.beat()
@@ -170,7 +185,8 @@ public final class ForwarderService: Service, @unchecked Sendable {
                 }
             }
             if !delivered.isEmpty {
-                journalCall { try journal.markDelivered(delivered) }
+                if pendingDeletes.isEmpty { pendingSince = now }
+                pendingDeletes.append(contentsOf: delivered)
                 health.kafka(reachable: true)
                 readingsOut.increment(by: delivered.count - deadLetters)
                 deadLettersOut.increment(by: deadLetters)
@@ -185,6 +201,11 @@ public final class ForwarderService: Service, @unchecked Sendable {
                     rewinding = true
                     producer.purgeQueued()
                 }
+            }
+            // Before a rewind reads the journal again, and whenever nothing is in flight (the
+            // journal then empties at once), the gathered deletes go to the journal.
+            if pendingDeletes.count >= Self.deleteBatch || now - pendingSince >= Self.deleteDelay || outstanding.isEmpty || rewinding || stopping != nil {
+                flushDeletes()
             }
             if rewinding && outstanding.isEmpty {
                 rewinding = false
@@ -212,6 +233,10 @@ public final class ForwarderService: Service, @unchecked Sendable {
             }
         }
     }
+
+    /// Delivered seqs gathered before the journal deletes them: at most this many, for at most `deleteDelay`.
+    static let deleteBatch = 8192
+    static let deleteDelay: Duration = .milliseconds(10)
 
     /// Runs a journal call; a failure is logged, reported in health, and retried later.
     @discardableResult
@@ -267,6 +292,21 @@ public final class ForwarderService: Service, @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.1)
         }
     }
+}
+
+/// The decimal digits of `n` as bytes (what `String(n).utf8` holds, without the String).
+func decimalBytes(_ n: Int64) -> [UInt8] {
+    if n == 0 { return [UInt8(ascii: "0")] }
+    var digits: [UInt8] = []
+    digits.reserveCapacity(20)
+    var m = n.magnitude
+    while m > 0 {
+        digits.append(UInt8(ascii: "0") + UInt8(m % 10))
+        m /= 10
+    }
+    if n < 0 { digits.append(UInt8(ascii: "-")) }
+    digits.reverse()
+    return digits
 }
 
 /// Why the forwarder stopped on its own.

@@ -64,8 +64,9 @@ final class SQLiteStatement {
     func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(stmt, index, value) }
     func bind(_ index: Int32, _ value: String?) {
         guard let value else { sqlite3_bind_null(stmt, index); return }
-        // SQLITE_TRANSIENT: SQLite copies the text before this returns.
-        sqlite3_bind_text(stmt, index, value, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+        // SQLITE_TRANSIENT: SQLite copies the text before this returns. withCString: passing the
+        // String itself made a heap copy of it first (twice per journaled reading).
+        _ = value.withCString { sqlite3_bind_text(stmt, index, $0, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
     }
     func bind(_ index: Int32, _ value: [UInt8]) {
         value.withUnsafeBytes { buf in

@@ -197,3 +197,27 @@ public struct KeptWrites: Sendable {
         deletes.removeAll(keepingCapacity: true)
     }
 }
+
+/// Delivered seqs as runs of consecutive numbers, rising, each at most `maxRun` long. A run of at
+/// least `rangeMin` is deleted with one range statement: every seq in it was delivered, so every
+/// entry in that range may go, and the statement costs a fraction of one delete per entry.
+public struct DeliveredRuns: Sendable, Equatable {
+    public static let rangeMin = 8
+    public private(set) var runs: [ClosedRange<Int64>] = []
+
+    public init(_ seqs: [Int64], maxRun: Int) {
+        let sorted = seqs.sorted()
+        let cap = Int64(max(1, maxRun))
+        var i = 0
+        while i < sorted.count {
+            let lo = sorted[i]
+            var hi = lo
+            i += 1
+            while i < sorted.count, sorted[i] <= hi + 1, hi - lo + 1 < cap || sorted[i] == hi {
+                hi = sorted[i]
+                i += 1
+            }
+            runs.append(lo...hi)
+        }
+    }
+}

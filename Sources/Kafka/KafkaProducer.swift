@@ -75,33 +75,39 @@ public final class KafkaProducer: @unchecked Sendable {
     public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) throws(KafkaError) {
         let hdrs = rd_kafka_headers_new(headers.count)!
         for h in headers {
-            _ = h.value.withUnsafeBytes { buf in
-                rd_kafka_header_add(hdrs, h.key, -1, buf.baseAddress, buf.count)
+            // withCString: passing the String itself made a heap copy of the name for each header.
+            _ = h.key.withCString { name in
+                h.value.withUnsafeBytes { buf in
+                    rd_kafka_header_add(hdrs, name, -1, buf.baseAddress, buf.count)
+                }
             }
         }
         let err: rd_kafka_resp_err_t? = topic.withCString { topicPtr in
             value.withUnsafeBytes { valueBuf in
                 withKeyBytes(key) { keyPtr, keyLen in
-                    var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6)
-                    vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
-                    vus[0].u.cstr = topicPtr
-                    vus[1].vtype = RD_KAFKA_VTYPE_VALUE
-                    vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: valueBuf.baseAddress)
-                    vus[1].u.mem.size = valueBuf.count
-                    vus[2].vtype = RD_KAFKA_VTYPE_KEY
-                    vus[2].u.mem.ptr = UnsafeMutableRawPointer(mutating: keyPtr)
-                    vus[2].u.mem.size = keyLen
-                    vus[3].vtype = RD_KAFKA_VTYPE_OPAQUE
-                    vus[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(id))
-                    vus[4].vtype = RD_KAFKA_VTYPE_HEADERS
-                    vus[4].u.headers = hdrs
-                    // librdkafka must copy value and key: the Swift buffers die when this returns.
-                    vus[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS
-                    vus[5].u.i = RD_KAFKA_MSG_F_COPY
-                    guard let error = rd_kafka_produceva(handle, vus, vus.count) else { return nil }
-                    let code = rd_kafka_error_code(error)
-                    rd_kafka_error_destroy(error)
-                    return code
+                    // On the stack: this runs once per record (a heap array was one malloc each).
+                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { vus in
+                        vus.initialize(repeating: rd_kafka_vu_t())
+                        vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
+                        vus[0].u.cstr = topicPtr
+                        vus[1].vtype = RD_KAFKA_VTYPE_VALUE
+                        vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: valueBuf.baseAddress)
+                        vus[1].u.mem.size = valueBuf.count
+                        vus[2].vtype = RD_KAFKA_VTYPE_KEY
+                        vus[2].u.mem.ptr = UnsafeMutableRawPointer(mutating: keyPtr)
+                        vus[2].u.mem.size = keyLen
+                        vus[3].vtype = RD_KAFKA_VTYPE_OPAQUE
+                        vus[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(id))
+                        vus[4].vtype = RD_KAFKA_VTYPE_HEADERS
+                        vus[4].u.headers = hdrs
+                        // librdkafka must copy value and key: the Swift buffers die when this returns.
+                        vus[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                        vus[5].u.i = RD_KAFKA_MSG_F_COPY
+                        guard let error = rd_kafka_produceva(handle, vus.baseAddress, vus.count) else { return nil }
+                        let code = rd_kafka_error_code(error)
+                        rd_kafka_error_destroy(error)
+                        return code
+                    }
                 }
             }
         }

@@ -51,6 +51,50 @@ struct JournalTests {
         #expect(try reopened.readCommitted(after: 10, limit: 10).map(\.seq) == [11])
     }
 
+    @Test("a run of delivered seqs is deleted as a range: counts, bytes, reads and a restart agree with one-by-one deletes")
+    func deliveredRunsAreDeletedAsRanges() throws {
+        let p = path()
+        let perEntry: Int64
+        do {
+            let j = try Journal(options: JournalOptions(path: p, commitEvery: 1000, commitInterval: .seconds(60)), logger: logger)
+            try j.append((0..<100).map { entry("m\($0 % 3)", $0) })
+            try j.commit()
+            perEntry = j.stats.bytes / 100
+            #expect(j.stats.bytes == perEntry * 100)
+            try j.markDelivered([50])                       // a hole inside the next run
+            // 1...40 and 45...60 are runs (with 50 already gone); 42 is alone; unsorted, with a repeat.
+            try j.markDelivered(Array((1...40).reversed()) + [42] + Array(45...60) + [7])
+            #expect(j.stats.entries == 100 - 40 - 1 - 16)
+            #expect(j.stats.bytes == perEntry * Int64(100 - 40 - 1 - 16))
+            let left = try j.readCommitted(after: 0, limit: 1000).map(\.seq)
+            #expect(left == [41, 43, 44] + Array(61...100))
+            try j.commit()
+        }
+        let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
+        #expect(reopened.stats.entries == 43)
+        #expect(reopened.stats.bytes == perEntry * 43)
+        #expect(try reopened.readCommitted(after: 0, limit: 1000).map(\.seq) == [41, 43, 44] + Array(61...100))
+    }
+
+    @Test func deliveredRunsSplitSortAndCap() {
+        #expect(DeliveredRuns([], maxRun: 4).runs.isEmpty)
+        #expect(DeliveredRuns([5, 3, 4, 9, 4, 1], maxRun: 100).runs == [1...1, 3...5, 9...9])
+        #expect(DeliveredRuns(Array(1...10), maxRun: 4).runs == [1...4, 5...8, 9...10])
+        #expect(DeliveredRuns([1, 1, 2, 2, 3], maxRun: 2).runs == [1...2, 3...3])
+    }
+
+    @Test("expiry finds nothing to drop in a journal of fresh entries, and still drops the old ones")
+    func expiryLooksOnlyAtTheOldest() throws {
+        let j = try Journal(options: JournalOptions(path: path(), maxAge: .seconds(10)), logger: logger)
+        try j.append((0..<50).map { entry("m1", $0) })   // received at 1,000...1,049 ms
+        try j.commit()
+        #expect(try j.expire(nowMillis: 1_000 + 9_000).isEmpty)
+        #expect(j.stats.entries == 50)
+        let dropped = try j.expire(nowMillis: 1_010 + 10_000)   // cutoff 1,010: the first 10 are older
+        #expect(dropped.count == 10)
+        #expect(try j.readCommitted(after: 0, limit: 100).first?.seq == 11)
+    }
+
     @Test func dropOldestCountsPerMachine() throws {
         // Each entry accounts 20 + 2 + 14 + 48 = 84 bytes; 10 fit in 850.
         let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1, maxBytes: 850, fullPolicy: .dropOldest), logger: logger)
