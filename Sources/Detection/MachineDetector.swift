@@ -77,22 +77,24 @@ public struct MachineDetector: Codable, Sendable {
     // MARK: - Steps
 
     private mutating func observeSensor(ts: Int64, sensor name: String, value: Double) -> AlertEvent? {
-        var det = sensors[name] ?? SensorDetector(spec: config.spec(for: name), params: config.univariate,
-                                                  warmupCount: config.warmupCount)
-        let out = det.observe(ts: ts, value: value)
-        sensors[name] = det
+        // Mutated in place through the dictionary: a copy taken out and put back would copy
+        // every window and profile of the sensor on each reading (copy on write).
+        if sensors[name] == nil {
+            sensors[name] = SensorDetector(spec: config.spec(for: name), params: config.univariate, warmupCount: config.warmupCount)
+        }
+        let out = sensors[name]!.observe(ts: ts, value: value)
         if !out.health.spike { lastValues[name] = out.modelValue ?? value }
         lastOutputs[name] = SensorOutputSnapshot(out)
 
-        var life = healthAlerts[name] ?? AlertLifecycle(params: config.sensorLifecycle, machine: config.machine,
-                                                        site: config.site, kind: .sensor, source: name)
+        if healthAlerts[name] == nil {
+            healthAlerts[name] = AlertLifecycle(params: config.sensorLifecycle, machine: config.machine,
+                                                site: config.site, kind: .sensor, source: name)
+        }
         let h = out.health
-        let ev = life.step(ts: ts, score: h.isHealthy ? 0 : 1, context: AlertContext(
+        return healthAlerts[name]!.step(ts: ts, score: h.isHealthy ? 0 : 1, context: AlertContext(
             model: h.isHealthy ? "sensor_health" : h.model, sensors: [name],
             evidence: ["value": value, "stuck": h.stuck ? 1 : 0, "dropout": h.dropout ? 1 : 0, "spike": h.spike ? 1 : 0],
             timeToThresholdS: nil))
-        healthAlerts[name] = life
-        return ev
     }
 
     private mutating func machineStep(ts: Int64) -> AlertEvent? {
@@ -104,14 +106,12 @@ public struct MachineDetector: Codable, Sendable {
             let order = declared + lastValues.keys.filter { !declared.contains($0) }.sorted()
             if order.count >= mv.minSensors { pca = PCAMonitor(sensors: order, params: mv, warmupCount: config.warmupCount) }
         }
-        if var monitor = pca {
+        if let names = pca?.sensors {
             var x: [Double] = []
-            x.reserveCapacity(monitor.sensors.count)
-            for s in monitor.sensors { if let v = lastValues[s] { x.append(v) } }
-            if x.count == monitor.sensors.count {
-                pcaOutput = PCAOutputSnapshot(monitor.observe(x, ts: ts))
-                pca = monitor
-            }
+            x.reserveCapacity(names.count)
+            for s in names { if let v = lastValues[s] { x.append(v) } }
+            // In place, for the same reason as the sensors' chains.
+            if x.count == names.count { pcaOutput = PCAOutputSnapshot(pca!.observe(x, ts: ts)) }
         }
 
         let held = pcaOutput.operatingChange || pcaOutput.moving

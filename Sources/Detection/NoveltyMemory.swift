@@ -69,45 +69,59 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
     /// Pushes the value; true when the shape is novel and a novelty is reported now.
     private mutating func step(_ value: Double, report: Bool) -> Bool {
         readings += 1
-        recent.append((value - low) / range)
-        if recent.count > width { recent.removeFirst() }
+        // The newest value last; shifted in place (`width` is a few readings).
+        if recent.count < width { recent.append((value - low) / range) } else {
+            for i in 1..<width { recent[i - 1] = recent[i] }
+            recent[width - 1] = (value - low) / range
+        }
         guard recent.count == width else { return false }
         // A shape further than half the vigilance from every remembered one is remembered, so
         // any shape within half the vigilance of one seen before has a remembered one within
         // the vigilance: what is reported is at least that far from everything seen.
-        let distance = nearest()
-        guard distance > vigilance / 2 else { return false }
+        if let j = firstWithin(vigilance / 2) {
+            lastMatch = j
+            lastUsed[j] = readings
+            return false
+        }
+        let novel = firstWithin(vigilance) == nil
+        let distance = novel ? nearestDistance() : 0
         remember()
-        guard distance > vigilance, report, readings - lastReported > restReadings else { return false }
+        guard novel, report, readings - lastReported > restReadings else { return false }
         lastReported = readings
         held = holdReadings - 1
         heldRatio = distance.isFinite ? distance / vigilance : 2
         return true
     }
 
-    /// Distance to the nearest remembered shape, stopping at the first within half the
-    /// vigilance (which is marked used); infinity with none remembered.
-    private mutating func nearest() -> Double {
-        guard stored > 0 else { return .infinity }
-        var best = Double.infinity
-        for k in 0..<stored {
-            let j = (lastMatch + k) % stored
-            let d = distance(to: j)
-            if d <= vigilance / 2 {
-                lastMatch = j
-                lastUsed[j] = readings
-                return d
+    /// The first remembered shape within `limit` of the current one (every value within it),
+    /// the last match tried first. The hot loop of the test: raw buffers, no bounds checks.
+    private func firstWithin(_ limit: Double) -> Int? {
+        let w = width, n = stored
+        return shapes.withUnsafeBufferPointer { sp in
+            recent.withUnsafeBufferPointer { rp -> Int? in
+                var j = lastMatch
+                for _ in 0..<n {
+                    let base = j * w
+                    var i = 0
+                    while i < w, Swift.abs(sp[base + i] - rp[i]) <= limit { i += 1 }
+                    if i == w { return j }
+                    j = j + 1 == n ? 0 : j + 1
+                }
+                return nil
             }
+        }
+    }
+
+    /// Distance to the nearest remembered shape (infinity with none): only for a new one.
+    private func nearestDistance() -> Double {
+        var best = Double.infinity
+        for j in 0..<stored {
+            var d = 0.0
+            let base = j * width
+            for i in 0..<width { d = Swift.max(d, Swift.abs(shapes[base + i] - recent[i])) }
             best = Swift.min(best, d)
         }
         return best
-    }
-
-    private func distance(to j: Int) -> Double {
-        var d = 0.0
-        let base = j * width
-        for i in 0..<width { d = Swift.max(d, Swift.abs(shapes[base + i] - recent[i])) }
-        return d
     }
 
     /// Stores the current shape, replacing the least recently matched one when full.
