@@ -77,7 +77,7 @@ let package = Package(
         // Scenario → detectors in process, scored against the truth (evaluate simulation, tests).
         .target(name: "FleetEvaluation", dependencies: ["Simulator", "Detection", "Detector", "Evaluation"]),
         .executableTarget(name: "ForewarnCLI", dependencies: [
-            "ForewarnCore", "Kafka", "Gateway", "ServiceSupport", "Detection", "Evaluation", "Detector", "Simulator", "FleetEvaluation",
+            "ForewarnCore", "Kafka", "Journal", "Gateway", "ServiceSupport", "Detection", "Evaluation", "Detector", "Simulator", "FleetEvaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -99,7 +99,7 @@ let package = Package(
         // The whole chain: simulator → mosquitto → gateway → dev-kafka → detector → alerts.
         .testTarget(name: "EndToEndTests", dependencies: ["Detection", "Evaluation", "Kafka", "TestSupport"], exclude: ["e2e-scenario.yaml"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ForewarnCore", "Journal", "Kafka", "MQTT", "ServiceSupport", "TestSupport"]),
-        .target(name: "TestSupport", dependencies: ["Kafka", "MQTT"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Kafka", "MQTT", "Journal"], path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -17,7 +17,19 @@ COMMIT_INTERVAL_MS = int(os.environ.get("CHAOS_COMMIT_INTERVAL_MS", "20"))
 TICK_MS = 10  # the MQTT loop's tick when idle (IngestService: "ticks every ~10 ms"); under load it ticks after every read
 MAX_BYTES = os.environ.get("CHAOS_MAX_BYTES", "1MiB")
 KINDS = ["kafka-outages", "request-errors", "leader-moves", "broker-down", "sigterm", "sigkill",
-         "mosquitto-restart", "mosquitto-backpressure"]
+         "mosquitto-restart", "mosquitto-backpressure", "disk-full", "damaged-journal"]
+# After the DURATION-bounded phases, kafka-outages phases go on until this many outages were applied (0: no more).
+OUTAGES = int(os.environ.get("CHAOS_OUTAGES", "0"))
+# The publishing rate of the disk-full phases (0: as fast as mosquitto takes them).
+DISK_RATE = int(os.environ.get("CHAOS_DISK_RATE", str(RATE)))
+# The journal.min-free-bytes of the disk-full phases, on their 2 MiB tmpfs.
+DISK_RESERVE = os.environ.get("CHAOS_DISK_RESERVE", "512KiB")
+# How the damaged-journal phases damage the journal (seeded choice among these).
+DAMAGES = [k for k in os.environ.get("CHAOS_DAMAGES", "truncated,truncated-at-a-page,damaged-page,damaged-wal,foreign-sqlite,not-sqlite").split(",") if k]
+# What the gateway must print for each (docs/durability.md), after "journal PATH is ".
+DAMAGE_TEXT = {"truncated": "was truncated", "truncated-at-a-page": "was truncated: its header says",
+               "damaged-page": "a page of it is damaged", "damaged-wal": "its WAL is damaged: frame",
+               "foreign-sqlite": "not a forewarn journal: it holds", "not-sqlite": "it is not an SQLite database"}
 if os.environ.get("CHAOS_PHASES"):
     KINDS = [k for k in os.environ["CHAOS_PHASES"].split(",") if k]
 # Which produce errors the request-error phases inject (CHAOS_ERROR_KINDS, comma-separated).
@@ -133,20 +145,39 @@ class Rig:
         log("mosquitto listening again after %.2f s" % (time.monotonic() - t))
 
     # --- gateway ---
-    def start_gateway(self):
-        self.gw_starts += 1
+    def gateway_args(self, sets=()):
         args = [BIN, "gateway", "--mqtt", "mqtt://127.0.0.1:%d" % self.mqtt_port, "--kafka", self.bootstrap,
                 "--state-dir", self.state, "--http", "127.0.0.1:%d" % self.http_port,
                 "--set", "gateway.id=chaos", "--set", "journal.commit-every=%d" % COMMIT_EVERY,
                 "--set", "journal.commit-interval=%dms" % COMMIT_INTERVAL_MS, "--set", "journal.max-bytes=%s" % MAX_BYTES,
                 "--set", "journal.min-free-bytes=64KiB"]
-        for kv in os.environ.get("CHAOS_GATEWAY_SET", "").split():
+        for kv in os.environ.get("CHAOS_GATEWAY_SET", "").split() + list(sets):
             args += ["--set", kv]
-        self.gw = started(subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                           stderr=open(os.path.join(WORK, "gateway.%d.log" % self.gw_starts), "w")))
+        return args
+
+    def start_gateway(self, sets=()):
+        """Starts the gateway and waits until it is subscribed. Returns the path of its log."""
+        self.gw_starts += 1
+        log_path = os.path.join(WORK, "gateway.%d.log" % self.gw_starts)
+        self.gw = started(subprocess.Popen(self.gateway_args(sets), stdout=subprocess.DEVNULL, stderr=open(log_path, "w")))
         if not wait_for(lambda: self.health().get("mqtt", {}).get("subscribed") is True or self.gw.poll() is not None, 30, 0.1) \
                 or self.gw.poll() is not None:
-            raise SystemExit("chaos: the gateway did not become ready (log %s/gateway.%d.log)" % (WORK, self.gw_starts))
+            raise SystemExit("chaos: the gateway did not become ready (log %s)" % log_path)
+        return log_path
+
+    def start_gateway_expecting_refusal(self, timeout=30):
+        """Starts the gateway over a journal that must be refused: (exit status or None, stderr)."""
+        self.gw_starts += 1
+        log_path = os.path.join(WORK, "gateway.%d.log" % self.gw_starts)
+        p = started(subprocess.Popen(self.gateway_args(), stdout=subprocess.DEVNULL, stderr=open(log_path, "w")))
+        try:
+            status = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGTERM)
+            try: p.wait(30)
+            except subprocess.TimeoutExpired: p.kill(); p.wait()
+            status = None
+        return status, open(log_path, errors="replace").read()
 
     def stop_gateway(self, phase, how):
         if how == "sigkill":
@@ -230,11 +261,168 @@ def sleep_until(t):
     if d > 0: time.sleep(d)
 
 
+# Extra checks of a phase beyond the reconciliation: site -> (ok, text). Skipped phases: site -> reason.
+CHECKS, SKIPPED = {}, {}
+
+
+def disk_full_phase(rig, site, n):
+    """The state directory on a 2 MiB tmpfs; Kafka down while publishing fast until intake stops for
+    the disk, then Kafka up. Target: intake paused for disk-low, and 0 lost."""
+    disk = os.path.join(WORK, "disk-%s" % site)
+    os.makedirs(disk, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", disk], capture_output=True, text=True)
+    if r.returncode != 0:
+        SKIPPED[site] = "mount -t tmpfs not permitted (%s)" % ((r.stderr or "").strip() or "exit %d" % r.returncode)
+        log("%s: skipped: %s" % (site, SKIPPED[site]))
+        return {"exit": 0, "published": 0, "acked": 0, "rate": float("nan"), "n": 0}, ["skipped: " + SKIPPED[site]]
+    faults, saved = [], (rig.state, rig.journal)
+    try:
+        rig.stop_gateway(site, "sigterm")
+        rig.state = os.path.join(disk, "state"); rig.journal = os.path.join(rig.state, "journal.sqlite")
+        # A reserve the 2 MiB disk can hold, and a journal bound the disk reaches first (as GatewayDiskFullTests).
+        rig.start_gateway(sets=["journal.max-bytes=64MiB", "journal.min-free-bytes=%s" % DISK_RESERVE])
+        rig.kafka_cmd("down"); faults.append("2 MiB tmpfs, kafka down"); FAULTS["Kafka outages"] += 1
+        n = max(n * 2, 20000) // MACHINES * MACHINES
+        p = publisher(rig, site, n, DISK_RATE)
+        t = time.monotonic()
+        paused = wait_for(lambda: "disk-low" in rig.health().get("backpressure_reasons", []), 120, 0.05)
+        h = rig.health()
+        faults.append("intake paused for disk-low after %.1f s (reasons %s, %s journaled)" % (
+            time.monotonic() - t, ",".join(h.get("backpressure_reasons", [])), "%d" % (rig.metric("forewarn_gateway_journal_readings") or 0))
+            if paused else "intake NOT paused for the disk within 120 s")
+        FAULTS["disk-full pauses"] += 1 if paused else 0
+        time.sleep(rng.uniform(0.5, 2.0))
+        rig.kafka_cmd("up")
+        pub = finish_publisher(p, site); pub["n"] = n
+        rig.settle(180)
+        failures = rig.metric("forewarn_gateway_journal_write_failures_total")
+        rig.stop_gateway(site, "sigterm")
+        CHECKS[site] = (paused, "intake paused for disk-low" if paused else "intake never paused for the disk")
+        if failures: faults.append("%d failed journal write(s) (kept in memory and written again)" % failures)
+        return pub, faults
+    finally:
+        rig.state, rig.journal = saved
+        if rig.gw.poll() is None: rig.stop_gateway(site, "sigterm")
+        if subprocess.run(["umount", disk], capture_output=True).returncode != 0: subprocess.run(["umount", "-l", disk])
+        rig.start_gateway()
+
+
+def sha(path):
+    """The file's SHA-256; None when it is missing or empty (an empty WAL holds nothing, and SQLite
+    may remove it when it closes the file)."""
+    import hashlib
+    try:
+        with open(path, "rb") as f: data = f.read()
+        return hashlib.sha256(data).hexdigest() if data else None
+    except OSError:
+        return None
+
+
+def damage_journal(path, damage):
+    """Damages the journal at `path` as `damage` says (as Tests/TestSupport/DamagedJournal.swift
+    does). Returns the damage applied, which may differ when the WAL has too little to damage."""
+    import shutil
+    size = os.path.getsize(path)
+    if damage == "damaged-wal":
+        wal = path + "-wal"
+        data = bytearray(open(wal, "rb").read()) if os.path.exists(wal) else bytearray()
+        if len(data) >= 32:
+            page = int.from_bytes(data[8:12], "big"); fs = 24 + page
+            # Frame 0 always belongs to the current WAL; SQLite would stop there and drop the rest,
+            # so it is damage when frame 1 is of the same WAL (same salts).
+            if len(data) >= 32 + 2 * fs and data[32 + fs + 8:32 + fs + 16] == data[16:24]:
+                for i in range(16): data[32 + 24 + 100 + i] ^= 0x5A
+                open(wal, "wb").write(data)
+                return damage
+        damage = "damaged-page"
+    wal_bytes = os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0
+    if damage in ("truncated", "truncated-at-a-page", "damaged-page") and wal_bytes:
+        # The gateway's exit leaves a WAL whose pages are newer than the database file's; damage to
+        # a page with a newer copy in the WAL is no damage (SQLite reads the WAL's). Fold it in
+        # first, as the next open would, so that the damage hits the pages that count.
+        con = sqlite3.connect(path); con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall(); con.close()
+        size = os.path.getsize(path)
+    if damage == "truncated":
+        os.truncate(path, size // 2 + 1234)
+    elif damage == "truncated-at-a-page":
+        os.truncate(path, size // 4096 // 2 * 4096)
+    elif damage == "damaged-page":
+        con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+        con.close()
+        with open(path, "r+b") as f:
+            f.seek((root - 1) * 4096); f.write(bytes((i * 37 + 11) & 0xFF for i in range(4096)))
+    elif damage == "foreign-sqlite":
+        tmp = path + ".foreign"
+        con = sqlite3.connect(tmp)
+        con.execute("CREATE TABLE orders(id INTEGER PRIMARY KEY, customer TEXT, total REAL)")
+        con.executemany("INSERT INTO orders(customer, total) VALUES (?, ?)", [("c%d" % i, i * 1.5) for i in range(100)])
+        con.commit(); con.close()
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix): os.remove(path + suffix)
+        shutil.move(tmp, path)
+    elif damage == "not-sqlite":
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix): os.remove(path + suffix)
+        with open(path, "w") as f: f.write("timestamp,machine,vibration\n2026-12-01T10:00:00Z,m1,1.5\n" * 200)
+    return damage
+
+
+def damaged_journal_phase(rig, site, n):
+    """Kafka down while publishing, so the journal holds readings; the gateway stopped (SIGKILL for
+    a damaged WAL, else SIGTERM), the journal copied aside and damaged, the gateway started: it must
+    exit 65 naming the file and the problem, and leave the files as they were. Then the copy is put
+    back (the operator's salvage), Kafka comes up, and every reading must arrive: 0 lost."""
+    import shutil
+    damage = rng.choice(DAMAGES)
+    rig.kafka_cmd("down"); FAULTS["Kafka outages"] += 1
+    p = publisher(rig, site, n, RATE)
+    pub = finish_publisher(p, site); pub["n"] = n
+    # Everything the gateway took is committed (commit-interval is 20 ms) before it is stopped.
+    wait_for(lambda: rig.metric("forewarn_gateway_readings_in_total") is not None, 5)
+    last = [None]
+    def quiet():
+        v = rig.metric("forewarn_gateway_readings_in_total"); same = v == last[0]; last[0] = v; return same
+    wait_for(quiet, 30, 0.5)
+    held = rig.metric("forewarn_gateway_journal_readings")
+    rig.stop_gateway(site, "sigkill" if damage == "damaged-wal" else "sigterm")
+    backup = os.path.join(WORK, "backup-%s" % site); os.makedirs(backup, exist_ok=True)
+    for suffix in ("", "-wal"):
+        if os.path.exists(rig.journal + suffix): shutil.copy2(rig.journal + suffix, backup)
+    applied = damage_journal(rig.journal, damage)
+    FAULTS["damaged journals (%s)" % applied] += 1
+    before = (sha(rig.journal), sha(rig.journal + "-wal"))
+    status, stderr = rig.start_gateway_expecting_refusal()
+    after = (sha(rig.journal), sha(rig.journal + "-wal"))
+    line = next((l for l in stderr.splitlines() if "cannot start the gateway" in l), stderr.strip()[-300:])
+    named = ("journal %s is " % rig.journal) in stderr and DAMAGE_TEXT[applied] in stderr
+    ok = status == 65 and named and before == after and "journal opened" not in stderr
+    CHECKS[site] = (ok, "%s journal (holding %s readings): exit %s%s%s: %s" % (
+        applied, "?" if held is None else "%d" % held, status, "" if named else ", the file or problem NOT named",
+        "" if before == after else ", the files CHANGED", line.replace("forewarn: cannot start the gateway: ", "")[:220]))
+    log("%s: %s" % (site, CHECKS[site][1]))
+    # The operator's salvage: the damaged file moved aside, the copy put back.
+    aside = os.path.join(WORK, "damaged-%s" % site); os.makedirs(aside, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(rig.journal + suffix): shutil.move(rig.journal + suffix, aside)
+    for suffix in ("", "-wal"):
+        if os.path.exists(os.path.join(backup, "journal.sqlite" + suffix)): shutil.copy2(os.path.join(backup, "journal.sqlite" + suffix), rig.state)
+    rig.kafka_cmd("up")
+    rig.start_gateway()
+    return pub, ["%s, refused: %s" % (applied, "as documented" if ok else "NOT as documented")]
+
+
 def run_phase(rig, index, kind):
     """One phase: a publisher for PHASE_S seconds and faults of one kind at seeded times."""
     site = "p%02d-%s" % (index, kind)
     n = int(RATE * PHASE_S) // MACHINES * MACHINES
     faults = []
+    if kind == "disk-full":
+        pub, faults = disk_full_phase(rig, site, n)
+        return site, kind, pub, faults
+    if kind == "damaged-journal":
+        pub, faults = damaged_journal_phase(rig, site, n)
+        return site, kind, pub, faults
     if kind == "mosquitto-backpressure":
         rig.kafka_cmd("down"); faults.append("kafka down")
         n = max(n * 2, 30000) // MACHINES * MACHINES
@@ -344,6 +532,12 @@ def reconcile(phases, records, rig):
     rows, ok_all, summary = [], True, []
     totals = defaultdict(int)
     for site, kind, pub, faults in phases:
+        if site in SKIPPED:
+            rows.append("SKIP %-28s %s" % (site, SKIPPED[site]))
+            summary.append({"phase": site, "kind": kind, "skipped": SKIPPED[site], "published": 0, "to_publish": 0,
+                            "publisher_exit": 0, "rate": 0, "delivered": 0, "duplicates": 0, "duplicates_with_new_seq": 0,
+                            "lost": 0, "window": 0, "trimmed": 0, "out_of_order": 0, "integrity": [], "check": "", "check_ok": True, "ok": True})
+            continue
         recs = by_site.get(site, [])
         ids = defaultdict(set)   # (machine, ts) -> {(gateway, seq)}
         copies = defaultdict(int)
@@ -380,12 +574,14 @@ def reconcile(phases, records, rig):
             loss_text = "lost %d (target 0)" % lost
         integ = [i for (ph, how, i) in rig.stops if ph == site]
         integ_ok = all(i == "ok" for i in integ)
-        ok = pub_ok and target_ok and ooo == 0 and new_seq == 0 and integ_ok
+        check_ok, check_text = CHECKS.get(site, (True, ""))
+        ok = pub_ok and target_ok and ooo == 0 and new_seq == 0 and integ_ok and check_ok
         ok_all &= ok
         summary.append({"phase": site, "kind": kind, "published": pub["acked"], "to_publish": pub["n"],
                         "publisher_exit": pub["exit"], "rate": pub["rate"], "delivered": delivered,
                         "duplicates": duplicates, "duplicates_with_new_seq": new_seq, "lost": lost,
-                        "window": window if kind == "sigkill" else 0, "trimmed": pruned, "out_of_order": ooo, "integrity": integ, "ok": ok})
+                        "window": window if kind == "sigkill" else 0, "trimmed": pruned, "out_of_order": ooo, "integrity": integ,
+                        "check": check_text, "check_ok": check_ok, "ok": ok})
         for k, v in (("published", pub["acked"]), ("delivered", delivered), ("duplicates", duplicates), ("new_seq", new_seq),
                      ("lost", lost), ("ooo", ooo)):
             totals[k] += v
@@ -396,12 +592,41 @@ def reconcile(phases, records, rig):
             "all same (gateway, seq)" if new_seq == 0 else "%d with a NEW seq" % new_seq,
             loss_text, ooo, " (machines %s)" % ",".join(sorted(bad_machines)) if bad_machines else "",
             ", integrity %s" % ",".join(integ) if integ else "",
-            "; ".join(faults)[:300] + ("" if pub_ok else "; PUBLISHER: exit %s, %d of %d acked" % (pub["exit"], pub["acked"], pub["n"]))))
+            ("%s%s; " % ("" if check_ok else "CHECK FAILED: ", check_text) if check_text else "") + "; ".join(faults)[:300] + ("" if pub_ok else "; PUBLISHER: exit %s, %d of %d acked" % (pub["exit"], pub["acked"], pub["n"]))))
     trimmed_note = ""
     if totals["pruned"]:
         trimmed_note = "; dev-kafka's mock trimmed %d old readings (partition first offsets %s), not counted as lost" % (
             totals["pruned"], ",".join("%d:%d" % kv for kv in sorted(first_offset.items())))
     return rows, totals, ok_all, summary, trimmed_note
+
+
+def print_issue_targets(summary, rig):
+    """The targets of issue 10, each next to what this run measured."""
+    ran = [p for p in summary if not p.get("skipped")]
+    def of(kinds): return [p for p in ran if p["kind"] in kinds]
+    nonkill = of(set(KINDS + ["kafka-outages"]) - {"sigkill"})
+    lost, ooo = sum(p["lost"] for p in nonkill), sum(p["out_of_order"] for p in nonkill)
+    counts = (FAULTS["Kafka outages"], FAULTS["mosquitto restarts"] + FAULTS["mosquitto restarts under backpressure"],
+              FAULTS["request-error bursts"], FAULTS["gateway SIGTERM"])
+    short = [name for name, have, want in zip(("outages", "broker restarts", "request-error bursts", "SIGTERMs"), counts, (100, 10, 1, 5)) if have < want]
+    print("issue target: 0 lost, 0 out of order through 100 outages, 10 broker restarts, the request-error bursts and 5 SIGTERMs"
+          " | measured: %d Kafka outages, %d mosquitto restarts, %d request-error bursts, %d SIGTERMs: lost %d, out of order %d%s"
+          % (counts + (lost, ooo, " (fewer %s than the target names)" % ", ".join(short) if short else "")))
+    kills = of({"sigkill"})
+    print("issue target: SIGKILL loses at most the group-commit window | measured: %s" % (
+        ", ".join("lost %d (window %d)" % (p["lost"], p["window"]) for p in kills) or "no SIGKILL phase ran"))
+    disk = of({"disk-full"})
+    skipped = [p["skipped"] for p in summary if p["kind"] == "disk-full" and p.get("skipped")]
+    print("issue target: disk full: 0 lost | measured: %s" % (
+        ", ".join("%s lost %d of %d, %s" % (p["phase"], p["lost"], p["published"], p["check"]) for p in disk)
+        or ("skipped: %s" % skipped[0] if skipped else "no disk-full phase ran")))
+    damaged = of({"damaged-journal"})
+    print("issue target: a journal damaged between runs is refused, never started empty | measured: %s" % (
+        "; ".join("%s %s, lost %d of %d" % ("ok" if p["check_ok"] else "NOT AS DOCUMENTED", p["check"][:120], p["lost"], p["published"])
+                  for p in damaged) or "no damaged-journal phase ran"))
+    kill_stops = [(a, i) for (a, how, i) in rig.stops if how.startswith("sigkill")]
+    print("issue target: integrity ok after every kill | measured: ok after %d of %d SIGKILLs (%d of %d stops in all)" % (
+        sum(1 for _, i in kill_stops if i == "ok"), len(kill_stops), sum(1 for (_, _, i) in rig.stops if i == "ok"), len(rig.stops)))
 
 
 def main():
@@ -427,6 +652,13 @@ def main():
             result = run_phase(rig, i, kind)
             phases.append(result)
             log("phase %d: %s: publisher %s; %s" % (i, kind, result[2], "; ".join(result[3])[:200]))
+            rig.settle()
+        # CHAOS_OUTAGES: more kafka-outages phases until that many outages were applied (each phase adds a few).
+        while OUTAGES and FAULTS["Kafka outages"] < OUTAGES and i < 10000:
+            i += 1
+            log("phase %d: kafka-outages (%d of %d outages so far)" % (i, FAULTS["Kafka outages"], OUTAGES))
+            result = run_phase(rig, i, "kafka-outages")
+            phases.append(result)
             rig.settle()
         log("draining")
         rig.kafka_cmd("up")
@@ -454,6 +686,7 @@ def main():
         print("faults applied: %s" % ", ".join("%d %s" % (v, k) for k, v in sorted(FAULTS.items())))
         print("targets: 0 lost and 0 out of order outside SIGKILL phases; every duplicate carries its first copy's "
               "(gateway, seq); SIGKILL loss <= the group-commit window per kill; integrity_check ok after every stop")
+        print_issue_targets(summary, rig)
         sys.stdout.flush()
     finally:
         rig.stop_all()

@@ -26,6 +26,8 @@
  *                for it (repeatable, up to 16). Use it to signal other processes mid-run,
  *                e.g. -e "5000:kill -USR1 1234", or to write to a fifo, or to pause ("sleep 2").
  *   -T SECONDS   overall deadline for publishing and acknowledgements (120)
+ *   -D SECONDS   stop publishing after SECONDS (at most N readings), then wait for the
+ *                acknowledgements; success when every published message was acknowledged (a soak)
  *   -i ID        client id (forewarn-bench-pub-<pid>)
  *   -Q QOS       publish at QoS 0 or 1 (1). At QoS 0 there is no PUBACK: a message counts as
  *                acknowledged once libmosquitto has written it to the socket (its publish callback)
@@ -119,7 +121,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
 
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s [-h host] [-p port] [-n N] [-m machines] [-s site] [-S sensor] [-w window] "
-                    "[-r rate] [-e K:CMD]... [-T seconds] [-i client-id] [-Q qos] [-q] [-c]\n", argv0);
+                    "[-r rate] [-e K:CMD]... [-T seconds] [-D seconds] [-i client-id] [-Q qos] [-q] [-c]\n", argv0);
     exit(2);
 }
 
@@ -143,8 +145,9 @@ int main(int argc, char **argv) {
     struct event events[MAX_EVENTS];
     int nevents = 0;
 
+    long stop_after_s = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:i:qcQ:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:D:i:qcQ:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = parse_long(optarg, "port", 1); break;
@@ -155,6 +158,7 @@ int main(int argc, char **argv) {
         case 'w': window = parse_long(optarg, "window", 1); break;
         case 'r': rate = parse_long(optarg, "rate", 0); break;
         case 'T': timeout_s = parse_long(optarg, "timeout", 1); break;
+        case 'D': stop_after_s = parse_long(optarg, "stop-after", 1); break;
         case 'i': snprintf(client_id, sizeof client_id, "%s", optarg); break;
         case 'q': quiet = 1; break;
         case 'Q': qos = (int)parse_long(optarg, "qos", 0); if (qos > 1) usage(argv[0]); break;
@@ -219,6 +223,7 @@ int main(int argc, char **argv) {
     double next_progress = pub_start + 1;
 
     for (long i = 0; i < n && !failed; i++) {
+        if (stop_after_s > 0 && mono_s() - pub_start >= (double)stop_after_s) break;
         for (int e = 0; e < nevents; e++) {
             if (events[e].index == i) {
                 if (!quiet) fprintf(stderr, "publisher: at message %ld: running: %s\n", i, events[e].cmd);
@@ -319,7 +324,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "stats start_ms=%lld published_ms=%lld acked_ms=%lld elapsed_s=%.3f rate=%.0f unknown_acks=%ld\n",
             (long long)start_ms, (long long)published_ms, (long long)acked_ms, elapsed,
             elapsed > 0 ? (double)acked / elapsed : 0.0, unknown);
-    if (published != n || acked != n) {
+    if (stop_after_s > 0 ? acked != published : (published != n || acked != n)) {
         fprintf(stderr, "publisher: FAILED: %ld of %ld published, %ld acknowledged\n", published, n, acked);
         return 1;
     }

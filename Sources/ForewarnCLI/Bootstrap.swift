@@ -1,5 +1,6 @@
 import ForewarnCore
 import Foundation
+import Journal
 import Kafka
 import Logging
 import Metrics
@@ -69,10 +70,14 @@ enum Bootstrap {
 /// How a `forewarn` process ends when it does not end well.
 enum ExitStatus: Int32 {
     /// A fatal error at run time or start-up that is not the configuration's fault (a fatal
-    /// Kafka error, a taken port, a corrupt journal). systemd restarts the service.
+    /// Kafka error, a taken port). systemd restarts the service.
     case failure = 1
     /// A usage error of a tool command (simulate, evaluate, ...).
     case usage = 2
+    /// EX_DATAERR (sysexits.h): the journal found at start-up is damaged (truncated, a damaged
+    /// page or WAL, not SQLite) or is not a forewarn journal. It may hold readings, so it is left
+    /// as it is; the units set `RestartPreventExitStatus=65`: restarting would not help.
+    case dataError = 65
     /// EX_CONFIG (sysexits.h): the configuration is wrong, wherever it came from (file,
     /// environment, flag): unknown key, wrong type, out of range, contradiction, unreadable
     /// file. The units set `RestartPreventExitStatus=78`: restarting would not help.
@@ -88,6 +93,8 @@ enum ExitStatus: Int32 {
             if case .configuration = e.kind { self = .config } else { self = e.kind == .creation ? .config : .failure }
         case let e as HTTPServerError:
             self = e.isConfiguration ? .config : .failure
+        case let e as JournalError:
+            self = e.kind == .corrupt || e.kind == .schema ? .dataError : .failure
         default:
             self = .failure
         }

@@ -30,8 +30,19 @@ public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible 
         self.detail = detail
     }
 
+    /// What kind of damage the start-up check found, when it found some.
+    public var damage: JournalDamage.Kind?
+
+    /// A damaged or foreign journal found at start-up.
+    public init(_ damage: JournalDamage, path: String) {
+        self.init(damage.kind == .foreign || damage.kind == .newerSchema ? .schema : .corrupt, path: path, damage.detail)
+        self.damage = damage.kind
+    }
+
     public var description: String {
         switch kind {
+        case .schema:
+            return "journal \(path) is not one this forewarn can use: \(detail). Forewarn never changes a file it does not recognise: point state-dir elsewhere or move the file aside."
         case .corrupt:
             return "journal \(path) is corrupt: \(detail). Forewarn never truncates a journal: move the file aside (it may hold undelivered readings; sqlite3's .recover can salvage them) and start again."
         case .diskFull:
@@ -251,17 +262,51 @@ public final class Journal: Sendable {
         self.logger = logger
         let walBudget = max(options.minFreeBytes / 4, 64 << 10)
         deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
-        let conn = try SQLiteConnection(path: options.path)
+        let opened = ContinuousClock.now
+        let conn: SQLiteConnection
         do {
-            try Self.check(conn)
+            if Self.fileIdentity(options.path) == nil { try Self.create(options) }
+            try Self.inspectFiles(options.path)
+            conn = try SQLiteConnection(path: options.path, create: false)
+            try Self.checkSchema(conn)
             try conn.exec("PRAGMA journal_mode=WAL")
             try conn.exec("PRAGMA synchronous=\(options.synchronous == .full ? "FULL" : "NORMAL")")
             try conn.exec("PRAGMA busy_timeout=5000")
             // Keep the WAL inside the free-space reserve, so deletes and checkpoints always have room.
             try conn.exec("PRAGMA wal_autocheckpoint=\(min(1000, max(16, walBudget / 4096)))")
             try conn.exec("PRAGMA journal_size_limit=\(walBudget)")
+        } catch let e where e.kind != .corrupt && e.kind != .schema && Self.isOnReadOnlyFileSystem(options.path) {
+            throw JournalError(.readOnly, path: options.path, e.detail)
+        } catch let e where e.kind == .other {
+            // SQLite reports a foreign file lazily, on first use; say so plainly.
+            throw JournalError(.corrupt, path: options.path, e.detail)
+        }
+        let inner = try Inner(conn: conn)
+        let pageSize = try conn.prepare("PRAGMA page_size")
+        if try pageSize.step() { inner.pageSize = pageSize.int64(0) }
+        identity = Self.fileIdentity(options.path)
+        // Reads every page of the entries table and of its index: a damaged page fails here.
+        let (entries, bytes, lastSeq) = try Self.countEntries(conn)
+        inner.entries = entries
+        inner.bytes = bytes
+        inner.committedSeq = lastSeq
+        inner.lastInsertedSeq = inner.committedSeq
+        logger.info("journal opened", metadata: ["path": "\(options.path)", "entries": "\(inner.entries)", "bytes": "\(inner.bytes)",
+                                                 "checked_in_ms": "\((ContinuousClock.now - opened).milliseconds)"])
+        self.inner = Mutex(inner)
+    }
+
+    /// Sets up a new journal under a temporary name and renames it into place, so a journal
+    /// file at the path is never empty or half set up (an empty one means it was truncated).
+    private static func create(_ options: JournalOptions) throws(JournalError) {
+        let temporary = options.path + ".new"
+        for suffix in ["", "-wal", "-shm"] { unlink(temporary + suffix) }
+        do {
+            let conn = try SQLiteConnection(path: temporary)
+            try conn.exec("PRAGMA journal_mode=WAL")
             try conn.exec("""
-                CREATE TABLE IF NOT EXISTS entries(
+                BEGIN;
+                CREATE TABLE entries(
                   seq INTEGER PRIMARY KEY AUTOINCREMENT,
                   kind INTEGER NOT NULL,
                   machine TEXT NOT NULL,
@@ -270,48 +315,105 @@ public final class Journal: Sendable {
                   payload BLOB NOT NULL,
                   reason TEXT,
                   size INTEGER NOT NULL);
-                CREATE INDEX IF NOT EXISTS entries_received ON entries(received_ms);
-                CREATE TABLE IF NOT EXISTS recent_messages(
+                CREATE INDEX entries_received ON entries(received_ms);
+                CREATE TABLE recent_messages(
                   id INTEGER PRIMARY KEY AUTOINCREMENT,
                   digest INTEGER NOT NULL);
-                PRAGMA user_version=\(Self.schemaVersion);
+                INSERT INTO sqlite_sequence(name, seq) VALUES ('entries', \(options.firstSeq - 1));
+                PRAGMA user_version=\(schemaVersion);
+                COMMIT;
                 """)
-            // A new journal starts its numbering at `firstSeq`; an existing one keeps its own.
-            try conn.exec("INSERT INTO sqlite_sequence(name, seq) SELECT 'entries', \(options.firstSeq - 1) WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'entries')")
-        } catch let e where Self.isOnReadOnlyFileSystem(options.path) {
-            throw JournalError(.readOnly, path: options.path, e.detail)
-        } catch let e where e.kind == .other || e.kind == .unreadable {
-            // SQLite reports a foreign file lazily, on first use; say so plainly.
-            throw JournalError(.corrupt, path: options.path, e.detail)
+            try conn.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        }   // closing the only connection folds the WAL in and removes it
+        for suffix in ["-wal", "-shm"] { unlink(temporary + suffix) }
+        guard rename(temporary, options.path) == 0 else {
+            throw JournalError(.unreadable, path: options.path, "cannot rename the new journal into place: \(String(cString: strerror(errno)))")
         }
-        let inner = try Inner(conn: conn)
-        let pageSize = try conn.prepare("PRAGMA page_size")
-        if try pageSize.step() { inner.pageSize = pageSize.int64(0) }
-        identity = Self.fileIdentity(options.path)
-        let count = try conn.prepare("SELECT COUNT(*), COALESCE(SUM(size),0), COALESCE(MAX(seq),0) FROM entries")
-        _ = try count.step()
-        inner.entries = Int(count.int64(0))
-        inner.bytes = count.int64(1)
-        inner.committedSeq = count.int64(2)
-        inner.lastInsertedSeq = inner.committedSeq
-        logger.info("journal opened", metadata: ["path": "\(options.path)", "entries": "\(inner.entries)", "bytes": "\(inner.bytes)"])
-        self.inner = Mutex(inner)
+        let dir = open(directory(of: options.path), O_RDONLY)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 
-    /// Integrity and schema check before first use.
-    private static func check(_ conn: SQLiteConnection) throws(JournalError) {
+    /// The file checks of `JournalFileCheck`, before SQLite touches the file (opening it would
+    /// replay and then reset a WAL, and with it the evidence).
+    private static func inspectFiles(_ path: String) throws(JournalError) {
+        let size = fileSize(path) ?? 0
+        let head = try readFile(path, limit: 100)
+        let walPath = path + "-wal"
+        let wal = fileSize(walPath).map { $0 > 0 } == true ? try readFile(walPath, limit: Int.max) : []
+        let databasePageSize: Int?
+        if head.count >= 18, Array(head[0..<16]) == JournalFileCheck.magic {
+            let raw = Int(head[16]) << 8 | Int(head[17])
+            databasePageSize = raw == 1 ? 65536 : raw
+        } else {
+            databasePageSize = nil
+        }
+        let walReport = JournalFileCheck.wal(wal, databasePageSize: databasePageSize)
+        if case let .failure(damage) = JournalFileCheck.header(head, fileSize: size, walHasCommits: walReport.commits > 0) {
+            throw JournalError(damage, path: path)
+        }
+        if let damage = walReport.damage { throw JournalError(damage, path: path) }
+    }
+
+    /// Schema and version check before first use; a fresh database (no tables) is set up.
+    private static func checkSchema(_ conn: SQLiteConnection) throws(JournalError) {
         let version = try conn.prepare("PRAGMA user_version")
         _ = try version.step()
         let v = version.int64(0)
-        if v > schemaVersion {
-            throw JournalError(.schema, path: conn.path, "schema version \(v) is newer than this forewarn understands (\(schemaVersion)); refusing to touch it")
+        var objects: Set<String> = []
+        let master = try conn.prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        while try master.step() { if let n = master.string(0) { objects.insert(n) } }
+        var columns: [String] = []
+        let info = try conn.prepare("SELECT name FROM pragma_table_info('entries') ORDER BY cid")
+        while try info.step() { if let n = info.string(0) { columns.append(n) } }
+        switch JournalFileCheck.schema(objects: objects, entriesColumns: columns, userVersion: v, understood: schemaVersion) {
+        case .journal:
+            return
+        case .fresh:
+            throw JournalError(JournalDamage(.foreign, "it is an SQLite database with no tables, which forewarn never leaves behind (a new journal is set up under another name and renamed into place)"), path: conn.path)
+        case let .damage(d):
+            throw JournalError(d, path: conn.path)
         }
-        let quick = try conn.prepare("PRAGMA quick_check")
-        var problems: [String] = []
-        while try quick.step() { if let s = quick.string(0), s != "ok" { problems.append(s) } }
-        if !problems.isEmpty {
-            throw JournalError(.corrupt, path: conn.path, problems.prefix(3).joined(separator: "; "))
+    }
+
+    /// Counts the entries (every page of the table) and the index entries (every page of the
+    /// index); SQLITE_CORRUPT from either names a damaged page.
+    private static func countEntries(_ conn: SQLiteConnection) throws(JournalError) -> (Int, Int64, Int64) {
+        do throws(JournalError) {
+            let count = try conn.prepare("SELECT COUNT(*), COALESCE(SUM(size),0), COALESCE(MAX(seq),0) FROM entries NOT INDEXED")
+            _ = try count.step()
+            let indexed = try conn.prepare("SELECT COUNT(*) FROM entries INDEXED BY entries_received")
+            _ = try indexed.step()
+            let recent = try conn.prepare("SELECT COUNT(digest) FROM recent_messages")
+            _ = try recent.step()
+            if indexed.int64(0) != count.int64(0) {
+                throw JournalError(JournalDamage(.damagedPage, "its index entries_received holds \(indexed.int64(0)) entries, the table \(count.int64(0))"), path: conn.path)
+            }
+            return (Int(count.int64(0)), count.int64(1), count.int64(2))
+        } catch let e where e.damage == nil && (e.kind == .corrupt || e.kind == .other) {
+            throw JournalError(JournalDamage(.damagedPage, "a page of it is damaged: reading every entry failed with \(e.detail)"), path: conn.path)
         }
+    }
+
+    static func fileSize(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int64(st.st_size)
+    }
+
+    /// Up to `limit` bytes from the start of `path`.
+    static func readFile(_ path: String, limit: Int) throws(JournalError) -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw JournalError(.unreadable, path: path, "cannot read: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while out.count < limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, limit - out.count)) }
+            if n < 0 { throw JournalError(.unreadable, path: path, "cannot read: \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
     }
 
     /// Appends entries inside the current group-commit transaction and commits when it holds

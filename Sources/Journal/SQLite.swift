@@ -5,9 +5,10 @@ final class SQLiteConnection {
     let db: OpaquePointer
     let path: String
 
-    init(path: String) throws(JournalError) {
+    /// Opens `path`; with `create: false` a missing file is an error rather than a new database.
+    init(path: String, create: Bool = true) throws(JournalError) {
         var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK, let handle else {
             let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             if let handle { sqlite3_close_v2(handle) }

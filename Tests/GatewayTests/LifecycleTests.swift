@@ -333,7 +333,7 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
 @Suite struct SystemdUnitTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// A bad configuration exits 78; the units must not restart it in a loop, but restart everything else.
+    /// A bad configuration exits 78 (a damaged journal 65); the units must not restart them in a loop, but restart everything else.
     @Test(arguments: ["forewarn-gateway.service", "forewarn-detector.service"])
     func theUnitsRestartOnFailureButNotOnAConfigurationError(_ unit: String) throws {
         let text = try String(contentsOf: Self.repository.appendingPathComponent("systemd/\(unit)"), encoding: .utf8)
@@ -341,6 +341,10 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         func value(_ name: String) -> [String] { settings.filter { $0.count == 2 && $0[0] == name }.map { $0[1] } }
         #expect(value("Restart") == ["always"])
         #expect(value("RestartPreventExitStatus").flatMap { $0.split(separator: " ").map(String.init) }.contains("78"))
+        if unit == "forewarn-gateway.service" {
+            #expect(value("RestartPreventExitStatus").flatMap { $0.split(separator: " ").map(String.init) }.contains("65"),
+                    "a damaged journal (exit 65) is not restarted in a loop either")
+        }
         #expect(value("Type") == ["notify"])
         #expect(!value("WatchdogSec").isEmpty)
     }
