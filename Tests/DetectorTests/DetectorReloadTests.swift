@@ -5,15 +5,6 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct DetectorReloadTests {
-    func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        return condition()
-    }
-
     @Test func sighupReloadsModelFilesAndKeepsTheRunningOnesWhenAFileIsInvalid() throws {
         let dir = TestEnvironment.temporaryDirectory("detector-sighup")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -41,23 +41,10 @@ import TestSupport
         #expect(body.contains(lastReading), "\(body)")
         #expect(body.hasSuffix("\n"))
         #expect(body.contains("forewarn_build_info{version=\"") && body.contains("service=\"detector\""))
-        for name in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"] {
-            #expect(body.contains("\n\(name) "), "\(name) missing")
-        }
-        let families = metricFamilies(body)
-        let helped = Set(body.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
-        #expect(families.subtracting(helped).isEmpty, "no HELP: \(families.subtracting(helped).sorted())")
-        // Every detector and process metric the Grafana dashboard queries exists in this output.
-        let samples = metricSampleNames(body)
-        let dashboard = try dashboardMetricNames(repoRoot + "/deploy/grafana/forewarn.json")
-        let mine = dashboard.filter { !$0.hasPrefix("forewarn_gateway_") }
-        #expect(mine.count >= 12, "\(mine.sorted())")
-        #expect(mine.subtracting(samples).isEmpty, "the dashboard queries metrics the detector does not emit: \(mine.subtracting(samples).sorted())")
-        guard let check = try promtoolCheckMetrics(body, directory: dir) else {
-            print("promtool not installed (apt-get install prometheus): skipped the promtool part of this test")
-            return
-        }
-        #expect(check.status == 0 && check.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
-                "promtool check metrics: exit \(check.status)\n\(check.output)")
+        // The conventions both services follow: process metrics, HELP lines, every metric the dashboard queries, promtool.
+        let conventions = try metricsConventionProblems(body, service: "detector", dashboard: repoRoot + "/deploy/grafana/forewarn.json",
+                                                        otherServicePrefix: "forewarn_gateway_", minDashboardMetrics: 12, directory: dir)
+        #expect(conventions.problems.isEmpty, "\(conventions.problems.joined(separator: "\n"))")
+        if !conventions.promtoolChecked { print("promtool not installed (apt-get install prometheus): skipped the promtool part of this test") }
     }
 }

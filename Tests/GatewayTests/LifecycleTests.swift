@@ -46,15 +46,6 @@ private func runForewarn(_ args: [String], env: [String: String] = [:], dir: Str
     return (status, p.stderr, elapsed)
 }
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.02)
-    }
-    return condition()
-}
 
 @Suite(.serialized) struct LifecycleTests {
     @Test func configurationErrorsExit78WhereverTheyComeFrom() throws {
@@ -172,7 +163,7 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         defer { gw.child.stop() }
         #expect(notify.waitFor("READY=1", timeout: 10))
         #expect(notify.waitFor("WATCHDOG=1", timeout: 5), "pings before the stall")
-        let stalled = waitUntil(timeout: 10) { gw.child.stderr.contains("worker loop stalled, no heartbeat from http") }
+        let stalled = waitUntil(timeout: 10, every: 0.02) { gw.child.stderr.contains("worker loop stalled, no heartbeat from http") }
         try #require(stalled, "the stall is reported: \(gw.child.stderr)")
         // What was sent before the report is already queued on the socket: take it away.
         _ = notify.drain(quiet: 0, timeout: 0.1)
@@ -181,7 +172,7 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         // check that found no recovery line in stderr was sent during the stall.
         var received: [String] = []
         var duringStall = 0
-        let recovered = waitUntil(timeout: 15) {
+        let recovered = waitUntil(timeout: 15, every: 0.02) {
             if gw.child.stderr.contains("every worker loop beats again") { return true }
             duringStall = received.count
             if let m = notify.receive(timeout: 0.05) { received.append(m) }
@@ -212,14 +203,14 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         let rejectedLine = "rejected MQTT message"  // logged at debug level
         func rejectOne(expectTotal n: Double) throws {
             try publisher.publish("factory/s1/m1/vib_rms", "not json")
-            #expect(waitUntil(timeout: 15) { gw.metric("forewarn_gateway_rejected_total") >= n }, "rejection \(n) counted")
+            #expect(waitUntil(timeout: 15, every: 0.02) { gw.metric("forewarn_gateway_rejected_total") >= n }, "rejection \(n) counted")
         }
         func hangUp(until line: String) -> Bool {
             gw.child.signal(SIGHUP)
-            return waitUntil(timeout: 10) { gw.child.stderr.contains(line) }
+            return waitUntil(timeout: 10, every: 0.02) { gw.child.stderr.contains(line) }
         }
         func rejectedLines() -> Int { gw.child.stderr.components(separatedBy: rejectedLine).count - 1 }
-        #expect(waitUntil(timeout: 15) { gw.get("/healthz").0 == 200 }, "\(gw.child.stderr)")
+        #expect(waitUntil(timeout: 15, every: 0.02) { gw.get("/healthz").0 == 200 }, "\(gw.child.stderr)")
 
         // At info, a rejection is counted but not logged.
         try rejectOne(expectTotal: 1)
@@ -232,14 +223,14 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         #expect(hangUp(until: "SIGHUP: configuration reloaded: log-level info → debug; changed but only applied by a restart: mqtt.max-payload-bytes"),
                 "\(gw.child.stderr)")
         try rejectOne(expectTotal: 2)
-        #expect(waitUntil(timeout: 5) { rejectedLines() == 1 }, "at debug the rejection is logged: \(gw.child.stderr)")
+        #expect(waitUntil(timeout: 5, every: 0.02) { rejectedLines() == 1 }, "at debug the rejection is logged: \(gw.child.stderr)")
 
         // An invalid file changes nothing: still running, still at debug.
         try "log-level: loud\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect(hangUp(until: "SIGHUP: the configuration is invalid, keeping the running one: config key 'log-level'"), "\(gw.child.stderr)")
         #expect(gw.child.isRunning)
         try rejectOne(expectTotal: 3)
-        #expect(waitUntil(timeout: 5) { rejectedLines() == 2 }, "the running level (debug) is kept: \(gw.child.stderr)")
+        #expect(waitUntil(timeout: 5, every: 0.02) { rejectedLines() == 2 }, "the running level (debug) is kept: \(gw.child.stderr)")
 
         #expect(publisher.finish())
         gw.child.signal(SIGTERM)
@@ -262,10 +253,10 @@ private func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         #expect(httpGet(port: port, path: "/healthz").0 == 200, "within the 1 h grace")
         try "health:\n  grace: 1s\n".write(toFile: file, atomically: true, encoding: .utf8)
         gw.signal(SIGHUP)
-        #expect(waitUntil(timeout: 10) { gw.stderr.contains("SIGHUP: configuration reloaded: health.grace 1h → 1s") }, "\(gw.stderr)")
+        #expect(waitUntil(timeout: 10, every: 0.02) { gw.stderr.contains("SIGHUP: configuration reloaded: health.grace 1h → 1s") }, "\(gw.stderr)")
         // Unreachable since start-up: 503 as soon as that is longer than the new 1 s grace.
         var last = (0, "")
-        #expect(waitUntil(timeout: 5) { last = httpGet(port: port, path: "/healthz"); return last.0 == 503 && last.1.contains("kafka unreachable for") },
+        #expect(waitUntil(timeout: 5, every: 0.02) { last = httpGet(port: port, path: "/healthz"); return last.0 == 503 && last.1.contains("kafka unreachable for") },
                 "the new grace applies: \(last)")
     }
 

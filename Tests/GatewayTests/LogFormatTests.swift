@@ -24,15 +24,6 @@ import TestSupport
 }
 
 @Suite(.serialized) struct LogFormatTests {
-    func waitUntil(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        return condition()
-    }
-
     @Test func theGatewayLogsTextThenJSONAfterAReloadWithTheSameFields() throws {
         let dir = TestEnvironment.temporaryDirectory("gateway-logformat")
         defer { try? FileManager.default.removeItem(atPath: dir) }

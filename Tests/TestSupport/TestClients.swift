@@ -187,6 +187,30 @@ public final class NotifySocket: @unchecked Sendable {
     public var all: [String] { lock.lock(); defer { lock.unlock() }; return received }
 }
 
+/// What one service's /metrics must follow, as the list of what does not hold (empty when all
+/// do): the process metrics; a HELP line for every family; every metric the Grafana dashboard
+/// queries for this service (names not starting with `otherServicePrefix`, at least
+/// `minDashboardMetrics` of them) present; and a clean `promtool check metrics` where promtool is
+/// installed (`promtoolChecked` is false where it is not).
+public func metricsConventionProblems(_ body: String, service: String, dashboard: String, otherServicePrefix: String,
+                                      minDashboardMetrics: Int, directory: String) throws -> (problems: [String], promtoolChecked: Bool) {
+    var problems: [String] = []
+    for name in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"]
+    where !body.contains("\n\(name) ") { problems.append("\(name) missing") }
+    let helped = Set(body.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.compactMap { $0.split(separator: " ").dropFirst(2).first.map(String.init) })
+    let unhelped = metricFamilies(body).subtracting(helped)
+    if !unhelped.isEmpty { problems.append("no HELP: \(unhelped.sorted())") }
+    let mine = try dashboardMetricNames(dashboard).filter { !$0.hasPrefix(otherServicePrefix) }
+    if mine.count < minDashboardMetrics { problems.append("only \(mine.count) dashboard metrics for the \(service): \(mine.sorted())") }
+    let missing = mine.subtracting(metricSampleNames(body))
+    if !missing.isEmpty { problems.append("the dashboard queries metrics the \(service) does not emit: \(missing.sorted())") }
+    guard let check = try promtoolCheckMetrics(body, directory: directory) else { return (problems, false) }
+    if check.status != 0 || !check.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        problems.append("promtool check metrics: exit \(check.status)\n\(check.output)")
+    }
+    return (problems, true)
+}
+
 /// `promtool check metrics` on an exposition: nil when promtool is not installed (Debian's
 /// `prometheus` package has it), else its exit status and what it reported.
 public func promtoolCheckMetrics(_ exposition: String, directory: String) throws -> (status: Int32, output: String)? {

@@ -49,6 +49,16 @@ public func freePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
+/// Polls `condition` every `interval` until it holds or `timeout` passes; its last answer.
+public func waitUntil(timeout: TimeInterval, every interval: TimeInterval = 0.05, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: interval)
+    }
+    return condition()
+}
+
 /// True once something accepts TCP connections on 127.0.0.1:port (bounded by `timeout`).
 public func waitForPort(_ port: Int, timeout: TimeInterval = 10) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
