@@ -66,6 +66,28 @@ final class SmallDiskPipeline: @unchecked Sendable {
         return (exit, try j.integrityProblems(), j.stats.entries)
     }
 
+    /// Takes Kafka down, publishes `count` readings from `machines` and waits until the gateway
+    /// has taken them all into its journal.
+    func journalWithKafkaDown(_ publisher: TestPublisher, count: Int, machines: Int,
+                              sourceLocation: SourceLocation = #_sourceLocation) throws -> [PublishedReading] {
+        kafka.brokersDown()
+        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
+        let published = try publishReadings(publisher, count: count, machines: machines)
+        let gateway = gateway
+        _ = waitUntil(timeout: 20) { gateway.metric("forewarn_gateway_readings_in_total") >= Double(count) }
+        #expect(gateway.metric("forewarn_gateway_readings_in_total") == Double(count), sourceLocation: sourceLocation)
+        return published
+    }
+
+    /// Once the gateway is healthy with an empty journal (the wait is the caller's): stops it, and
+    /// expects a clean exit and a sound, empty journal.
+    func expectStopsWithASoundEmptyJournal(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let after = try stopGatewayAndCheckJournal()
+        #expect(after.exit == 0, sourceLocation: sourceLocation)
+        #expect(after.problems.isEmpty, "PRAGMA integrity_check: \(after.problems)", sourceLocation: sourceLocation)
+        #expect(after.entries == 0, sourceLocation: sourceLocation)
+    }
+
     func stop() {
         gateway.child.stop()
         kafka.stop()
@@ -125,10 +147,7 @@ struct GatewayDiskFullTests {
         let healthy = gateway.waitForHealth(timeout: 30) { s, b in s == 200 && b.contains("\"entries\":0,") && b.contains("\"backpressure\":false") }
         #expect(healthy.0 == 200, "\(healthy.1)")
         #expect(gateway.metric("forewarn_gateway_journal_write_failures_total") == 0)
-        let after = try p.stopGatewayAndCheckJournal()
-        #expect(after.exit == 0)
-        #expect(after.problems.isEmpty, "PRAGMA integrity_check: \(after.problems)")
-        #expect(after.entries == 0)
+        try p.expectStopsWithASoundEmptyJournal()
     }
 
     @Test("the disk is filled by someone else: deletes fail with SQLITE_FULL, nothing is re-sent or lost, and it recovers when space returns")
@@ -136,13 +155,8 @@ struct GatewayDiskFullTests {
         let p = try SmallDiskPipeline("disk-filled", diskBytes: 2 << 20, settings: ["journal.min-free-bytes=64KiB"])
         defer { p.stop() }
         let gateway = p.gateway
-        p.kafka.brokersDown()
-        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
         let publisher = try TestPublisher(url: p.broker.url)
-        var published = try publishReadings(publisher, count: 1000, machines: 10)
-        let deadline = Date().addingTimeInterval(20)
-        while gateway.metric("forewarn_gateway_readings_in_total") < 1000 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        #expect(gateway.metric("forewarn_gateway_readings_in_total") == 1000)
+        var published = try p.journalWithKafkaDown(publisher, count: 1000, machines: 10)
 
         // Another program takes all the space: intake stops (disk-low) though the journal file
         // has free pages; the WAL checkpoint gives a little back, which the other program takes too.
@@ -171,10 +185,7 @@ struct GatewayDiskFullTests {
         #expect(perMachineSequences(received.map(\.reading)) == perMachineSequences(published))
         let healthy = gateway.waitForHealth(timeout: 30) { s, b in s == 200 && b.contains("\"entries\":0,") }
         #expect(healthy.0 == 200, "\(healthy.1)")
-        let after = try p.stopGatewayAndCheckJournal()
-        #expect(after.exit == 0)
-        #expect(after.problems.isEmpty, "PRAGMA integrity_check: \(after.problems)")
-        #expect(after.entries == 0)
+        try p.expectStopsWithASoundEmptyJournal()
     }
 
     @Test("the state directory vanishes (unmounted under the gateway): intake stops, health says why, what was journaled is still delivered, nothing acknowledged is lost")
@@ -182,13 +193,8 @@ struct GatewayDiskFullTests {
         let p = try SmallDiskPipeline("disk-vanish", diskBytes: 2 << 20, settings: ["journal.min-free-bytes=64KiB"])
         defer { p.stop() }
         let gateway = p.gateway
-        p.kafka.brokersDown()
-        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
         let publisher = try TestPublisher(url: p.broker.url)
-        var published = try publishReadings(publisher, count: 500, machines: 5)
-        let deadline = Date().addingTimeInterval(20)
-        while gateway.metric("forewarn_gateway_readings_in_total") < 500 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        #expect(gateway.metric("forewarn_gateway_readings_in_total") == 500)
+        var published = try p.journalWithKafkaDown(publisher, count: 500, machines: 5)
 
         p.disk.detach()
         let gone = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"journal-vanished\"") }
