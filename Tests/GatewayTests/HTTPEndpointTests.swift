@@ -6,37 +6,6 @@ import ServiceSupport
 import Testing
 import TestSupport
 
-/// Connects to 127.0.0.1:port; the socket, or -1.
-private func connectLoopback(_ port: Int) -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    if rc != 0 { close(fd); return -1 }
-    return fd
-}
-
-/// Sends `request` and reads the whole response (bounded to 5 s).
-private func rawRequest(_ port: Int, _ request: String) -> [UInt8] {
-    let fd = connectLoopback(port)
-    guard fd >= 0 else { return [] }
-    defer { close(fd) }
-    var tv = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    let bytes = Array(request.utf8)
-    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    var data: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n <= 0 { break }
-        data.append(contentsOf: buf[0..<n])
-    }
-    return data
-}
-
 @Suite(.serialized) struct HTTPEndpointTests {
     /// Runs an endpoint that answers /healthz with a fixed body, for the duration of `body`.
     func withServer(_ body: (Int) throws -> Void) async throws {
@@ -58,8 +27,8 @@ private func rawRequest(_ port: Int, _ request: String) -> [UInt8] {
 
     @Test func headAnswersLikeGetWithoutTheBody() async throws {
         try await withServer { port in
-            let get = String(decoding: rawRequest(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), as: UTF8.self)
-            let head = String(decoding: rawRequest(port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), as: UTF8.self)
+            let get = String(decoding: rawHTTPRequest(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), as: UTF8.self)
+            let head = String(decoding: rawHTTPRequest(port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), as: UTF8.self)
             #expect(get.hasPrefix("HTTP/1.1 200 OK\r\n") && get.hasSuffix("\r\n\r\n{\"status\":\"ok\"}\n"), "\(get)")
             #expect(head.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(head)")
             #expect(head.contains("Content-Length: 16\r\n"), "HEAD reports the GET body's length: \(head)")

@@ -298,20 +298,28 @@ public final class GatewayProcess: @unchecked Sendable {
     }
 }
 
-/// A minimal HTTP GET over a raw socket (no dependencies), bounded to 5 s.
-public func httpGet(port: Int, path: String) -> (Int, String) {
+/// A TCP connection to 127.0.0.1:port, or -1.
+public func connectLoopback(_ port: Int) -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var tv = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard rc == 0 else { return (0, "") }
-    let req = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    if rc != 0 { close(fd); return -1 }
+    return fd
+}
+
+/// Sends `request` as is to 127.0.0.1:port and reads the whole response (each read bounded to
+/// 5 s); empty when nothing accepts the connection.
+public func rawHTTPRequest(_ port: Int, _ request: String) -> [UInt8] {
+    let fd = connectLoopback(port)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    let bytes = Array(request.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     var data: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -319,6 +327,12 @@ public func httpGet(port: Int, path: String) -> (Int, String) {
         if n <= 0 { break }
         data.append(contentsOf: buf[0..<n])
     }
+    return data
+}
+
+/// A minimal HTTP GET over a raw socket (no dependencies), bounded to 5 s.
+public func httpGet(port: Int, path: String) -> (Int, String) {
+    let data = rawHTTPRequest(port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     let text = String(decoding: data, as: UTF8.self)
     guard let headerEnd = text.range(of: "\r\n\r\n") else { return (0, text) }
     let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
