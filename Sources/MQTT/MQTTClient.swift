@@ -93,6 +93,9 @@ public final class MQTTClient: @unchecked Sendable {
         var subscriptions: [(String, Int)] = []
         var inflight: Set<Int32> = []
         var lastError: String?
+        /// The last error libmosquitto logged (OpenSSL's reason for a failed handshake, say),
+        /// added to the next connect or connection-lost message, then cleared.
+        var libraryError: String?
         /// How long one loop iteration waits for network activity before `onTick`, in ms.
         var tickMillis: Int32 = 10
     }
@@ -149,9 +152,32 @@ public final class MQTTClient: @unchecked Sendable {
         mosquitto_publish_callback_set(mosq) { _, obj, mid in
             MQTTClient.from(obj).handlePublished(mid)
         }
+        // Runs on the loop's own thread, like the callbacks above (mosquitto_loop calls it).
+        mosquitto_log_callback_set(mosq) { _, obj, level, text in
+            guard level & Int32(MOSQ_LOG_ERR) != 0, let text else { return }
+            let message = String(cString: text)
+            MQTTClient.from(obj).state.withLock { $0.libraryError = message }
+        }
     }
 
-    deinit { mosquitto_destroy(mosq) }
+    deinit {
+        // Detach every callback first: libmosquitto may log or call back while it tears the
+        // connection down, and a callback must never reach an object being deinitialised.
+        mosquitto_log_callback_set(mosq, nil)
+        mosquitto_connect_callback_set(mosq, nil)
+        mosquitto_disconnect_callback_set(mosq, nil)
+        mosquitto_message_callback_set(mosq, nil)
+        mosquitto_subscribe_callback_set(mosq, nil)
+        mosquitto_publish_callback_set(mosq, nil)
+        mosquitto_destroy(mosq)
+    }
+
+    /// libmosquitto's text for `rc`, with the error it logged meanwhile (taken once).
+    private func failureText(_ rc: Int32) -> String {
+        let base = String(cString: mosquitto_strerror(rc))
+        guard let logged = state.withLock({ s -> String? in defer { s.libraryError = nil }; return s.libraryError }) else { return base }
+        return "\(base) (\(logged))"
+    }
 
     private static func from(_ obj: UnsafeMutableRawPointer?) -> MQTTClient {
         Unmanaged<MQTTClient>.fromOpaque(obj!).takeUnretainedValue()
@@ -217,8 +243,9 @@ public final class MQTTClient: @unchecked Sendable {
                 if rc == MOSQ_ERR_SUCCESS.rawValue {
                     socketOpen = true
                 } else {
-                    let text = String(cString: mosquitto_strerror(rc)) + (rc == MOSQ_ERR_ERRNO.rawValue ? " (\(String(cString: strerror(errno))))" : "")
+                    let text = failureText(rc) + (rc == MOSQ_ERR_ERRNO.rawValue ? " (\(String(cString: strerror(errno))))" : "")
                     state.withLock { $0.lastError = text }
+                    onConnectionChange?(false, text)
                     logger.warning("MQTT connect to \(options.host):\(options.port) failed: \(text); retrying in \(backoff)")
                     nextAttempt = .now + backoff
                     backoff = min(backoff * 2, options.reconnectMax)
@@ -229,11 +256,11 @@ public final class MQTTClient: @unchecked Sendable {
             onTick?()
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
-                if connected {
-                    state.withLock { $0.connected = false; $0.subscribed = false; $0.lastError = String(cString: mosquitto_strerror(rc)) }
-                    onConnectionChange?(false, String(cString: mosquitto_strerror(rc)))
-                }
-                logger.warning("MQTT connection lost: \(String(cString: mosquitto_strerror(rc))); reconnecting in \(backoff)")
+                let text = failureText(rc)
+                if connected { state.withLock { $0.connected = false; $0.subscribed = false } }
+                onConnectionChange?(false, text)
+                state.withLock { $0.lastError = text }
+                logger.warning("MQTT connection lost: \(text); reconnecting in \(backoff)")
                 nextAttempt = .now + backoff
                 backoff = min(backoff * 2, options.reconnectMax)
             } else if connected {
@@ -272,6 +299,7 @@ public final class MQTTClient: @unchecked Sendable {
         let subs = state.withLock { s in
             s.connected = true
             s.lastError = nil
+            s.libraryError = nil
             return s.subscriptions
         }
         var mids: Set<Int32> = []

@@ -79,22 +79,28 @@ struct GatewaySecurityTests {
         var settings = ["mqtt.tls.ca-file=\(certs.caFile)"]
         // What mosquitto says when it refuses the handshake, and what openssl says of the certificate itself.
         let brokerReason: String
+        // OpenSSL's alert as the client sees it, which the gateway must pass on.
+        let gatewayReason: String
         switch bad {
         case .none:
             brokerReason = "peer did not return a certificate"
+            gatewayReason = "certificate required"
         case .foreignCA:
             settings += ["mqtt.tls.cert-file=\(certs.foreignClientCert)", "mqtt.tls.key-file=\(certs.foreignClientKey)"]
             brokerReason = "certificate verify failed"
+            gatewayReason = "unknown ca"
             #expect(try opensslVerify(certs.foreignClientCert, ca: certs.caFile).contains("unable to get local issuer certificate"))
         case .expired:
             settings += ["mqtt.tls.cert-file=\(certs.expiredClientCert)", "mqtt.tls.key-file=\(certs.expiredClientKey)"]
             brokerReason = "certificate verify failed"
+            gatewayReason = "certificate expired"
             #expect(try opensslVerify(certs.expiredClientCert, ca: certs.caFile).contains("certificate has expired"))
         }
         let gateway = try GatewayProcess(directory: dir, mqtt: "mqtts://127.0.0.1:\(broker.port)", kafka: kafka.bootstrap, stateDir: dir + "/state",
                                          settings: settings)
         defer { gateway.child.stop() }
-        let (status, body) = gateway.waitForHealth(timeout: 15) { s, _ in s == 503 }
+        // Health turns 503 before the first handshake fails; wait until it says why.
+        let (status, body) = gateway.waitForHealth(timeout: 15) { s, b in s == 503 && b.contains(gatewayReason) }
         #expect(status == 503)
         #expect(body.contains("mqtt unreachable"), "\(body)")
         #expect(body.contains("\"connected\":false"))
@@ -102,11 +108,9 @@ struct GatewaySecurityTests {
         #expect(!broker.log.contains("New client connected"), "no MQTT session was opened")
         #expect(gateway.child.stderr.contains("MQTT connection lost"), "the gateway logs that it cannot hold a connection")
         #expect(gateway.child.isRunning, "a refused certificate must not crash the gateway")
-        // The gateway cannot yet say *why*: libmosquitto's TLS error (OpenSSL's alert) is not logged by the
-        // MQTT wrapper, so health and log say only "connection lost". Known gap, reported in issue 10.
-        withKnownIssue("the gateway does not report the TLS reason for a refused client certificate") {
-            #expect(gateway.child.stderr.contains("certificate") || body.contains("certificate"))
-        }
+        // The reason is OpenSSL's alert, which libmosquitto logs; the wrapper adds it to the error.
+        #expect(gateway.child.stderr.contains(gatewayReason), "the log names the certificate problem: \(gateway.child.stderr.suffix(600))")
+        #expect(body.contains(gatewayReason), "/healthz names the certificate problem: \(body)")
     }
 }
 
