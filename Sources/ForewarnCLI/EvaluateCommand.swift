@@ -195,12 +195,15 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Micro-benchmarks. Build with -c release: swift run -c release forewarn bench detector")
-    @Argument(help: "What to measure: detector.") var what: String = "detector"
+    @Argument(help: "What to measure: detector, or intake (the gateway's topic match and parse; --readings counts messages).") var what: String = "detector"
     @Option(help: "Readings to run.") var readings = 20_000_000
 
     func run() throws {
-        guard what == "detector" else { throw ValidationError("unknown benchmark '\(what)' (allowed: detector)") }
-        DetectorBenchmark.run(readings: readings)
+        switch what {
+        case "detector": DetectorBenchmark.run(readings: readings)
+        case "intake": try IntakeBenchmark.run(messages: readings)
+        default: throw ValidationError("unknown benchmark '\(what)' (allowed: detector, intake)")
+        }
     }
 }
 

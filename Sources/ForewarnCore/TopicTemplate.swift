@@ -60,30 +60,47 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
     public var hasSensor: Bool { segments.contains(.field("sensor")) }
 
     /// Extracts the fields of `topic`, or explains why it does not match.
+    /// Works on the topic's UTF-8 bytes: it runs once per MQTT message, and splitting into
+    /// Substrings and comparing them as Unicode text cost a quarter of the message callback.
     public func match(_ topic: String) throws(PayloadRejection) -> Fields {
-        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == segments.count else {
-            throw PayloadRejection(.topicMismatch, "topic '\(topic)' does not match template '\(description)'")
+        var topic = topic
+        let fields = topic.withUTF8 { bytes in matchFields(bytes) }
+        switch fields {
+        case let .success(f): return f
+        case let .failure(rejection): throw rejection
         }
+    }
+
+    private func matchFields(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<Fields, PayloadRejection> {
         var site: String?, machine: String?, sensor: String?
-        for (seg, part) in zip(segments, parts) {
+        var start = 0
+        for (index, seg) in segments.enumerated() {
+            // This segment runs to the next '/' (or the end, for the last one).
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "/") { end += 1 }
+            let isLast = index == segments.count - 1
+            guard start <= bytes.count, isLast == (end == bytes.count) else { return .failure(mismatch(bytes)) }
+            let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            defer { start = end + 1 }
             switch seg {
             case let .literal(l):
-                guard part == l else {
-                    throw PayloadRejection(.topicMismatch, "topic '\(topic)' does not match template '\(description)'")
-                }
+                guard part.elementsEqual(l.utf8) else { return .failure(mismatch(bytes)) }
             case let .field(name):
-                let value = String(part)
+                let value = String(decoding: part, as: UTF8.self)
                 switch name {
                 case "site": site = value
                 case "machine": machine = value
                 case "sensor": sensor = value
                 default: continue
                 }
-                try Identifier.validate(value, field: name)
+                do { try Identifier.validate(value, field: name) } catch { return .failure(error) }
             }
         }
-        return Fields(site: site, machine: machine!, sensor: sensor)
+        return .success(Fields(site: site, machine: machine!, sensor: sensor))
+    }
+
+    private func mismatch(_ bytes: UnsafeBufferPointer<UInt8>) -> PayloadRejection {
+        PayloadRejection(.topicMismatch, "topic '\(String(decoding: bytes, as: UTF8.self))' does not match template '\(description)'")
     }
 }
 
