@@ -111,6 +111,13 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
     private var belowCount = 0
     private var belowSince: Int64? = nil
     private var cooldownUntil: Int64 = .min
+    /// When recent episodes opened, raised or held (for the recurrence test); bounded in count.
+    private var recentOpenings: [Int64] = []
+    /// The current episode recurs at the time of day of an earlier one: followed to its end, no events.
+    private var holdingRecurrence = false
+    /// Episodes held as recurrences so far.
+    public private(set) var recurrencesHeld = 0
+    static let maxRecentOpenings = 64
 
     public init(params: LifecycleParameters, machine: String, site: String, kind: AlertKind, source: String? = nil) {
         self.params = params
@@ -120,7 +127,33 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
         self.source = source
     }
 
-    public var isOpen: Bool { episode != nil }
+    /// An episode is open and was raised (a held recurrence is not open to the outside).
+    public var isOpen: Bool { episode != nil && !holdingRecurrence }
+
+    /// Whether an opening at `ts` falls at the time of day of one 1...`recurrencePeriods` periods
+    /// earlier (within the tolerance). O(remembered openings), whatever the number of periods.
+    func isRecurrence(_ ts: Int64) -> Bool {
+        let p = params
+        guard p.recurrencePeriods > 0, p.recurrencePeriodMs > 0 else { return false }
+        return recentOpenings.contains { then in
+            // Wrapping arithmetic: timestamps come from outside, and this must never trap.
+            let age = ts &- then
+            guard age > 0 else { return false }
+            let k = (age &+ p.recurrencePeriodMs / 2) / p.recurrencePeriodMs
+            guard k >= 1, k <= Int64(p.recurrencePeriods) else { return false }
+            return (age &- k &* p.recurrencePeriodMs).magnitude <= p.recurrenceToleranceMs.magnitude
+        }
+    }
+
+    private mutating func rememberOpening(_ ts: Int64) {
+        let p = params
+        guard p.recurrencePeriods > 0 else { return }
+        let (span, overflow) = Int64(p.recurrencePeriods).multipliedReportingOverflow(by: p.recurrencePeriodMs)
+        let horizon = overflow ? Int64.max : span.addingReportingOverflow(p.recurrenceToleranceMs).overflow ? Int64.max : span + p.recurrenceToleranceMs
+        recentOpenings.removeAll { ts &- $0 > horizon || ts &- $0 < 0 }
+        if recentOpenings.count >= Self.maxRecentOpenings { recentOpenings.removeFirst() }
+        recentOpenings.append(ts)
+    }
 
     func severity(for score: Double, floor: Severity?) -> Severity {
         let s: Severity = score >= params.criticalScore ? .critical : .warning
@@ -140,14 +173,24 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
                 belowSince = nil
             }
             if belowCount >= p.closeCount, let since = belowSince, ts - since >= p.closeHoldMs {
-                let ctx = context()
                 episode = nil
                 belowCount = 0
                 belowSince = nil
                 aboveCount = 0
                 aboveSince = nil
+                if holdingRecurrence {
+                    holdingRecurrence = false
+                    return nil
+                }
+                let ctx = context()
                 cooldownUntil = ts + p.cooldownMs
                 return event(ep, state: .resolved, ts: ts, score: score, severity: ep.severity, ctx: ctx)
+            }
+            if holdingRecurrence {
+                // A held excursion that outlasts the hold is not the schedule: raise it now.
+                guard score >= p.openThreshold, ts - ep.openedAt >= p.recurrenceMaxHoldMs else { return nil }
+                holdingRecurrence = false
+                return open(ts: ts, score: score, ctx: context())
             }
             // Updates only while the score is still elevated; below the close line we are
             // on the way to resolving and the resolve event will carry the news.
@@ -178,7 +221,21 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
         guard ts >= cooldownUntil, aboveCount >= p.openCount, let since = aboveSince, ts - since >= p.openHoldMs else {
             return nil
         }
-        let ctx = context()
+        let recurring = isRecurrence(ts)
+        rememberOpening(ts)
+        if recurring {
+            // Followed like an episode, so the same excursion is not judged again until it ends.
+            holdingRecurrence = true
+            recurrencesHeld += 1
+            episode = Episode(alertId: "", openedAt: ts, severity: .warning, lastEventScore: score, lastEventTs: ts, model: "")
+            belowCount = 0
+            belowSince = nil
+            return nil
+        }
+        return open(ts: ts, score: score, ctx: context())
+    }
+
+    private mutating func open(ts: Int64, score: Double, ctx: AlertContext) -> AlertEvent {
         let sev = severity(for: score, floor: ctx.severityFloor)
         let id = source.map { "\(machine)-\(ts)-\(kind.rawValue)-\($0)" } ?? "\(machine)-\(ts)-\(kind.rawValue)"
         let ep = Episode(alertId: id, openedAt: ts, severity: sev, lastEventScore: score, lastEventTs: ts, model: ctx.model)

@@ -270,6 +270,18 @@ public struct LifecycleParameters: Codable, Sendable, Equatable {
     public var cooldownMs: Int64 = 0
     /// Score at or above which severity is critical, else warning (default 0.8).
     public var criticalScore: Double = 0.8
+    /// An alert that would open at the same time of day (within `recurrenceToleranceMs`) as an
+    /// opening one or up to `recurrencePeriods` periods before is a schedule (a nightly job, a
+    /// cleaning cycle), not news: it is held, not raised. Period, ms (default one day).
+    public var recurrencePeriodMs: Int64 = 86_400_000
+    /// Periods looked back for the recurrence test (default 2; 0 = off).
+    public var recurrencePeriods: Int = 2
+    /// How close to the same time of day counts as a recurrence, ms (default 900 000: 15 min).
+    public var recurrenceToleranceMs: Int64 = 900_000
+    /// A held recurrence still at or above the open threshold after this long is raised after
+    /// all, ms (default 3 600 000: 1 h): a schedule's excursion ends, a fault that starts at the
+    /// same time of day does not.
+    public var recurrenceMaxHoldMs: Int64 = 3_600_000
 
     public init() {}
 
@@ -280,6 +292,8 @@ public struct LifecycleParameters: Codable, Sendable, Equatable {
         p.closeCount = 3
         p.closeThreshold = 0.5
         p.minUpdateIntervalMs = 60_000
+        // A sensor fault is reported however regular it is.
+        p.recurrencePeriods = 0
         return p
     }
 }

@@ -232,7 +232,11 @@ public struct MachineModels: Sendable {
                     case "min-update-interval": c.lifecycle.minUpdateIntervalMs = try millis(lv, full)
                     case "cooldown": c.lifecycle.cooldownMs = try millis(lv, full)
                     case "critical-score": c.lifecycle.criticalScore = try number(lv, full)
-                    default: throw ConfigError(key: key(full), "unknown key (allowed: open-threshold, open-count, open-hold, close-threshold, close-count, close-hold, update-score-delta, min-update-interval, cooldown, critical-score)")
+                    case "recurrence-period": c.lifecycle.recurrencePeriodMs = try positiveMillis(lv, full)
+                    case "recurrence-periods": c.lifecycle.recurrencePeriods = try integer(lv, full)
+                    case "recurrence-tolerance": c.lifecycle.recurrenceToleranceMs = try millis(lv, full)
+                    case "recurrence-max-hold": c.lifecycle.recurrenceMaxHoldMs = try millis(lv, full)
+                    default: throw ConfigError(key: key(full), "unknown key (allowed: open-threshold, open-count, open-hold, close-threshold, close-count, close-hold, update-score-delta, min-update-interval, cooldown, critical-score, recurrence-period, recurrence-periods, recurrence-tolerance, recurrence-max-hold)")
                     }
                 }
             default:

@@ -17,8 +17,8 @@ public struct Candidate: Sendable {
 public enum Candidates {
     /// The NAB grid: the shipped default first, then the settings that decide how sensitive the
     /// univariate chain is — the risk level of the self-calibrated threshold, its history, the
-    /// novelty test's vigilance, shape width and rest — and how many steps a score must hold
-    /// before an alert opens. (NAB streams are univariate: the PCA settings do not apply.)
+    /// novelty test's vigilance, shape width and rest — how many steps a score must hold
+    /// before an alert opens, and which openings count as a daily recurrence. (NAB streams are univariate: the PCA settings do not apply.)
     public static func nab(base: DetectorConfiguration = DetectorConfiguration()) -> [Candidate] {
         var out = [Candidate(name: "default", config: base)]
         for risk in [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8] where risk != base.univariate.likelihoodTailLimit {
@@ -41,6 +41,13 @@ public enum Candidates {
         }
         for f in [0.2, 0.5] where f != base.univariate.noveltyRestFraction {
             out.append(variant(base, "novelty-rest=\(f)") { $0.univariate.noveltyRestFraction = f })
+        }
+        out.append(variant(base, "no-recurrence") { $0.lifecycle.recurrencePeriods = 0 })
+        for k in [1, 3] where k != base.lifecycle.recurrencePeriods {
+            out.append(variant(base, "recurrence-periods=\(k)") { $0.lifecycle.recurrencePeriods = k })
+        }
+        for minutes in [5, 30] where Int64(minutes) * 60_000 != base.lifecycle.recurrenceToleranceMs {
+            out.append(variant(base, "recurrence-tolerance=\(minutes)m") { $0.lifecycle.recurrenceToleranceMs = Int64(minutes) * 60_000 })
         }
         return out + openCounts(base)
     }

@@ -393,3 +393,76 @@ struct HTMLReportTests {
         }
     }
 }
+
+/// Drives a lifecycle with one excursion of `length` steps (1 min apart) starting at each of `starts` (ms);
+/// returns the starts of the excursions that opened an alert.
+private func openings(_ p: LifecycleParameters, excursionsAt starts: [Int64], length: Int = 10) -> (opened: [Int64], resolved: Int, life: AlertLifecycle) {
+    var life = AlertLifecycle(params: p, machine: "m", site: "s", kind: .machine)
+    var opened: [Int64] = [], resolved = 0
+    let step: Int64 = 60_000
+    var ts = starts.first.map { $0 - 100 * step } ?? 0
+    for start in starts {
+        // Quiet until the excursion, then `length` steps above the open line, then quiet again.
+        while ts < start + Int64(length + 30) * step {
+            ts += step
+            let score = ts >= start && ts < start + Int64(length) * step ? 0.9 : 0.1
+            if let e = life.step(ts: ts, score: score, context: AlertContext(model: "m")) {
+                if e.state == .open { opened.append(start) }
+                if e.state == .resolved { resolved += 1 }
+                #expect(e.state != .update || opened.count > resolved, "no update outside a raised episode")
+            }
+        }
+    }
+    return (opened, resolved, life)
+}
+
+@Test("recurrence: an excursion at the same time each day alerts on the first day only; other days' times still alert")
+func recurringExcursionsAreHeld() {
+    let day: Int64 = 86_400_000, minute: Int64 = 60_000
+    let p = LifecycleParameters()   // one day, two periods back, 15 minutes
+    // A nightly job at 02:00, jittering by up to 10 minutes, for a week.
+    let nightly = (0..<7).map { d in Int64(d) * day + 2 * 60 * minute + Int64([0, 7, -5, 10, -10, 3, 0][d]) * minute }
+    let run = openings(p, excursionsAt: nightly)
+    #expect(run.opened == [nightly[0]], "one alert, on the first night")
+    #expect(run.resolved == 1, "the raised alert resolves; held ones send nothing")
+    #expect(run.life.recurrencesHeld == 6)
+    #expect(!run.life.isOpen)
+    // The same job, then something at 14:00 on day 3: that is not the schedule.
+    let other = [nightly[0], nightly[1], 3 * day + 14 * 60 * minute, nightly[4]]
+    #expect(openings(p, excursionsAt: other).opened == [nightly[0], other[2], nightly[4]],
+            "a new time of day alerts; the job on day 4 has no opening 1 or 2 days before at its time (day 2 and 3 had none at 02:00)")
+}
+
+@Test("recurrence: off with 0 periods, a 3-day gap breaks a 2-period memory, and it never traps on wild timestamps")
+func recurrenceBounds() {
+    let day: Int64 = 86_400_000
+    var off = LifecycleParameters()
+    off.recurrencePeriods = 0
+    let daily = (0..<4).map { Int64($0) * day }
+    #expect(openings(off, excursionsAt: daily).opened == daily, "every day alerts without the test")
+    // Days 0 and 3: three periods apart, beyond the two looked back.
+    #expect(openings(LifecycleParameters(), excursionsAt: [0, 3 * day]).opened == [0, 3 * day])
+    // 20 minutes late is beyond the 15-minute tolerance.
+    #expect(openings(LifecycleParameters(), excursionsAt: [0, day + 20 * 60_000]).opened.count == 2)
+    // Extreme timestamps (differences that wrap) neither trap nor hold.
+    var life = AlertLifecycle(params: LifecycleParameters(), machine: "m", site: "s", kind: .machine)
+    var opens = 0
+    for ts in [Int64.min + 10, Int64.min + 1_000, 0, Int64.max - 1_000, Int64.max - 50] {
+        for i in 0..<30 {
+            let e = life.step(ts: ts + Int64(i), score: i < 10 ? 0.9 : 0.1, context: AlertContext(model: "m"))
+            if e?.state == .open { opens += 1 }
+        }
+    }
+    #expect(opens == 5)
+}
+
+@Test("recurrence: a held excursion still above the open line after the hold (1 h) is raised: a fault at the job's time is not lost")
+func aHeldRecurrenceThatPersistsIsRaised() {
+    let day: Int64 = 86_400_000, minute: Int64 = 60_000
+    // Day 0: a 10-minute excursion at 02:00 (raised). Day 1 at 02:05: it starts again and stays.
+    let short = openings(LifecycleParameters(), excursionsAt: [2 * 60 * minute, day + 2 * 60 * minute + 5 * minute], length: 10)
+    #expect(short.opened.count == 1, "the short repeat is held")
+    let long = openings(LifecycleParameters(), excursionsAt: [2 * 60 * minute, day + 2 * 60 * minute + 5 * minute], length: 90)
+    #expect(long.opened.count == 2, "the repeat that outlasts the hold is raised")
+    #expect(long.resolved == 2 && long.life.recurrencesHeld == 1)
+}

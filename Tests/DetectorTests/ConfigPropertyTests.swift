@@ -180,6 +180,7 @@ enum ModelFile {
         "sensors.limits.min", "sensors.limits.max", "sensors.limits.severity",
         "lifecycle.open-threshold", "lifecycle.open-count", "lifecycle.open-hold", "lifecycle.close-threshold", "lifecycle.close-count",
         "lifecycle.close-hold", "lifecycle.update-score-delta", "lifecycle.min-update-interval", "lifecycle.cooldown", "lifecycle.critical-score",
+        "lifecycle.recurrence-period", "lifecycle.recurrence-periods", "lifecycle.recurrence-tolerance", "lifecycle.recurrence-max-hold",
     ]
 
     static func yaml(setting key: String, to value: String, raw: Bool) -> String {
@@ -226,6 +227,10 @@ enum ModelFile {
               min-update-interval: \(val("lifecycle.min-update-interval", "1m"))
               cooldown: \(val("lifecycle.cooldown", "5m"))
               critical-score: \(val("lifecycle.critical-score", "0.8"))
+              recurrence-period: \(val("lifecycle.recurrence-period", "1d"))
+              recurrence-periods: \(val("lifecycle.recurrence-periods", "2"))
+              recurrence-tolerance: \(val("lifecycle.recurrence-tolerance", "15m"))
+              recurrence-max-hold: \(val("lifecycle.recurrence-max-hold", "1h"))
 
             """
     }
