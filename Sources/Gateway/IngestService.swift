@@ -47,6 +47,8 @@ public final class IngestService: Service, @unchecked Sendable {
     /// The ballast file; `ballastHeld` and `ballastReleased` are touched on the MQTT loop thread only.
     private let ballast: BallastFile
     private let ballastState = Mutex<(held: Bool, released: String?)>((false, nil))
+    /// The last compaction of a drained journal while the ballast is owed (at most one a second).
+    private let lastCompaction = Mutex(ContinuousClock.now - .seconds(10))
     /// A failed creation is tried again after this long, not on every probe.
     private let ballastRetryAt = Mutex(ContinuousClock.now)
     private let reasonGauges = Dictionary(uniqueKeysWithValues: BackpressureReason.labels.map {
@@ -200,7 +202,9 @@ public final class IngestService: Service, @unchecked Sendable {
             last = now
             return true
         }) else { return }
-        let probe = journal.probeStorage()
+        var probe = journal.probeStorage()
+        let ballastOwed = ballastState.withLock { !$0.held && $0.released != nil }
+        if ballastOwed { probe.ballastOwedBytes = gate.withLock { $0.ballast.restoreAtBytes } }
         let failure = journal.writeFailure
         let bytes = journal.bytes
         let (reasons, change) = gate.withLock { g in
@@ -229,7 +233,15 @@ public final class IngestService: Service, @unchecked Sendable {
 
     /// Deletes or recreates the ballast file as the gate decides, and says so in the log, health and metrics.
     private func tendBallast(probe: StorageProbe, failedFull: Bool) {
-        let held = ballastState.withLock { $0.held }
+        let (held, owed) = ballastState.withLock { ($0.held, !$0.held && $0.released != nil) }
+        if gate.withLock({ $0.ballast.shouldCompact(owed: owed, filesystemFreeBytes: probe.filesystemFreeBytes, journalEntries: journal.entryCount) }),
+           lastCompaction.withLock({ last in
+               guard ContinuousClock.now - last >= .seconds(1) else { return false }
+               last = .now
+               return true
+           }), let given = journal.compactIfEmpty() {
+            logger.notice("compacted the drained journal to make room for the ballast again", metadata: ["bytes_given_back": "\(given)"])
+        }
         guard let action = gate.withLock({ $0.ballastAction(present: held, probe: probe, failedFull: failedFull) }) else { return }
         switch action {
         case let .release(trigger):

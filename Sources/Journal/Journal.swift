@@ -598,6 +598,24 @@ public final class Journal: Sendable {
     /// the database file by the WAL's new pages): the ballast is for that.
     public var checkpointFailedForFullDisk: Bool { inner.withLock { $0.checkpointFailedFull } }
 
+    /// Rewrites an empty journal (`VACUUM`, then a TRUNCATE checkpoint), so the file gives back
+    /// the pages it grew to; SQLite never shrinks it otherwise. Only with no entries, no open
+    /// transaction and no failing write (then it is a few pages). Returns the bytes given back,
+    /// nil when it was not done.
+    public func compactIfEmpty() -> Int64? {
+        inner.withLock { s -> Int64? in
+            guard s.entries == 0, !s.inTransaction, s.failure == nil, s.kept.isEmpty else { return nil }
+            let before = (Self.fileSize(options.path) ?? 0) + (Self.fileSize(options.path + "-wal") ?? 0)
+            do { try s.conn.exec("VACUUM") } catch {
+                logger.warning("journal compaction (VACUUM) failed: \(error)")
+                return nil
+            }
+            checkpointTruncate(&s)
+            let after = (Self.fileSize(options.path) ?? 0) + (Self.fileSize(options.path + "-wal") ?? 0)
+            return before - after
+        }
+    }
+
     /// `PRAGMA integrity_check`: empty when the database is sound, else SQLite's findings.
     public func integrityProblems() throws(JournalError) -> [String] {
         try inner.withLock { (s: inout Inner) throws(JournalError) -> [String] in
@@ -642,6 +660,9 @@ public final class Journal: Sendable {
 
     /// Drops counted since the journal was opened, per machine and reason.
     public var drops: [JournalDrop: Int] { inner.withLock { $0.drops } }
+
+    /// Entries in the journal, committed or not (cheap).
+    public var entryCount: Int { inner.withLock { $0.entries } }
 
     /// Bytes counted against `max-bytes` (cheap; `stats` also queries the oldest entry).
     public var bytes: Int64 { inner.withLock { $0.bytes } }

@@ -16,6 +16,10 @@ public struct StorageProbe: Sendable, Equatable {
     public var readOnly: Bool
     /// The journal file is no longer at its path (the state directory was removed or unmounted).
     public var vanished: Bool
+    /// Non-zero after the ballast was deleted for a full disk and until it is made again: the
+    /// file-system free space it waits for (`BallastPolicy.restoreAtBytes`). Intake waits too,
+    /// else the next overrun would find no ballast.
+    public var ballastOwedBytes: Int64 = 0
 
     public init(filesystemFreeBytes: Int64, reusableBytes: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) {
         self.filesystemFreeBytes = filesystemFreeBytes
@@ -35,11 +39,13 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
     case lowFilesystemSpace(free: Int64, floor: Int64)
     case readOnly
     case vanished
+    /// The ballast was used and the file system has not yet the room to make it again.
+    case ballastOwed(free: Int64, needed: Int64)
 
     /// A short label for metrics.
     public var label: String {
         switch self {
-        case .lowSpace, .lowFilesystemSpace: "disk-low"
+        case .lowSpace, .lowFilesystemSpace, .ballastOwed: "disk-low"
         case .readOnly: "disk-read-only"
         case .vanished: "journal-vanished"
         }
@@ -51,6 +57,8 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
             "disk nearly full: \(available) bytes free for the journal, below the reserve journal.min-free-bytes=\(reserve)"
         case let .lowFilesystemSpace(free, floor):
             "disk nearly full: \(free) bytes free on the file system, below the \(floor) (half of journal.min-free-bytes) that SQLite's WAL and checkpoints need"
+        case let .ballastOwed(free, needed):
+            "disk nearly full: the ballast (journal.ballast-bytes) was deleted to let the journal commit, and \(free) bytes are free on the file system, below the \(needed) needed to make it again"
         case .readOnly: "the journal's file system is read-only"
         case .vanished: "the journal file is gone from its path (state directory removed or unmounted)"
         }
@@ -109,6 +117,9 @@ public struct DiskGuard: Sendable, Equatable {
         if p.filesystemFreeBytes < (paused ? filesystemResumeBytes : filesystemFloorBytes) {
             return .lowFilesystemSpace(free: p.filesystemFreeBytes, floor: filesystemFloorBytes)
         }
+        if p.ballastOwedBytes > 0 {
+            return .ballastOwed(free: p.filesystemFreeBytes, needed: p.ballastOwedBytes)
+        }
         return nil
     }
 }
@@ -116,7 +127,7 @@ public struct DiskGuard: Sendable, Equatable {
 extension DiskPauseReason {
     var isLowSpace: Bool {
         switch self {
-        case .lowSpace, .lowFilesystemSpace: true
+        case .lowSpace, .lowFilesystemSpace, .ballastOwed: true
         case .readOnly, .vanished: false
         }
     }
@@ -179,6 +190,13 @@ public struct BallastPolicy: Sendable, Equatable {
             return nil
         }
         return !failedFull && free >= restoreAtBytes ? .restore : nil
+    }
+
+    /// After the ballast was used: whether to compact the journal (VACUUM) to give its room back.
+    /// SQLite never shrinks the database file, and the file may have grown into the ballast's
+    /// room; a drained journal (no entries) compacts to a few pages at little cost.
+    public func shouldCompact(owed: Bool, filesystemFreeBytes free: Int64, journalEntries: Int) -> Bool {
+        owed && journalEntries == 0 && free < restoreAtBytes
     }
 }
 

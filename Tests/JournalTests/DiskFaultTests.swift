@@ -50,6 +50,21 @@ struct BallastPolicyTests {
         #expect(policy.decide(present: true, filesystemFreeBytes: 1 << 30, intakePaused: false, failedFull: false) == nil)
     }
 
+    @Test func intakeWaitsForAUsedBallastAndADrainedJournalIsCompactedToMakeRoomForIt() {
+        var g = DiskGuard(minFreeBytes: 512 << 10)
+        var p = StorageProbe(filesystemFreeBytes: 700 << 10, reusableBytes: 1 << 20)
+        p.ballastOwedBytes = policy.restoreAtBytes
+        #expect(g.observe(p) == .pause(.ballastOwed(free: 700 << 10, needed: 768 << 10)), "room for intake, not yet for the ballast")
+        #expect(g.pausedFor?.label == "disk-low")
+        #expect(g.pausedFor?.description.contains("journal.ballast-bytes") == true)
+        p.ballastOwedBytes = 0
+        #expect(g.observe(p) == .resume, "made again: intake resumes")
+        #expect(policy.shouldCompact(owed: true, filesystemFreeBytes: 700 << 10, journalEntries: 0))
+        #expect(!policy.shouldCompact(owed: true, filesystemFreeBytes: 700 << 10, journalEntries: 1), "only a drained journal")
+        #expect(!policy.shouldCompact(owed: true, filesystemFreeBytes: 768 << 10, journalEntries: 0), "room enough already")
+        #expect(!policy.shouldCompact(owed: false, filesystemFreeBytes: 0, journalEntries: 0))
+    }
+
     @Test func offAtZero() {
         let off = BallastPolicy(bytes: 0, guard: DiskGuard(minFreeBytes: 512 << 10), walBudgetBytes: 128 << 10)
         #expect(off.decide(present: false, filesystemFreeBytes: 1 << 30, intakePaused: false, failedFull: false) == nil)
@@ -177,6 +192,32 @@ struct JournalWriteFailureTests {
             Thread.sleep(forTimeInterval: 0.01)
         }
         return j.writeFailure == nil
+    }
+
+    @Test("a drained journal is compacted (VACUUM) to a few pages; seqs go on above the old ones; a journal with entries is left alone")
+    func compactIfEmptyGivesTheFileBack() throws {
+        let p = NSTemporaryDirectory() + "forewarn-journal-\(UUID().uuidString).sqlite"
+        let j = try Journal(options: JournalOptions(path: p, commitEvery: 200), logger: logger)
+        let payload = [UInt8](repeating: 0x61, count: 200)
+        for i in 0..<5000 {
+            _ = try j.append([NewJournalEntry(kind: .reading, machine: "m\(i % 5)", mqttTopic: "t", receivedAt: Int64(i), payload: payload)], messageDigest: nil)
+        }
+        try j.commit()
+        #expect(j.compactIfEmpty() == nil, "entries are still there")
+        let seqs = try j.readCommitted(after: 0, limit: 10_000).map(\.seq)
+        #expect(seqs.count == 5000)
+        try j.markDelivered(seqs)
+        try j.commit()
+        #expect(j.checkpoint())
+        let before = Journal.fileSize(p) ?? 0
+        #expect(before > 1_000_000, "grew to hold 5,000 entries: \(before)")
+        let given = try #require(j.compactIfEmpty())
+        let after = Journal.fileSize(p) ?? 0
+        #expect(after < 100_000 && given >= before - after - 4096, "\(before) -> \(after) bytes, \(given) given back")
+        _ = try j.append([entry("m0", 1)], messageDigest: nil)
+        try j.commit()
+        #expect(try j.readCommitted(after: 0, limit: 10).map(\.seq) == [seqs.last! + 1], "AUTOINCREMENT survives the VACUUM")
+        #expect(try j.integrityProblems().isEmpty)
     }
 
     @Test("a failed group commit keeps the batch in memory; later commits work; nothing is lost or reordered")
