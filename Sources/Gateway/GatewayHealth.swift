@@ -21,6 +21,10 @@ public final class GatewayHealth: Sendable {
         /// side's write failure, which the ingest loop re-states on every probe.
         var journalReadError: String?
         var journalFreeBytes: Int64?
+        /// The ballast: its configured size, and why it is released (nil while held or off).
+        var ballastBytes: Int64 = 0
+        var ballastHeld = false
+        var ballastReleased: String?
         var journal = JournalSnapshot()
     }
 
@@ -76,6 +80,10 @@ public final class GatewayHealth: Sendable {
         }
     }
     func setJournalFreeBytes(_ bytes: Int64) { state.withLock { $0.journalFreeBytes = bytes } }
+    /// The ballast's state: held (its blocks reserved), or released and why.
+    func setBallast(bytes: Int64, held: Bool, released: String?) {
+        state.withLock { $0.ballastBytes = bytes; $0.ballastHeld = held; $0.ballastReleased = released }
+    }
     func setJournalError(_ e: String?) { state.withLock { $0.journalError = e } }
     func setJournalReadError(_ e: String?) { state.withLock { if $0.journalReadError != e { $0.journalReadError = e } } }
     func setJournal(_ j: JournalSnapshot) { state.withLock { $0.journal = j } }
@@ -114,6 +122,12 @@ public final class GatewayHealth: Sendable {
         w.key("journal"); w.beginObject()
         w.field("entries", Int64(s.journal.entries)); w.field("bytes", s.journal.bytes); w.field("oldest_age_s", s.journal.oldestAgeSeconds)
         if let free = s.journalFreeBytes { w.field("free_bytes", free) }
+        if s.ballastBytes > 0 {
+            w.key("ballast"); w.beginObject()
+            w.field("bytes", s.ballastBytes); w.key("held"); w.bool(s.ballastHeld)
+            if let why = s.ballastReleased { w.field("released", why) }
+            w.endObject()
+        }
         w.endObject()
         w.key("backpressure"); w.bool(!s.backpressure.isEmpty)
         w.key("backpressure_reasons"); w.beginArray(); for r in s.backpressure { w.string(r.label) }; w.endArray()

@@ -20,6 +20,8 @@ import Synchronization
 /// journal cannot write: every tick measures the state directory's free space, and the
 /// `IntakeGate` pauses MQTT (backpressure) below `journal.min-free-bytes`, on a read-only or
 /// vanished journal, or after a failed write (the journal keeps what it accepted and retries).
+/// The same gate says when to delete the ballast file (`journal.ballast-bytes`) so that the
+/// drain's deletes and checkpoints can commit on a full disk, and when to make it again.
 // @unchecked: stored properties are `let`s of thread-safe types; the gate and the probe time are behind Mutexes.
 public final class IngestService: Service, @unchecked Sendable {
     let config: GatewayConfiguration
@@ -40,6 +42,15 @@ public final class IngestService: Service, @unchecked Sendable {
     private let reserveGauge = Gauge(label: "forewarn_gateway_journal_min_free_bytes")
     private let keptGauge = Gauge(label: "forewarn_gateway_journal_kept_in_memory")
     private let writeFailures = Counter(label: "forewarn_gateway_journal_write_failures_total")
+    private let ballastGauge = Gauge(label: "forewarn_gateway_journal_ballast_bytes")
+    private let ballastReleases = Counter(label: "forewarn_gateway_journal_ballast_releases_total")
+    /// The ballast file; `ballastHeld` and `ballastReleased` are touched on the MQTT loop thread only.
+    private let ballast: BallastFile
+    private let ballastState = Mutex<(held: Bool, released: String?)>((false, nil))
+    /// The last compaction of a drained journal while the ballast is owed (at most one a second).
+    private let lastCompaction = Mutex(ContinuousClock.now - .seconds(10))
+    /// A failed creation is tried again after this long, not on every probe.
+    private let ballastRetryAt = Mutex(ContinuousClock.now)
     private let reasonGauges = Dictionary(uniqueKeysWithValues: BackpressureReason.labels.map {
         ($0, Gauge(label: "forewarn_gateway_intake_paused", dimensions: [("reason", $0)]))
     })
@@ -55,7 +66,14 @@ public final class IngestService: Service, @unchecked Sendable {
         self.health = health
         self.logger = logger
         gate = Mutex(IntakeGate(fullPolicy: config.journal.fullPolicy, maxBytes: config.journal.maxBytes,
-                                resumeFraction: config.journal.resumeFraction, minFreeBytes: config.journal.minFreeBytes))
+                                resumeFraction: config.journal.resumeFraction, minFreeBytes: config.journal.minFreeBytes,
+                                ballastBytes: config.journal.ballastBytes, walBudgetBytes: journal.walBudgetBytes))
+        ballast = BallastFile(path: BallastFile.path(besideJournal: journal.options.path), bytes: config.journal.ballastBytes)
+        if config.journal.ballastBytes == 0 { BallastFile(path: ballast.path, bytes: 0).release() }
+        let held = config.journal.ballastBytes > 0 && ballast.isPresent()
+        ballastState.withLock { $0 = (held, nil) }
+        ballastGauge.record(held ? config.journal.ballastBytes : 0)
+        health.setBallast(bytes: config.journal.ballastBytes, held: held, released: nil)
         parser = PayloadParser(template: config.mqtt.topicTemplate, defaultSite: config.defaultSite, maxPayloadBytes: config.mqtt.maxPayloadBytes)
         let m = config.mqtt
         client = try MQTTClient(options: MQTTOptions(
@@ -184,7 +202,9 @@ public final class IngestService: Service, @unchecked Sendable {
             last = now
             return true
         }) else { return }
-        let probe = journal.probeStorage()
+        var probe = journal.probeStorage()
+        let ballastOwed = ballastState.withLock { !$0.held && $0.released != nil }
+        if ballastOwed { probe.ballastOwedBytes = gate.withLock { $0.ballast.restoreAtBytes } }
         let failure = journal.writeFailure
         let bytes = journal.bytes
         let (reasons, change) = gate.withLock { g in
@@ -192,6 +212,7 @@ public final class IngestService: Service, @unchecked Sendable {
             let change = g.update(journalBytes: bytes, probe: probe, writeFailure: failure?.description)
             return (g.reasons, change)
         }
+        tendBallast(probe: probe, failedFull: failure?.kind == .diskFull || journal.checkpointFailedForFullDisk)
         freeBytesGauge.record(probe.availableBytes)
         keptGauge.record(journal.keptEntries)
         health.setJournalError(failure?.description)
@@ -208,6 +229,48 @@ public final class IngestService: Service, @unchecked Sendable {
             break
         }
         applyBackpressure(reasons)
+    }
+
+    /// Deletes or recreates the ballast file as the gate decides, and says so in the log, health and metrics.
+    private func tendBallast(probe: StorageProbe, failedFull: Bool) {
+        let (held, owed) = ballastState.withLock { ($0.held, !$0.held && $0.released != nil) }
+        if gate.withLock({ $0.ballast.shouldCompact(owed: owed, filesystemFreeBytes: probe.filesystemFreeBytes, journalEntries: journal.entryCount) }),
+           lastCompaction.withLock({ last in
+               guard ContinuousClock.now - last >= .seconds(1) else { return false }
+               last = .now
+               return true
+           }), let given = journal.compactIfEmpty() {
+            logger.notice("compacted the drained journal to make room for the ballast again", metadata: ["bytes_given_back": "\(given)"])
+        }
+        guard let action = gate.withLock({ $0.ballastAction(present: held, probe: probe, failedFull: failedFull) }) else { return }
+        switch action {
+        case let .release(trigger):
+            ballast.release()
+            ballastReleases.increment()
+            let why = "\(trigger); released \(ballast.bytes) bytes for the journal's deletes and checkpoint"
+            ballastState.withLock { $0 = (false, why) }
+            logger.warning("deleted the ballast file \(ballast.path): \(why)")
+            health.setBallast(bytes: ballast.bytes, held: false, released: why)
+            ballastGauge.record(0)
+            // Use the room at once, on this thread, before another message's append can take it:
+            // fold the WAL into the database (it needs the room to grow the file), write what the
+            // journal keeps in memory, and checkpoint again (the WAL starts over, and is truncated).
+            journal.checkpoint()
+            try? journal.commit()
+            journal.checkpoint()
+        case .restore:
+            guard ballastRetryAt.withLock({ $0 <= .now }) else { return }
+            do {
+                try ballast.create()
+                ballastState.withLock { $0 = (true, nil) }
+                logger.notice("ballast file \(ballast.path) holds \(ballast.bytes) bytes back for SQLite", metadata: ["free_bytes": "\(probe.filesystemFreeBytes)"])
+                health.setBallast(bytes: ballast.bytes, held: true, released: nil)
+                ballastGauge.record(ballast.bytes)
+            } catch {
+                ballastRetryAt.withLock { $0 = .now + .seconds(5) }
+                logger.warning("cannot make the ballast file (tried again in 5 s): \(error)")
+            }
+        }
     }
 
     private func applyBackpressure(_ reasons: [BackpressureReason]) {

@@ -36,21 +36,32 @@ public enum BackpressureReason: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Decides whether MQTT intake runs, from the journal's size, its storage and its last write.
-/// Pure: the ingest loop measures, calls `update`, and pauses or resumes the client.
+/// Decides whether MQTT intake runs, from the journal's size, its storage and its last write,
+/// and what to do with the ballast file (`BallastPolicy`). Pure: the ingest loop measures, calls
+/// `update`, pauses or resumes the client, and deletes or recreates the ballast.
 struct IntakeGate: Sendable {
     let fullPolicy: JournalFullPolicy
     let maxBytes: Int64
     let resumeFraction: Double
     private(set) var disk: DiskGuard
+    let ballast: BallastPolicy
     private(set) var journalFull = false
     private(set) var reasons: [BackpressureReason] = []
 
-    init(fullPolicy: JournalFullPolicy, maxBytes: Int64, resumeFraction: Double, minFreeBytes: Int64) {
+    init(fullPolicy: JournalFullPolicy, maxBytes: Int64, resumeFraction: Double, minFreeBytes: Int64,
+         ballastBytes: Int64 = 0, walBudgetBytes: Int64 = 64 << 10) {
         self.fullPolicy = fullPolicy
         self.maxBytes = maxBytes
         self.resumeFraction = resumeFraction
         disk = DiskGuard(minFreeBytes: minFreeBytes)
+        ballast = BallastPolicy(bytes: ballastBytes, guard: disk, walBudgetBytes: walBudgetBytes)
+    }
+
+    /// After `update`: release the ballast (a write, delete or checkpoint failed for a full disk,
+    /// or intake is paused with less than one WAL budget free), or recreate it (room is back).
+    func ballastAction(present: Bool, probe: StorageProbe, failedFull: Bool) -> BallastPolicy.Action? {
+        guard !probe.readOnly, !probe.vanished else { return nil }
+        return ballast.decide(present: present, filesystemFreeBytes: probe.filesystemFreeBytes, intakePaused: isPaused, failedFull: failedFull)
     }
 
     var isPaused: Bool { !reasons.isEmpty }

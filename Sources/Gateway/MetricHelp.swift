@@ -21,6 +21,8 @@ public enum GatewayMetricHelp {
         "forewarn_gateway_journal_oldest_age_seconds": "Age of the oldest undelivered journal entry in seconds.",
         "forewarn_gateway_journal_free_bytes": "Free bytes on the file system of the state directory, as last measured.",
         "forewarn_gateway_journal_min_free_bytes": "The free-space reserve (journal.min-free-bytes) below which MQTT intake pauses, in bytes.",
+        "forewarn_gateway_journal_ballast_bytes": "Bytes the ballast file (journal.ballast-bytes) holds back in the state directory now; 0 while it is released or off.",
+        "forewarn_gateway_journal_ballast_releases_total": "Times the ballast file was deleted to give SQLite room for deletes and checkpoints on a full disk.",
         "forewarn_gateway_journal_kept_in_memory": "Acknowledged entries the journal could not write yet and keeps in memory to retry.",
         "forewarn_gateway_journal_write_failures_total": "Journal writes that failed (disk full, read-only, vanished); intake pauses until a write succeeds.",
         "forewarn_gateway_intake_paused": "1 while MQTT intake is paused for this reason (journal-full, disk-low, disk-read-only, journal-vanished, write-failing), else 0.",

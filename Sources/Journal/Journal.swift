@@ -194,6 +194,8 @@ public final class Journal: Sendable {
         /// Tests: every commit fails with this error (after a real rollback), as SQLite's would.
         var injectedCommitFault: JournalError?
         var pruneDue = false
+        /// The last checkpoint failed with SQLITE_FULL (cleared by one that succeeds).
+        var checkpointFailedFull = false
         var inTransaction = false
         var transactionStarted = ContinuousClock.now
         var lastCommit = ContinuousClock.now
@@ -244,6 +246,8 @@ public final class Journal: Sendable {
     /// Deletes per transaction while draining: about 256 WAL bytes each, so one transaction fits
     /// the WAL budget (a quarter of the reserve); 256 to 8192.
     let deletesPerCommit: Int
+    /// The WAL's budget: a quarter of `minFreeBytes`, at least 64 KiB (checkpointed at that size).
+    public let walBudgetBytes: Int64
 
     /// What `append` did.
     public enum AppendOutcome: Sendable, Equatable {
@@ -261,6 +265,7 @@ public final class Journal: Sendable {
         policy = options.commitPolicy
         self.logger = logger
         let walBudget = max(options.minFreeBytes / 4, 64 << 10)
+        walBudgetBytes = walBudget
         deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
         let opened = ContinuousClock.now
         let conn: SQLiteConnection
@@ -585,10 +590,29 @@ public final class Journal: Sendable {
     public func checkpoint() -> Bool {
         inner.withLock { s in
             guard !s.inTransaction else { return false }
-            do { try s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)"); return true } catch {
-                logger.warning("journal WAL checkpoint failed: \(error)")
-                return false
+            return checkpointTruncate(&s)
+        }
+    }
+
+    /// True while the last checkpoint failed because the disk is full (it needs room to grow
+    /// the database file by the WAL's new pages): the ballast is for that.
+    public var checkpointFailedForFullDisk: Bool { inner.withLock { $0.checkpointFailedFull } }
+
+    /// Rewrites an empty journal (`VACUUM`, then a TRUNCATE checkpoint), so the file gives back
+    /// the pages it grew to; SQLite never shrinks it otherwise. Only with no entries, no open
+    /// transaction and no failing write (then it is a few pages). Returns the bytes given back,
+    /// nil when it was not done.
+    public func compactIfEmpty() -> Int64? {
+        inner.withLock { s -> Int64? in
+            guard s.entries == 0, !s.inTransaction, s.failure == nil, s.kept.isEmpty else { return nil }
+            let before = (Self.fileSize(options.path) ?? 0) + (Self.fileSize(options.path + "-wal") ?? 0)
+            do { try s.conn.exec("VACUUM") } catch {
+                logger.warning("journal compaction (VACUUM) failed: \(error)")
+                return nil
             }
+            checkpointTruncate(&s)
+            let after = (Self.fileSize(options.path) ?? 0) + (Self.fileSize(options.path + "-wal") ?? 0)
+            return before - after
         }
     }
 
@@ -636,6 +660,9 @@ public final class Journal: Sendable {
 
     /// Drops counted since the journal was opened, per machine and reason.
     public var drops: [JournalDrop: Int] { inner.withLock { $0.drops } }
+
+    /// Entries in the journal, committed or not (cheap).
+    public var entryCount: Int { inner.withLock { $0.entries } }
 
     /// Bytes counted against `max-bytes` (cheap; `stats` also queries the oldest entry).
     public var bytes: Int64 { inner.withLock { $0.bytes } }
@@ -703,7 +730,7 @@ public final class Journal: Sendable {
     /// small), then the appends in their order, as one transaction. Any failure keeps the rest.
     private func writeKept(_ s: inout Inner) {
         guard let failure = s.failure else { return }
-        if failure.kind == .diskFull { try? s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)") }
+        if failure.kind == .diskFull { checkpointTruncate(&s) }
         do throws(JournalError) {
             for chunk in s.kept.deleteChunks(size: deletesPerCommit) {
                 try begin(&s)
@@ -718,8 +745,22 @@ public final class Journal: Sendable {
             s.failure = nil
             s.retry.succeeded()
             logger.notice("journal writable again: wrote the \(written) entries kept in memory", metadata: ["after": "\(failure.kind)"])
-            try? s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+            checkpointTruncate(&s)
         } catch { fail(&s, error) }
+    }
+
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`, remembering whether it failed for a full disk.
+    @discardableResult
+    private func checkpointTruncate(_ s: inout Inner) -> Bool {
+        do {
+            try s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+            s.checkpointFailedFull = false
+            return true
+        } catch {
+            s.checkpointFailedFull = error.kind == .diskFull
+            logger.warning("journal WAL checkpoint failed: \(error)")
+            return false
+        }
     }
 
     private func insertRows(_ s: inout Inner, _ entries: [NewJournalEntry], digest: Int64?) throws(JournalError) {

@@ -2,7 +2,9 @@
 // `DiskGuard` says when to stop and restart MQTT intake from measured free space (with a
 // reserve and hysteresis), `WriteRetry` says when to try a failed write again (exponential
 // backoff), and `KeptWrites` holds what a failed transaction had to write, in order, so it
-// can be written again. No I/O here; `Journal` measures and writes.
+// can be written again. `BallastPolicy` says when to give up and when to take back the ballast
+// file that keeps room for the drain's deletes and checkpoints. No I/O here; `Journal` and
+// `BallastFile` measure and write.
 
 /// What the journal's storage looks like now (measured by `Journal.probeStorage()`).
 public struct StorageProbe: Sendable, Equatable {
@@ -14,6 +16,10 @@ public struct StorageProbe: Sendable, Equatable {
     public var readOnly: Bool
     /// The journal file is no longer at its path (the state directory was removed or unmounted).
     public var vanished: Bool
+    /// Non-zero after the ballast was deleted for a full disk and until it is made again: the
+    /// file-system free space it waits for (`BallastPolicy.restoreAtBytes`). Intake waits too,
+    /// else the next overrun would find no ballast.
+    public var ballastOwedBytes: Int64 = 0
 
     public init(filesystemFreeBytes: Int64, reusableBytes: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) {
         self.filesystemFreeBytes = filesystemFreeBytes
@@ -33,11 +39,13 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
     case lowFilesystemSpace(free: Int64, floor: Int64)
     case readOnly
     case vanished
+    /// The ballast was used and the file system has not yet the room to make it again.
+    case ballastOwed(free: Int64, needed: Int64)
 
     /// A short label for metrics.
     public var label: String {
         switch self {
-        case .lowSpace, .lowFilesystemSpace: "disk-low"
+        case .lowSpace, .lowFilesystemSpace, .ballastOwed: "disk-low"
         case .readOnly: "disk-read-only"
         case .vanished: "journal-vanished"
         }
@@ -49,6 +57,8 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
             "disk nearly full: \(available) bytes free for the journal, below the reserve journal.min-free-bytes=\(reserve)"
         case let .lowFilesystemSpace(free, floor):
             "disk nearly full: \(free) bytes free on the file system, below the \(floor) (half of journal.min-free-bytes) that SQLite's WAL and checkpoints need"
+        case let .ballastOwed(free, needed):
+            "disk nearly full: the ballast (journal.ballast-bytes) was deleted to let the journal commit, and \(free) bytes are free on the file system, below the \(needed) needed to make it again"
         case .readOnly: "the journal's file system is read-only"
         case .vanished: "the journal file is gone from its path (state directory removed or unmounted)"
         }
@@ -107,6 +117,9 @@ public struct DiskGuard: Sendable, Equatable {
         if p.filesystemFreeBytes < (paused ? filesystemResumeBytes : filesystemFloorBytes) {
             return .lowFilesystemSpace(free: p.filesystemFreeBytes, floor: filesystemFloorBytes)
         }
+        if p.ballastOwedBytes > 0 {
+            return .ballastOwed(free: p.filesystemFreeBytes, needed: p.ballastOwedBytes)
+        }
         return nil
     }
 }
@@ -114,9 +127,76 @@ public struct DiskGuard: Sendable, Equatable {
 extension DiskPauseReason {
     var isLowSpace: Bool {
         switch self {
-        case .lowSpace, .lowFilesystemSpace: true
+        case .lowSpace, .lowFilesystemSpace, .ballastOwed: true
         case .readOnly, .vanished: false
         }
+    }
+}
+
+/// When to release and when to recreate the ballast: a file of `bytes` in the state directory
+/// that holds room back for SQLite. Intake can outrun the WAL budget (at ~46,000 readings/s
+/// onto a 2 MiB disk the WAL grew 5 times over it), and then the file system has 0 bytes free:
+/// neither the drain's deletes nor a checkpoint can commit, and nothing else would ever free
+/// space. Deleting the ballast gives them that room.
+///
+/// - Release when a write, delete or checkpoint failed with SQLITE_FULL, or when intake is
+///   paused and the file system has less than `releaseBelowBytes` free (less than one WAL
+///   budget: the next delete or checkpoint may not fit). That level is kept so low that the
+///   released space alone never lifts the file system to the guard's resume level, so a
+///   release never restarts intake by itself.
+/// - Recreate once the file system has `restoreAtBytes` free (the ballast, the guard's
+///   file-system resume level and one WAL budget), so that taking the room back neither pauses
+///   intake nor leaves the drain's WAL too little room, and only while no write is failing for
+///   a full disk. (Without the WAL budget, a 256 KiB ballast on a 64 KiB reserve was made and
+///   released again 126 times in one drain.)
+public struct BallastPolicy: Sendable, Equatable {
+    /// The ballast's size; 0 turns it off.
+    public let bytes: Int64
+    public let releaseBelowBytes: Int64
+    public let restoreAtBytes: Int64
+
+    public enum Action: Sendable, Equatable {
+        case release(Trigger)
+        case restore
+    }
+
+    public enum Trigger: Sendable, Equatable, CustomStringConvertible {
+        /// A journal write, delete or checkpoint failed with SQLITE_FULL.
+        case writeFailedFull
+        /// Intake paused and the file system below `releaseBelowBytes`.
+        case filesystemNearlyFull(free: Int64, below: Int64)
+
+        public var description: String {
+            switch self {
+            case .writeFailedFull: "a journal write failed because the disk is full"
+            case let .filesystemNearlyFull(free, below): "intake is paused and only \(free) bytes are free on the file system (below \(below), one WAL budget)"
+            }
+        }
+    }
+
+    /// `walBudgetBytes`: what the journal lets the WAL grow to before a checkpoint.
+    public init(bytes: Int64, guard disk: DiskGuard, walBudgetBytes: Int64) {
+        self.bytes = max(0, bytes)
+        releaseBelowBytes = max(0, min(walBudgetBytes, disk.filesystemResumeBytes - self.bytes))
+        restoreAtBytes = self.bytes + disk.filesystemResumeBytes + max(0, walBudgetBytes)
+    }
+
+    /// What to do with the ballast now, if anything.
+    public func decide(present: Bool, filesystemFreeBytes free: Int64, intakePaused: Bool, failedFull: Bool) -> Action? {
+        guard bytes > 0 else { return nil }
+        if present {
+            if failedFull { return .release(.writeFailedFull) }
+            if intakePaused, free < releaseBelowBytes { return .release(.filesystemNearlyFull(free: free, below: releaseBelowBytes)) }
+            return nil
+        }
+        return !failedFull && free >= restoreAtBytes ? .restore : nil
+    }
+
+    /// After the ballast was used: whether to compact the journal (VACUUM) to give its room back.
+    /// SQLite never shrinks the database file, and the file may have grown into the ballast's
+    /// room; a drained journal (no entries) compacts to a few pages at little cost.
+    public func shouldCompact(owed: Bool, filesystemFreeBytes free: Int64, journalEntries: Int) -> Bool {
+        owed && journalEntries == 0 && free < restoreAtBytes
     }
 }
 

@@ -11,7 +11,7 @@ import TestSupport
 @testable import Gateway
 
 struct IntakeGateTests {
-    func probe(_ free: Int64, readOnly: Bool = false) -> StorageProbe { StorageProbe(filesystemFreeBytes: free, readOnly: readOnly) }
+    func probe(_ free: Int64, reusable: Int64 = 0, readOnly: Bool = false) -> StorageProbe { StorageProbe(filesystemFreeBytes: free, reusableBytes: reusable, readOnly: readOnly) }
 
     @Test func eachReasonPausesAndAllMustClearToResume() {
         var g = IntakeGate(fullPolicy: .backpressure, maxBytes: 1000, resumeFraction: 0.8, minFreeBytes: 100)
@@ -35,6 +35,28 @@ struct IntakeGateTests {
         g.update(journalBytes: 5000, probe: probe(99), writeFailure: nil)
         #expect(g.reasons == [.disk(.lowSpace(available: 99, reserve: 100))])
         #expect(!BackpressureReason.journalFull(maxBytes: 1).isProblem)
+    }
+}
+
+extension IntakeGateTests {
+    @Test func theBallastGoesWhenTheDiskIsFullAndPausedAndComesBackWithRoom() {
+        var g = IntakeGate(fullPolicy: .backpressure, maxBytes: 1 << 30, resumeFraction: 0.8, minFreeBytes: 512 << 10,
+                           ballastBytes: 256 << 10, walBudgetBytes: 128 << 10)
+        g.update(journalBytes: 0, probe: probe(1 << 20), writeFailure: nil)
+        #expect(g.ballastAction(present: false, probe: probe(1 << 20), failedFull: false) == .restore, "made at start-up where there is room")
+        g.update(journalBytes: 0, probe: probe(0), writeFailure: nil)
+        #expect(g.reasons.map(\.label) == ["disk-low"])
+        #expect(g.ballastAction(present: true, probe: probe(0), failedFull: false) == .release(.filesystemNearlyFull(free: 0, below: 128 << 10)))
+        // Released: 256KiB free is still below the 384KiB resume level, so intake stays paused.
+        g.update(journalBytes: 0, probe: probe(256 << 10), writeFailure: nil)
+        #expect(g.isPaused)
+        #expect(g.ballastAction(present: false, probe: probe(256 << 10), failedFull: false) == nil)
+        g.update(journalBytes: 0, probe: probe(700 << 10, reusable: 1 << 20), writeFailure: nil)
+        #expect(!g.isPaused)
+        #expect(g.ballastAction(present: false, probe: probe(700 << 10), failedFull: false) == nil, "768KiB needed: ballast, resume level, WAL budget")
+        #expect(g.ballastAction(present: false, probe: probe(768 << 10), failedFull: false) == .restore)
+        #expect(g.ballastAction(present: true, probe: probe(1 << 20, readOnly: true), failedFull: true) == nil,
+                "a read-only disk is no place to delete or make files")
     }
 }
 
@@ -147,6 +169,54 @@ struct GatewayDiskFullTests {
         let healthy = gateway.waitForHealth(timeout: 30) { s, b in s == 200 && b.contains("\"entries\":0,") && b.contains("\"backpressure\":false") }
         #expect(healthy.0 == 200, "\(healthy.1)")
         #expect(gateway.metric("forewarn_gateway_journal_write_failures_total") == 0)
+        try p.expectStopsWithASoundEmptyJournal()
+    }
+
+    @Test("20,000 readings as fast as mosquitto takes them (~46,000/s) onto a 2 MiB disk with Kafka down: the WAL outruns its budget and fills the file system, the ballast is deleted so the deletes and checkpoint commit, intake resumes by itself, all arrive exactly once in order")
+    func intakeOutrunsTheWALBudget() throws {
+        let count = 20_000, machines = 10
+        // The smallest reserve (64KiB): the readings in flight when intake stops overrun it, and
+        // the WAL fills the disk (on the gateway before the ballast: stalled, every run here).
+        let p = try SmallDiskPipeline("disk-fast", diskBytes: 2 << 20,
+                                      settings: ["journal.min-free-bytes=64KiB", "journal.ballast-bytes=256KiB", "journal.max-bytes=64MiB"])
+        defer { p.stop() }
+        let gateway = p.gateway
+        #expect(waitUntil(timeout: 10) { FileManager.default.fileExists(atPath: p.disk.path + "/state/journal.ballast") },
+                "the ballast (journal.ballast-bytes) is made at start-up on an empty disk")
+        #expect(gateway.metric("forewarn_gateway_journal_ballast_bytes") == Double(256 << 10))
+        p.kafka.brokersDown()
+        _ = gateway.waitForHealth(timeout: 10) { _, b in b.contains("\"reachable\":false") }
+
+        let publisher = try FastPublisher(directory: p.dir, port: Int(p.broker.url.split(separator: ":").last ?? "") ?? 0,
+                                          count: count, machines: machines, site: "fast")
+        let paused = gateway.waitForHealth(timeout: 60) { _, b in b.contains("\"disk-low\"") }
+        #expect(paused.1.contains("\"backpressure\":true"), "intake paused for the disk: \(paused.1)")
+        let published = try #require(publisher.finish(), "the publisher: \(publisher.child.stderr.suffix(500))")
+        #expect(published.published == count && published.acknowledged == count, "the broker acknowledged all \(count): \(published)")
+        let taken = gateway.metric("forewarn_gateway_readings_in_total")
+        let diskFree = p.disk.freeBytes
+        let walBytes = (try? FileManager.default.attributesOfItem(atPath: p.journalPath + "-wal")[.size] as? Int) ?? 0
+        let releases = gateway.metric("forewarn_gateway_journal_ballast_releases_total")
+
+        p.kafka.brokersUp()
+        let upAt = Date()
+        let received = parseReceived(try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: count, timeout: 120, settle: 2))
+        let healthy = gateway.waitForHealth(timeout: 60) { s, b in s == 200 && b.contains("\"entries\":0,") && b.contains("\"backpressure\":false") }
+        print("disk-fast: 2 MiB tmpfs, journal.min-free-bytes=64KiB, journal.ballast-bytes=256KiB: publisher at \(Int(published.rate)) readings/s; while paused with Kafka down \(Int(taken)) of \(count) taken, \(diskFree) bytes free on the file system, WAL \(walBytes) bytes, ballast released \(Int(releases)) time(s); after Kafka returned \(received.count) records within \(String(format: "%.1f", Date().timeIntervalSince(upAt) - 2)) s, ballast released \(Int(gateway.metric("forewarn_gateway_journal_ballast_releases_total"))) time(s) in all")
+
+        // Every acknowledged reading exactly once, each machine's counters 0, 1, 2, ... in partition order.
+        #expect(received.count == count, "exactly once: \(received.count) records")
+        #expect(Set(received.map(\.seq)).count == received.count, "no duplicates by (gateway, seq)")
+        var counters: [String: [Int]] = [:]
+        for r in received {
+            let obj = try? JSONSerialization.jsonObject(with: Data(r.value.utf8)) as? [String: Any]
+            counters[r.reading.machine, default: []].append((obj?["value"] as? NSNumber)?.intValue ?? -1)
+        }
+        let expected = Array(0..<(count / machines))
+        #expect(counters.count == machines && counters.values.allSatisfy { $0 == expected },
+                "each machine's readings once and in published order: \(counters.mapValues { $0.count })")
+        #expect(healthy.0 == 200, "intake resumed by itself and the journal drained to 0: \(healthy.1)")
+        #expect(gateway.metric("forewarn_gateway_readings_in_total") == Double(count), "intake resumed and took the rest from the broker")
         try p.expectStopsWithASoundEmptyJournal()
     }
 

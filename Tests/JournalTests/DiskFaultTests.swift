@@ -8,6 +8,70 @@ import Logging
 import Testing
 import TestSupport
 
+struct BallastPolicyTests {
+    // The 2 MiB test disk: min-free-bytes 512KiB (floor 256KiB, resume 384KiB), WAL budget 128KiB, ballast 256KiB.
+    let policy = BallastPolicy(bytes: 256 << 10, guard: DiskGuard(minFreeBytes: 512 << 10), walBudgetBytes: 128 << 10)
+
+    @Test func releasedWhenAWriteFailsForAFullDiskOrWhenPausedWithLessThanOneWALBudgetFree() {
+        #expect(policy.releaseBelowBytes == 128 << 10 && policy.restoreAtBytes == (256 + 384 + 128) << 10)
+        #expect(policy.decide(present: true, filesystemFreeBytes: 1 << 20, intakePaused: false, failedFull: true) == .release(.writeFailedFull),
+                "SQLITE_FULL releases it whatever the measured space (another program may have taken it since)")
+        #expect(policy.decide(present: true, filesystemFreeBytes: 0, intakePaused: true, failedFull: false)
+                == .release(.filesystemNearlyFull(free: 0, below: 128 << 10)), "the WAL outran its budget: 0 bytes free")
+        #expect(policy.decide(present: true, filesystemFreeBytes: 0, intakePaused: false, failedFull: false) == nil,
+                "running intake is the guard's to stop, not a reason to give the room away")
+        #expect(policy.decide(present: true, filesystemFreeBytes: 128 << 10, intakePaused: true, failedFull: false) == nil,
+                "one WAL budget free: the drain fits, the ballast stays")
+        #expect(policy.decide(present: true, filesystemFreeBytes: 300 << 10, intakePaused: true, failedFull: false) == nil,
+                "an ordinary disk-low pause keeps it")
+    }
+
+    @Test func aReleaseAloneNeverLiftsTheDiskToTheResumeLevel() {
+        let g = DiskGuard(minFreeBytes: 512 << 10)
+        #expect(policy.releaseBelowBytes - 1 + policy.bytes < g.filesystemResumeBytes)
+        // A ballast larger than the resume level: only SQLITE_FULL releases it.
+        let big = BallastPolicy(bytes: 1 << 20, guard: g, walBudgetBytes: 128 << 10)
+        #expect(big.releaseBelowBytes == 0)
+        #expect(big.decide(present: true, filesystemFreeBytes: 0, intakePaused: true, failedFull: false) == nil)
+        #expect(big.decide(present: true, filesystemFreeBytes: 0, intakePaused: true, failedFull: true) == .release(.writeFailedFull))
+        // The smallest reserve (64KiB: floor 32KiB, resume 48KiB) with its default ballast of 32KiB.
+        let small = BallastPolicy(bytes: 32 << 10, guard: DiskGuard(minFreeBytes: 64 << 10), walBudgetBytes: 64 << 10)
+        #expect(small.releaseBelowBytes == 16 << 10, "48KiB resume - 32KiB ballast")
+    }
+
+    @Test func recreatedOnlyWithRoomForItAndTheResumeLevelAndNoFullDiskFailure() {
+        let at = policy.restoreAtBytes
+        #expect(policy.decide(present: false, filesystemFreeBytes: at - 1, intakePaused: false, failedFull: false) == nil)
+        #expect(policy.decide(present: false, filesystemFreeBytes: at, intakePaused: false, failedFull: false) == .restore)
+        #expect(policy.decide(present: false, filesystemFreeBytes: at, intakePaused: true, failedFull: false) == .restore,
+                "also while paused: it never takes the disk below the guard's resume level")
+        #expect(policy.decide(present: false, filesystemFreeBytes: 1 << 30, intakePaused: true, failedFull: true) == nil,
+                "not while a write still fails for a full disk")
+        #expect(policy.decide(present: true, filesystemFreeBytes: 1 << 30, intakePaused: false, failedFull: false) == nil)
+    }
+
+    @Test func intakeWaitsForAUsedBallastAndADrainedJournalIsCompactedToMakeRoomForIt() {
+        var g = DiskGuard(minFreeBytes: 512 << 10)
+        var p = StorageProbe(filesystemFreeBytes: 700 << 10, reusableBytes: 1 << 20)
+        p.ballastOwedBytes = policy.restoreAtBytes
+        #expect(g.observe(p) == .pause(.ballastOwed(free: 700 << 10, needed: 768 << 10)), "room for intake, not yet for the ballast")
+        #expect(g.pausedFor?.label == "disk-low")
+        #expect(g.pausedFor?.description.contains("journal.ballast-bytes") == true)
+        p.ballastOwedBytes = 0
+        #expect(g.observe(p) == .resume, "made again: intake resumes")
+        #expect(policy.shouldCompact(owed: true, filesystemFreeBytes: 700 << 10, journalEntries: 0))
+        #expect(!policy.shouldCompact(owed: true, filesystemFreeBytes: 700 << 10, journalEntries: 1), "only a drained journal")
+        #expect(!policy.shouldCompact(owed: true, filesystemFreeBytes: 768 << 10, journalEntries: 0), "room enough already")
+        #expect(!policy.shouldCompact(owed: false, filesystemFreeBytes: 0, journalEntries: 0))
+    }
+
+    @Test func offAtZero() {
+        let off = BallastPolicy(bytes: 0, guard: DiskGuard(minFreeBytes: 512 << 10), walBudgetBytes: 128 << 10)
+        #expect(off.decide(present: false, filesystemFreeBytes: 1 << 30, intakePaused: false, failedFull: false) == nil)
+        #expect(off.decide(present: true, filesystemFreeBytes: 0, intakePaused: true, failedFull: true) == nil)
+    }
+}
+
 struct DiskGuardTests {
     func probe(_ free: Int64, reusable: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) -> StorageProbe {
         StorageProbe(filesystemFreeBytes: free, reusableBytes: reusable, readOnly: readOnly, vanished: vanished)
@@ -128,6 +192,32 @@ struct JournalWriteFailureTests {
             Thread.sleep(forTimeInterval: 0.01)
         }
         return j.writeFailure == nil
+    }
+
+    @Test("a drained journal is compacted (VACUUM) to a few pages; seqs go on above the old ones; a journal with entries is left alone")
+    func compactIfEmptyGivesTheFileBack() throws {
+        let p = NSTemporaryDirectory() + "forewarn-journal-\(UUID().uuidString).sqlite"
+        let j = try Journal(options: JournalOptions(path: p, commitEvery: 200), logger: logger)
+        let payload = [UInt8](repeating: 0x61, count: 200)
+        for i in 0..<5000 {
+            _ = try j.append([NewJournalEntry(kind: .reading, machine: "m\(i % 5)", mqttTopic: "t", receivedAt: Int64(i), payload: payload)], messageDigest: nil)
+        }
+        try j.commit()
+        #expect(j.compactIfEmpty() == nil, "entries are still there")
+        let seqs = try j.readCommitted(after: 0, limit: 10_000).map(\.seq)
+        #expect(seqs.count == 5000)
+        try j.markDelivered(seqs)
+        try j.commit()
+        #expect(j.checkpoint())
+        let before = Journal.fileSize(p) ?? 0
+        #expect(before > 1_000_000, "grew to hold 5,000 entries: \(before)")
+        let given = try #require(j.compactIfEmpty())
+        let after = Journal.fileSize(p) ?? 0
+        #expect(after < 100_000 && given >= before - after - 4096, "\(before) -> \(after) bytes, \(given) given back")
+        _ = try j.append([entry("m0", 1)], messageDigest: nil)
+        try j.commit()
+        #expect(try j.readCommitted(after: 0, limit: 10).map(\.seq) == [seqs.last! + 1], "AUTOINCREMENT survives the VACUUM")
+        #expect(try j.integrityProblems().isEmpty)
     }
 
     @Test("a failed group commit keeps the batch in memory; later commits work; nothing is lost or reordered")

@@ -86,3 +86,32 @@ public final class SmallDisk: @unchecked Sendable {
         return (p.terminationStatus, out)
     }
 }
+
+/// tools/mqtt-qos1-publisher.c, compiled with `cc` into `directory`: a QoS 1 publisher in C that
+/// keeps `window` messages in flight, as fast as the broker acknowledges them (about 46,000
+/// readings/s here, far faster than `TestPublisher`). With `-c` each reading's value is its
+/// machine's counter (0, 1, 2, ...), so order and gaps per machine can be checked.
+public final class FastPublisher: @unchecked Sendable {
+    public let child: ChildProcess
+
+    /// Starts publishing `count` readings round-robin over `machines` machines (m001...) to
+    /// factory/`site`/mNNN/vib_rms on `port`.
+    public init(directory: String, port: Int, count: Int, machines: Int, site: String, window: Int = 500) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let binary = directory + "/mqtt-qos1-publisher"
+        let (status, output) = SmallDisk.run("/usr/bin/cc", ["-O2", "-o", binary, root + "/tools/mqtt-qos1-publisher.c", "-lmosquitto", "-lpthread"])
+        guard status == 0 else { throw TestFailure("cannot build tools/mqtt-qos1-publisher.c: \(output)") }
+        child = try ChildProcess(executable: binary, arguments: ["-p", String(port), "-n", String(count), "-m", String(machines), "-s", site,
+                                                                 "-r", "0", "-w", String(window), "-T", "120", "-c", "-q", "-i", "fast-pub-\(site)"],
+                                 directory: directory, name: "fast-publisher-\(site)")
+    }
+
+    /// Waits for the publisher to end (bounded); (published, acknowledged), or nil if it failed.
+    public func finish(timeout: TimeInterval = 150) -> (published: Int, acknowledged: Int, rate: Double)? {
+        guard child.waitForExit(timeout: timeout) == 0 else { child.stop(grace: 1); return nil }
+        let words = child.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard words.count >= 4, let p = Int(words[1]), let a = Int(words[3]) else { return nil }
+        let rate = child.stderr.split(separator: " ").first { $0.hasPrefix("rate=") }.flatMap { Double($0.dropFirst(5).prefix { $0 != "\n" }) } ?? 0
+        return (p, a, rate)
+    }
+}

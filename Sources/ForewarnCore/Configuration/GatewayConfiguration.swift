@@ -144,6 +144,13 @@ public struct GatewayConfiguration: Sendable {
         /// the readings in flight when intake stops plus SQLite's room for deletes and checkpoints.
         /// Default 64MiB, at least 64KiB.
         public var minFreeBytes: Int64
+        /// `journal.ballast-bytes`: a file of this size (`journal.ballast` in the state directory)
+        /// that holds room back for SQLite. When a write, delete or checkpoint fails because the
+        /// disk is full (intake can outrun the WAL budget), or intake is paused with less than one
+        /// WAL budget free, the gateway deletes it, so the drain's deletes and the checkpoint can
+        /// commit; it is made again once the file system has the ballast plus 0.75 ×
+        /// `min-free-bytes` free. Default half of `min-free-bytes` (two WAL budgets); 0 turns it off.
+        public var ballastBytes: Int64 = 0
     }
 
     public struct Health: Sendable {
@@ -244,7 +251,7 @@ public struct GatewayConfiguration: Sendable {
         if kafka.bootstrap.isEmpty { throw ConfigError(key: "kafka.bootstrap", "must not be empty (HOST:PORT[,HOST:PORT...])") }
         for part in kafka.bootstrap.split(separator: ",") { _ = try HostPort.parse(String(part), key: "kafka.bootstrap") }
 
-        let journal = Journal(
+        var journal = Journal(
             commitEvery: try r.int("journal.commit-every", default: 200, range: 1...100_000),
             commitInterval: try r.duration("journal.commit-interval", default: .milliseconds(20), min: .milliseconds(1)),
             commitWhenIdle: try r.bool("journal.commit-when-idle", default: true),
@@ -255,6 +262,7 @@ public struct GatewayConfiguration: Sendable {
             resumeFraction: try r.double("journal.resume-at", default: 0.8, range: 0.05...0.99),
             synchronous: try r.choice("journal.synchronous", default: .full),
             minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
+        journal.ballastBytes = try r.size("journal.ballast-bytes", default: journal.minFreeBytes / 2)
         if journal.commitMinGap > journal.commitInterval {
             throw ConfigError(key: "journal.commit-min-gap", "\(journal.commitMinGap) is above journal.commit-interval (\(journal.commitInterval)); allowed: 0ms up to journal.commit-interval")
         }
