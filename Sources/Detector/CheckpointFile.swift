@@ -5,7 +5,7 @@
 import Foundation
 
 /// A checkpoint that could not be saved. Offsets must not be committed past it.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+public struct CheckpointError: Error, CustomStringConvertible, Equatable, Sendable {
     public var path: String
     /// The step that failed: "create", "write", "fsync", "rename", "fsync directory".
     public var step: String

@@ -10,13 +10,44 @@ import Synchronization
 
 /// The state that belongs to one readings partition: its machines' detectors, the next offset
 /// to read, and the highest journal seq seen per gateway (for de-duplication by (gateway, seq)).
-struct PartitionState: Codable {
+struct PartitionState: Codable, Sendable {
     var nextOffset: Int64?
     var gatewaySeq: [String: Int64] = [:]
     var machines: [String: MachineDetector] = [:]
     var dirty = false
 
     enum CodingKeys: String, CodingKey { case nextOffset = "next_offset", gatewaySeq = "gateway_seq", machines }
+
+    /// What became of one consumed record.
+    enum Outcome {
+        case duplicate
+        case unparseable(PayloadRejection)
+        case scored(machine: String, ts: Int64, events: [AlertEvent])
+    }
+
+    /// One record of this partition: de-duplicated by (gateway, seq), decoded, then fed to its
+    /// machine's detector (created from `models` on the machine's first reading). In place.
+    mutating func take(_ m: KafkaMessage, models: MachineModels, modelTimer: Timer) -> Outcome {
+        nextOffset = m.offset + 1
+        dirty = true
+        if let gateway = m.header("gateway"), let seq = m.header("seq").flatMap(Int64.init) {
+            if let last = gatewaySeq[gateway], seq <= last { return .duplicate }
+            gatewaySeq[gateway] = seq
+        }
+        let reading: Reading
+        do { reading = try Reading.decodeCanonical(m.value) } catch { return .unparseable(error) }
+        let start = ContinuousClock.now
+        let events = machines[reading.machine, default: MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))]
+            .observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
+        modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        return .scored(machine: reading.machine, ts: reading.ts, events: events)
+    }
+}
+
+/// What one checkpoint save did: the offsets to commit (partitions saved) and the failures.
+struct CheckpointSave: Sendable {
+    var offsets: [TopicPartition: Int64] = [:]
+    var failures: [(TopicPartition, CheckpointError)] = []
 }
 
 /// What /healthz and the demo see of the detector.
@@ -59,9 +90,10 @@ public final class DetectorStatus: Sendable {
 /// acknowledged, and right after the state that the offsets correspond to is saved. A crash
 /// therefore replays readings from the last checkpoint into the state saved with it, which
 /// reproduces the same alerts with the same alert ids (consumers de-duplicate by alert_id and state).
-// @unchecked: the mutable state (partitions, outstanding alerts, heartbeat, models) is touched only
-// by the loop's dedicated thread, and by init/run() before that thread starts; `status` and
-// `pendingModels` are behind a Mutex.
+// @unchecked: the mutable state (partitions, outstanding alerts, heartbeat, models, saveInFlight) is
+// touched only by the loop's dedicated thread, and by init/run() before that thread starts; `status`,
+// `pendingModels` and `saveResult` are behind a Mutex. The checkpoint queue reads only the snapshot
+// it is handed (values) and writes only `saveResult`.
 public final class DetectorService: Service, @unchecked Sendable {
     let settings: DetectorSettings
     /// The model files in force; replaced by `reload(models:)`, on the loop's thread.
@@ -123,6 +155,12 @@ public final class DetectorService: Service, @unchecked Sendable {
     }
 
     private var partitions: [TopicPartition: PartitionState] = [:]
+    /// Whether a checkpoint save is running on `saveQueue`; its result lands in `saveResult`,
+    /// then `saveDone` is signalled.
+    private var saveInFlight = false
+    private let saveQueue = DispatchQueue(label: "forewarn.detector.checkpoint")
+    private let saveResult = Mutex<CheckpointSave?>(nil)
+    private let saveDone = DispatchSemaphore(value: 0)
     /// Alerts produced and not yet acknowledged, by id; failed ones are produced again.
     private var outstanding: [UInt64: (key: String, value: [UInt8])] = [:]
     private var nextAlertID: UInt64 = 1
@@ -130,6 +168,16 @@ public final class DetectorService: Service, @unchecked Sendable {
     /// The newest reading timestamp (ms) per machine, and what was last published of it.
     private var lastReading: [String: Int64] = [:]
     private var publishedLastReading: [String: Int64] = [:]
+    /// Readings scored since the counter and the status were last told (once per poll, not per reading).
+    private var readingsScored = 0
+
+    private func countScored() {
+        guard readingsScored > 0 else { return }
+        let n = readingsScored
+        readingsScored = 0
+        readingsCounter.increment(by: Int64(n))
+        status.update { $0.readings += n }
+    }
 
     private func loop(stop: StopFlag) {
         var lastCheckpoint = ContinuousClock.now
@@ -137,7 +185,7 @@ public final class DetectorService: Service, @unchecked Sendable {
         while !stop.isSet {
             heartbeat.beat()
             if let new = pendingModels.withLock({ p in defer { p = nil }; return p }) { apply(models: new) }
-            for event in consumer.poll(timeout: .milliseconds(100), max: 5000) {
+            for event in consumer.poll(timeout: .milliseconds(100), max: 10_000) {
                 switch event {
                 case let .message(m): process(m)
                 case let .assigned(tps): assign(tps)
@@ -148,10 +196,12 @@ public final class DetectorService: Service, @unchecked Sendable {
                     status.update { $0.kafkaError = e.message }
                 }
             }
+            countScored()
             pollAlerts(timeout: .zero)
             let now = ContinuousClock.now
-            if now - lastCheckpoint >= settings.checkpointInterval {
-                checkpoint(Array(partitions.keys))
+            finishSave(wait: false)
+            if now - lastCheckpoint >= settings.checkpointInterval && !saveInFlight {
+                checkpoint(Array(partitions.keys), wait: false)
                 lastCheckpoint = now
             }
             if now - lastLag >= .seconds(5) {
@@ -159,41 +209,30 @@ public final class DetectorService: Service, @unchecked Sendable {
                 lastLag = now
             }
         }
-        checkpoint(Array(partitions.keys))
+        checkpoint(Array(partitions.keys), wait: true)
         consumer.close()
     }
 
     private func process(_ m: KafkaMessage) {
         let tp = TopicPartition(topic: m.topic, partition: m.partition)
-        var state = partitions[tp] ?? PartitionState()
-        defer { partitions[tp] = state }
-        state.nextOffset = m.offset + 1
-        state.dirty = true
-        if let gateway = m.header("gateway"), let seq = m.header("seq").flatMap(Int64.init) {
-            if let last = state.gatewaySeq[gateway], seq <= last {
-                duplicatesCounter.increment()
-                return
-            }
-            state.gatewaySeq[gateway] = seq
-        }
-        let reading: Reading
-        do { reading = try Reading.decodeCanonical(m.value) } catch {
+        // The partition's state and the machine's detector are mutated in place, through the
+        // dictionaries: a copy taken out and put back copied every machine of the partition (and
+        // each window of the machine being fed) on every reading (copy on write).
+        let outcome = partitions[tp, default: PartitionState()].take(m, models: models, modelTimer: modelTimer)
+        switch outcome {
+        case .duplicate:
+            duplicatesCounter.increment()
+        case let .unparseable(error):
             unparseableCounter.increment()
             if loggedUnparseable < 100 {
                 loggedUnparseable += 1
                 logger.warning("skipping unparseable reading at \(tp)@\(m.offset): \(error)")
             }
-            return
+        case let .scored(machine, ts, events):
+            readingsScored += 1
+            if ts > lastReading[machine, default: .min] { lastReading[machine] = ts }
+            for e in events { publish(e) }
         }
-        readingsCounter.increment()
-        lastReading[reading.machine] = max(lastReading[reading.machine] ?? .min, reading.ts)
-        let start = ContinuousClock.now
-        var detector = state.machines[reading.machine] ?? MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))
-        let events = detector.observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
-        state.machines[reading.machine] = detector
-        modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-        status.update { $0.readings += 1 }
-        for e in events { publish(e) }
     }
 
     private func publish(_ event: AlertEvent) {
@@ -238,9 +277,13 @@ public final class DetectorService: Service, @unchecked Sendable {
         }
     }
 
-    /// Waits for alerts to be acknowledged, saves the partitions' state durably, then commits the offsets
-    /// of the partitions whose state was saved (never of one whose checkpoint failed).
-    private func checkpoint(_ tps: [TopicPartition]) {
+    /// Waits for alerts to be acknowledged, takes a snapshot of the partitions' state, saves it
+    /// durably, then commits the offsets of the partitions whose state was saved (never of one
+    /// whose checkpoint failed). The save runs on the checkpoint queue while the loop goes on
+    /// consuming (the state is a value: the snapshot costs nothing until a machine is fed again);
+    /// with `wait` (revocation, shutdown) it is finished before this returns. One save at a time.
+    private func checkpoint(_ tps: [TopicPartition], wait: Bool) {
+        finishSave(wait: true)
         let deadline = ContinuousClock.now + .seconds(10)
         while !outstanding.isEmpty && ContinuousClock.now < deadline {
             heartbeat.beat()
@@ -251,34 +294,68 @@ public final class DetectorService: Service, @unchecked Sendable {
             status.update { $0.lastCheckpointOK = false; $0.kafkaError = "alerts not acknowledged by Kafka" }
             return
         }
-        var offsets: [TopicPartition: Int64] = [:]
-        var saved = true
+        var snapshot: [(tp: TopicPartition, path: String, state: PartitionState, next: Int64)] = []
         for tp in tps {
-            guard var state = partitions[tp], state.dirty, let next = state.nextOffset else { continue }
-            do throws(CheckpointError) {
-                let data: Data
-                do { data = try JSONEncoder().encode(state) } catch {
-                    throw CheckpointError(path: checkpointPath(tp), step: "encode", reason: "\(error)")
+            guard let state = partitions[tp], state.dirty, let next = state.nextOffset else { continue }
+            partitions[tp]?.dirty = false
+            snapshot.append((tp, checkpointPath(tp), state, next))
+        }
+        guard !snapshot.isEmpty else { apply(CheckpointSave()); return }
+        saveInFlight = true
+        saveQueue.async { [self, snapshot] in
+            var result = CheckpointSave()
+            for s in snapshot {
+                do throws(CheckpointError) {
+                    try CheckpointFile.write(Self.encodeCheckpoint(s.state, path: s.path), to: s.path)
+                    result.offsets[s.tp] = s.next
+                } catch {
+                    result.failures.append((s.tp, error))
                 }
-                try CheckpointFile.write(data, to: checkpointPath(tp))
-                state.dirty = false
-                partitions[tp] = state
-                offsets[tp] = next
-            } catch {
-                // No offset is committed for this partition: a restart replays into the last saved state.
-                saved = false
-                logger.error("\(error); offsets for \(tp) not committed")
-                status.update { $0.lastCheckpointOK = false; $0.checkpointError = error.description }
             }
+            saveResult.withLock { $0 = result }
+            saveDone.signal()
+        }
+        if wait { finishSave(wait: true) }
+    }
+
+    /// Collects the running save's result, if it is done (or, with `wait`, once it is), and commits.
+    private func finishSave(wait: Bool) {
+        guard saveInFlight else { return }
+        if wait {
+            heartbeat.suspend()  // bounded by the save of one snapshot
+            saveDone.wait()
+            heartbeat.beat()
+        } else if saveDone.wait(timeout: .now()) == .timedOut {
+            return
+        }
+        saveInFlight = false
+        if let result = saveResult.withLock({ r in defer { r = nil }; return r }) { apply(result) }
+    }
+
+    private func apply(_ result: CheckpointSave) {
+        for (tp, error) in result.failures {
+            // No offset is committed for this partition: a restart replays into the last saved state.
+            partitions[tp]?.dirty = true  // saved again at the next checkpoint
+            logger.error("\(error); offsets for \(tp) not committed")
+            status.update { $0.lastCheckpointOK = false; $0.checkpointError = error.description }
         }
         do {
-            try consumer.commit(offsets)
-            if saved { status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil; $0.checkpointError = nil } }
+            try consumer.commit(result.offsets.filter { partitions[$0.key] != nil })
+            if result.failures.isEmpty { status.update { $0.lastCheckpointOK = true; $0.kafkaError = nil; $0.checkpointError = nil } }
         } catch {
             logger.warning("offset commit failed (readings since the last commit will be replayed): \(error)")
             status.update { $0.lastCheckpointOK = false }
         }
         machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machines.count })
+    }
+
+    /// The partition's state as JSON: streamed (CheckpointEncoder), or through JSONEncoder when
+    /// the streaming encoder declines a value. Same document either way.
+    private static func encodeCheckpoint(_ state: PartitionState, path: String) throws(CheckpointError) -> Data {
+        if let bytes = try? CheckpointEncoder.encode(state) { return Data(bytes) }
+        do { return try JSONEncoder().encode(state) } catch {
+            throw CheckpointError(path: path, step: "encode", reason: "\(error)")
+        }
     }
 
     private func checkpointPath(_ tp: TopicPartition) -> String { "\(checkpointDirectory)/\(tp.topic)-\(tp.partition).json" }
@@ -355,7 +432,7 @@ public final class DetectorService: Service, @unchecked Sendable {
     }
 
     private func revoke(_ tps: [TopicPartition]) {
-        checkpoint(tps)
+        checkpoint(tps, wait: true)
         for tp in tps { partitions.removeValue(forKey: tp) }
         status.update { $0.assigned = Array(partitions.keys).sorted { $0.partition < $1.partition } }
         logger.info("revoked \(tps.map(\.description).joined(separator: ", "))")

@@ -194,15 +194,42 @@ struct DetectCommand: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Micro-benchmarks. Build with -c release: swift run -c release forewarn bench detector")
-    @Argument(help: "What to measure: detector, or intake (the gateway's topic match and parse; --readings counts messages).") var what: String = "detector"
-    @Option(help: "Readings to run.") var readings = 20_000_000
+        abstract: "Micro-benchmarks. Build with -c release: swift run -c release forewarn bench detector",
+        discussion: """
+        detector: the models in process (univariate chain, machine pipeline, and the fleet of \
+        --machines x --sensors pumps, one reading at a time, with and without the JSON decoding). \
+        detector-load: writes that fleet's readings to --kafka in the gateway's record format, for \
+        the end-to-end figure (scripts/bench-detector). intake: the gateway's topic match, payload \
+        parse and canonical JSON per message (--readings counts messages).
+        """)
+    @Argument(help: "What to measure: detector, detector-load, intake.") var what: String = "detector"
+    @Option(help: "Readings to run (univariate chain).") var readings = 20_000_000
+    @Option(help: "Fleet: machines.") var machines = 100
+    @Option(help: "Fleet: sensors per machine.") var sensors = 4
+    @Option(name: .customLong("per-sensor"), help: "Fleet: readings per sensor (one a second).") var perSensor = 2000
+    @Option(help: "Model files directory for the fleet (default ./models if present, else built-in).") var models: String?
+    @Option(help: "detector-load: Kafka bootstrap servers.") var kafka: String?
+    @Option(help: "detector-load: topic to write.") var topic = "forewarn.readings"
+
+    func validate() throws {
+        guard machines > 0, sensors > 0, perSensor > 0 else { throw ValidationError("--machines, --sensors and --per-sensor must be positive") }
+        if what == "detector-load", kafka == nil { throw ValidationError("detector-load needs --kafka") }
+    }
 
     func run() throws {
+        let fleet = BenchFleet(machines: machines, sensors: sensors, perSensor: perSensor)
         switch what {
-        case "detector": DetectorBenchmark.run(readings: readings)
-        case "intake": try IntakeBenchmark.run(messages: readings)
-        default: throw ValidationError("unknown benchmark '\(what)' (allowed: detector, intake)")
+        case "detector":
+            let dir = models ?? (FileManager.default.fileExists(atPath: "models") ? "models" : nil)
+            let machineModels = try dir.map { try MachineModels(directory: $0) } ?? MachineModels()
+            DetectorBenchmark.run(readings: readings)
+            DetectorBenchmark.runFleet(fleet, models: machineModels, modelsName: dir ?? "built-in")
+        case "detector-load":
+            try DetectorBenchmark.load(fleet, bootstrap: kafka!, topic: topic)
+        case "intake":
+            try IntakeBenchmark.run(messages: readings)
+        default:
+            throw ValidationError("unknown benchmark '\(what)' (allowed: detector, detector-load, intake)")
         }
     }
 }

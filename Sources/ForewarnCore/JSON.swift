@@ -114,6 +114,7 @@ public struct JSONParser {
         defer { depth -= 1 }
         i += 1
         var members: [(String, JSONValue)] = []
+        members.reserveCapacity(8)
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
         while true {
@@ -154,6 +155,15 @@ public struct JSONParser {
 
     private mutating func parseString() throws(JSONParseError) -> String {
         i += 1
+        // Fast path, a string without escapes: straight from the input bytes, no buffer of its own.
+        var end = i
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let start = i
+            i = end + 1
+            guard let s = String(validating: bytes[start..<end], as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+            return s
+        }
         var out: [UInt8] = []
         while i < bytes.count {
             let c = bytes[i]

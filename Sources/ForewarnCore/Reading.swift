@@ -33,6 +33,12 @@ public struct Reading: Sendable, Equatable, Hashable {
 
     /// Decodes the canonical JSON form (what the detector consumes).
     public static func decodeCanonical(_ bytes: [UInt8]) throws(PayloadRejection) -> Reading {
+        if let reading = CanonicalReadingScanner.scan(bytes) { return reading }
+        return try decodeCanonicalTree(bytes)
+    }
+
+    /// The general decoding, through a `JSONValue` tree: every input the scanner declines, and the errors.
+    static func decodeCanonicalTree(_ bytes: [UInt8]) throws(PayloadRejection) -> Reading {
         let json: JSONValue
         do { json = try JSONParser.parse(bytes) } catch {
             throw PayloadRejection(.notJSON, "reading is not JSON: \(error)")
@@ -47,6 +53,107 @@ public struct Reading: Sendable, Equatable, Hashable {
         var unit: String?
         if case let .string(u)? = json["unit"] { unit = u }
         return Reading(site: try str("site"), machine: try str("machine"), sensor: try str("sensor"), ts: ts, value: value, unit: unit)
+    }
+}
+
+/// The usual canonical reading, read without building a `JSONValue` tree (the detector decodes
+/// one per record): a flat object whose values are strings without escapes and numbers. Anything
+/// else (nesting, escapes, literals, a repeated or mistyped field, any malformed byte) gives nil,
+/// and `decodeCanonical` then takes `JSONParser`, which returns the same reading or the error.
+enum CanonicalReadingScanner {
+    private static let keys: [[UInt8]] = ["site", "machine", "sensor", "ts", "value", "unit"].map { Array($0.utf8) }
+
+    static func scan(_ bytes: [UInt8]) -> Reading? {
+        bytes.withUnsafeBufferPointer { b -> Reading? in
+            var i = 0
+            let n = b.count
+            func skipWhitespace() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
+            func expect(_ c: UInt8) -> Bool {
+                guard i < n, b[i] == c else { return false }
+                i += 1
+                return true
+            }
+            /// The bytes of a string without escapes (the quotes consumed).
+            func plainString() -> UnsafeBufferPointer<UInt8>? {
+                guard expect(UInt8(ascii: "\"")) else { return nil }
+                let start = i
+                while i < n {
+                    let c = b[i]
+                    if c == UInt8(ascii: "\"") { i += 1; return UnsafeBufferPointer(rebasing: b[start..<(i - 1)]) }
+                    if c == UInt8(ascii: "\\") || c < 0x20 { return nil }
+                    i += 1
+                }
+                return nil
+            }
+            func digits() -> Bool {
+                let start = i
+                while i < n, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") { i += 1 }
+                return i > start
+            }
+            /// A number as JSONParser reads it: an integer when it fits Int64 and has no fraction or exponent.
+            func number() -> (integer: Int64?, double: Double)? {
+                let start = i
+                var isInteger = true
+                _ = expect(UInt8(ascii: "-"))
+                if expect(UInt8(ascii: "0")) {} else if !digits() { return nil }
+                if expect(UInt8(ascii: ".")) { isInteger = false; guard digits() else { return nil } }
+                if i < n, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+                    isInteger = false
+                    i += 1
+                    if i < n, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
+                    guard digits() else { return nil }
+                }
+                let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+                if isInteger, let v = Int64(text) { return (v, Double(v)) }
+                guard let d = Double(text), d.isFinite else { return nil }
+                return (nil, d)
+            }
+            var site: String?, machine: String?, sensor: String?, unit: String?
+            var ts: Int64?
+            var value: Double?
+            var seen = 0
+            skipWhitespace()
+            guard expect(UInt8(ascii: "{")) else { return nil }
+            while true {
+                skipWhitespace()
+                guard let key = plainString() else { return nil }
+                skipWhitespace()
+                guard expect(UInt8(ascii: ":")) else { return nil }
+                skipWhitespace()
+                let k = keys.firstIndex { $0.elementsEqual(key) } ?? -1
+                if k >= 0 {
+                    if seen & (1 << k) != 0 { return nil }
+                    seen |= 1 << k
+                }
+                guard i < n else { return nil }
+                if b[i] == UInt8(ascii: "\"") {
+                    guard let raw = plainString(), let text = String(validating: raw, as: UTF8.self) else { return nil }
+                    switch k {
+                    case 0: site = text
+                    case 1: machine = text
+                    case 2: sensor = text
+                    case 5: unit = text
+                    case -1: break
+                    default: return nil
+                    }
+                } else {
+                    guard let v = number() else { return nil }
+                    switch k {
+                    case 3: guard let t = v.integer else { return nil }; ts = t
+                    case 4: value = v.double
+                    case -1: break
+                    default: return nil
+                    }
+                }
+                skipWhitespace()
+                if expect(UInt8(ascii: ",")) { continue }
+                guard expect(UInt8(ascii: "}")) else { return nil }
+                break
+            }
+            skipWhitespace()
+            guard i == n, let site, let machine, let sensor, let ts, let value else { return nil }
+            return Reading(site: site, machine: machine, sensor: sensor, ts: ts, value: value, unit: unit)
+        }
     }
 }
 
