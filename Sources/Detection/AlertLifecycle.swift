@@ -148,8 +148,9 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
     private mutating func rememberOpening(_ ts: Int64) {
         let p = params
         guard p.recurrencePeriods > 0 else { return }
-        let (span, overflow) = Int64(p.recurrencePeriods).multipliedReportingOverflow(by: p.recurrencePeriodMs)
-        let horizon = overflow ? Int64.max : span.addingReportingOverflow(p.recurrenceToleranceMs).overflow ? Int64.max : span + p.recurrenceToleranceMs
+        let (span, spanOverflow) = Int64(p.recurrencePeriods).multipliedReportingOverflow(by: p.recurrencePeriodMs)
+        let (reach, reachOverflow) = span.addingReportingOverflow(p.recurrenceToleranceMs)
+        let horizon = spanOverflow || reachOverflow ? Int64.max : reach
         recentOpenings.removeAll { ts &- $0 > horizon || ts &- $0 < 0 }
         if recentOpenings.count >= Self.maxRecentOpenings { recentOpenings.removeFirst() }
         recentOpenings.append(ts)

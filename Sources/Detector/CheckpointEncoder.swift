@@ -9,6 +9,7 @@
 // is written to again; writing to a container that is already closed throws, and so does any
 // value this encoder does not know how to write (Date, Data, URL, Decimal, non-finite numbers).
 // The caller then falls back to `JSONEncoder`.
+import ForewarnCore
 import Foundation
 
 struct CheckpointEncodingError: Error, CustomStringConvertible {
@@ -152,23 +153,7 @@ final class JSONStreamWriter {
         t.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
-    func string(_ s: String) {
-        bytes.append(UInt8(ascii: "\""))
-        for c in s.utf8 {
-            switch c {
-            case 0x22: bytes.append(0x5C); bytes.append(0x22)
-            case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
-            case 0x0A: bytes.append(0x5C); bytes.append(UInt8(ascii: "n"))
-            case 0x0D: bytes.append(0x5C); bytes.append(UInt8(ascii: "r"))
-            case 0x09: bytes.append(0x5C); bytes.append(UInt8(ascii: "t"))
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(c >> 4)], hex[Int(c & 0xF)]])
-            default: bytes.append(c)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
-    }
+    func string(_ s: String) { JSONWriter.appendQuoted(s, to: &bytes) }
 }
 
 private struct StreamEncoder: Encoder {

@@ -299,7 +299,11 @@ public struct JSONWriter {
         needsComma[needsComma.count - 1] = true
     }
 
-    private mutating func appendString(_ s: String) {
+    private mutating func appendString(_ s: String) { Self.appendQuoted(s, to: &bytes) }
+
+    /// Appends `s` as a JSON string literal (quoted, with `"`, `\\` and control characters
+    /// escaped). Shared by every JSON writer in the project.
+    public static func appendQuoted(_ s: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         for c in s.utf8 {
             switch c {

@@ -64,11 +64,7 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
     /// Substrings and comparing them as Unicode text cost a quarter of the message callback.
     public func match(_ topic: String) throws(PayloadRejection) -> Fields {
         var topic = topic
-        let fields = topic.withUTF8 { bytes in matchFields(bytes) }
-        switch fields {
-        case let .success(f): return f
-        case let .failure(rejection): throw rejection
-        }
+        return try topic.withUTF8 { matchFields($0) }.get()
     }
 
     private func matchFields(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<Fields, PayloadRejection> {
@@ -79,7 +75,7 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
             var end = start
             while end < bytes.count, bytes[end] != UInt8(ascii: "/") { end += 1 }
             let isLast = index == segments.count - 1
-            guard start <= bytes.count, isLast == (end == bytes.count) else { return .failure(mismatch(bytes)) }
+            guard isLast == (end == bytes.count) else { return .failure(mismatch(bytes)) }
             let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
             defer { start = end + 1 }
             switch seg {
