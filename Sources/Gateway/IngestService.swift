@@ -39,6 +39,7 @@ public final class IngestService: Service, @unchecked Sendable {
     private let mqttConnected = Gauge(label: "forewarn_gateway_mqtt_connected")
     private let backpressureGauge = Gauge(label: "forewarn_gateway_backpressure")
     private let freeBytesGauge = Gauge(label: "forewarn_gateway_journal_free_bytes")
+    private let walPendingGauge = Gauge(label: "forewarn_gateway_journal_wal_pending_bytes")
     private let reserveGauge = Gauge(label: "forewarn_gateway_journal_min_free_bytes")
     private let keptGauge = Gauge(label: "forewarn_gateway_journal_kept_in_memory")
     private let writeFailures = Counter(label: "forewarn_gateway_journal_write_failures_total")
@@ -214,6 +215,7 @@ public final class IngestService: Service, @unchecked Sendable {
         }
         tendBallast(probe: probe, failedFull: failure?.kind == .diskFull || journal.checkpointFailedForFullDisk)
         freeBytesGauge.record(probe.availableBytes)
+        walPendingGauge.record(probe.pendingCheckpointBytes)
         keptGauge.record(journal.keptEntries)
         health.setJournalError(failure?.description)
         health.setJournalFreeBytes(probe.availableBytes)

@@ -20,6 +20,7 @@ public enum GatewayMetricHelp {
         "forewarn_gateway_journal_readings": "Undelivered entries in the journal.",
         "forewarn_gateway_journal_oldest_age_seconds": "Age of the oldest undelivered journal entry in seconds.",
         "forewarn_gateway_journal_free_bytes": "Free bytes on the file system of the state directory, as last measured.",
+        "forewarn_gateway_journal_wal_pending_bytes": "Bytes of WAL pages no checkpoint has copied into the journal yet (the room the next checkpoint may need), as last measured.",
         "forewarn_gateway_journal_min_free_bytes": "The free-space reserve (journal.min-free-bytes) below which MQTT intake pauses, in bytes.",
         "forewarn_gateway_journal_ballast_bytes": "Bytes the ballast file (journal.ballast-bytes) holds back in the state directory now; 0 while it is released or off.",
         "forewarn_gateway_journal_ballast_releases_total": "Times the ballast file was deleted to give SQLite room for deletes and checkpoints on a full disk.",

@@ -278,7 +278,8 @@ public final class Journal: Sendable {
             try conn.exec("PRAGMA synchronous=\(options.synchronous == .full ? "FULL" : "NORMAL")")
             try conn.exec("PRAGMA busy_timeout=5000")
             // Keep the WAL inside the free-space reserve, so deletes and checkpoints always have room.
-            try conn.exec("PRAGMA wal_autocheckpoint=\(min(1000, max(16, walBudget / 4096)))")
+            // The WAL hook runs the automatic checkpoint and counts the frames it has yet to copy.
+            conn.trackWAL(autocheckpointFrames: Int32(min(1000, max(16, walBudget / 4096))))
             try conn.exec("PRAGMA journal_size_limit=\(walBudget)")
         } catch let e where e.kind != .corrupt && e.kind != .schema && Self.isOnReadOnlyFileSystem(options.path) {
             throw JournalError(.readOnly, path: options.path, e.detail)
@@ -632,15 +633,16 @@ public final class Journal: Sendable {
         let dir = Self.directory(of: options.path)
         var fs = statvfs()
         guard statvfs(dir, &fs) == 0 else { return StorageProbe(filesystemFreeBytes: 0, vanished: true) }
-        let reusable = inner.withLock { s -> Int64 in
+        let (reusable, pending) = inner.withLock { s -> (Int64, Int64) in
+            let pending = Int64(s.conn.walFrames?.pending ?? 0) * s.pageSize
             let q = s.freelistCount
             q.reset()
             defer { q.reset() }   // a statement left on a row holds a read snapshot and blocks checkpoints
-            guard (try? q.step()) == true else { return 0 }
-            return q.int64(0) * s.pageSize
+            guard (try? q.step()) == true else { return (0, pending) }
+            return (q.int64(0) * s.pageSize, pending)
         }
         let vanished = identity != nil && Self.fileIdentity(options.path) != identity
-        return StorageProbe(filesystemFreeBytes: Int64(fs.f_bavail) * Int64(fs.f_frsize), reusableBytes: reusable,
+        return StorageProbe(filesystemFreeBytes: Int64(fs.f_bavail) * Int64(fs.f_frsize), reusableBytes: reusable, pendingCheckpointBytes: pending,
                             readOnly: fs.f_flag & 1 != 0 /* ST_RDONLY */, vanished: vanished)
     }
 
@@ -753,7 +755,7 @@ public final class Journal: Sendable {
     @discardableResult
     private func checkpointTruncate(_ s: inout Inner) -> Bool {
         do {
-            try s.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+            try s.conn.checkpoint(truncate: true)
             s.checkpointFailedFull = false
             return true
         } catch {

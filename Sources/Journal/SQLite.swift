@@ -19,7 +19,47 @@ final class SQLiteConnection {
         sqlite3_extended_result_codes(db, 1)
     }
 
-    deinit { sqlite3_close_v2(db) }
+    deinit {
+        sqlite3_wal_hook(db, nil, nil)
+        sqlite3_close_v2(db)
+    }
+
+    /// The WAL's frames, as the WAL hook and the checkpoints count them (nil until `trackWAL`).
+    private(set) var walFrames: WALFrames?
+
+    /// Counts the WAL's frames after every commit. A WAL hook replaces SQLite's automatic
+    /// checkpoint, so the hook runs it too: PASSIVE, once the WAL holds `autocheckpointFrames`,
+    /// as `PRAGMA wal_autocheckpoint` does. The hook runs inside the committing `sqlite3_step`,
+    /// on the caller's thread, so it is guarded by whatever guards this connection.
+    func trackWAL(autocheckpointFrames: Int32) {
+        let frames = WALFrames(autocheckpointFrames: autocheckpointFrames)
+        walFrames = frames
+        sqlite3_wal_hook(db, { context, db, name, inLog in
+            guard let context else { return SQLITE_OK }
+            let frames = Unmanaged<WALFrames>.fromOpaque(context).takeUnretainedValue()
+            frames.committed(inLog: inLog)
+            if inLog >= frames.autocheckpointFrames {
+                var log: Int32 = 0, copied: Int32 = 0
+                // Errors are not the commit's (it is durable): the journal's own checkpoints report them.
+                if sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) == SQLITE_OK {
+                    frames.checkpointed(inLog: log, copied: copied)
+                }
+            }
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(frames).toOpaque())
+    }
+
+    /// Checkpoints the WAL (`.truncate`: all of it, then truncates the file). A checkpoint that
+    /// a reader keeps from finishing is not an error: what it copied is counted.
+    func checkpoint(truncate: Bool) throws(JournalError) {
+        var log: Int32 = 0, copied: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(db, nil, truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+        if rc == SQLITE_OK || rc == SQLITE_BUSY {
+            walFrames?.checkpointed(inLog: log, copied: copied)
+            return
+        }
+        throw JournalError(code: rc, path: path, "\(errorMessage) (in: wal_checkpoint\(truncate ? "(TRUNCATE)" : ""))")
+    }
 
     func exec(_ sql: String) throws(JournalError) {
         var err: UnsafeMutablePointer<CChar>?
@@ -44,6 +84,42 @@ final class SQLiteConnection {
     /// SQLite's own view: a transaction is open (it may have rolled one back by itself after SQLITE_FULL).
     var isInTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
     var errorMessage: String { String(cString: sqlite3_errmsg(db)) }
+}
+
+/// The WAL's frames that no checkpoint has copied into the database file yet. Updated by the
+/// connection's WAL hook and its checkpoints, only while its owner holds the connection.
+final class WALFrames {
+    let autocheckpointFrames: Int32
+    /// Frames in the WAL since it last restarted (the hook's count after the last commit).
+    private var inLog: Int32 = 0
+    /// Of those, the frames the last checkpoint had copied.
+    private var copied: Int32 = 0
+    /// The last checkpoint copied every frame, so a commit since may have restarted the WAL from
+    /// its start (then `inLog` counts only new frames) or appended to it; the hook cannot tell.
+    private var mayHaveRestarted = false
+    private var committedSinceCheckpoint = false
+
+    init(autocheckpointFrames: Int32) { self.autocheckpointFrames = autocheckpointFrames }
+
+    /// Frames a checkpoint has yet to copy: exact, except after a complete checkpoint and a
+    /// commit, when all `inLog` are counted (an overestimate by at most what was copied).
+    var pending: Int32 {
+        committedSinceCheckpoint && mayHaveRestarted ? inLog : Swift.max(0, inLog - copied)
+    }
+
+    func committed(inLog frames: Int32) {
+        if frames < inLog { copied = 0; mayHaveRestarted = false }   // the WAL restarted
+        inLog = frames
+        committedSinceCheckpoint = true
+    }
+
+    func checkpointed(inLog frames: Int32, copied done: Int32) {
+        guard frames >= 0, done >= 0 else { return }   // -1: not in WAL mode
+        inLog = frames
+        copied = done
+        mayHaveRestarted = frames > 0 && done == frames
+        committedSinceCheckpoint = false
+    }
 }
 
 final class SQLiteStatement {

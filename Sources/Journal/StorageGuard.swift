@@ -20,10 +20,16 @@ public struct StorageProbe: Sendable, Equatable {
     /// file-system free space it waits for (`BallastPolicy.restoreAtBytes`). Intake waits too,
     /// else the next overrun would find no ballast.
     public var ballastOwedBytes: Int64 = 0
+    /// The WAL's frames that no checkpoint has copied into the database file yet, in bytes: the
+    /// most the next checkpoint can grow the file by. It needs that room on the file system on
+    /// top of the floor kept for new WAL frames.
+    public var pendingCheckpointBytes: Int64
 
-    public init(filesystemFreeBytes: Int64, reusableBytes: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) {
+    public init(filesystemFreeBytes: Int64, reusableBytes: Int64 = 0, pendingCheckpointBytes: Int64 = 0,
+                readOnly: Bool = false, vanished: Bool = false) {
         self.filesystemFreeBytes = filesystemFreeBytes
         self.reusableBytes = reusableBytes
+        self.pendingCheckpointBytes = pendingCheckpointBytes
         self.readOnly = readOnly
         self.vanished = vanished
     }
@@ -37,6 +43,9 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
     case lowSpace(available: Int64, reserve: Int64)
     /// Free pages inside the journal would do, but the WAL and checkpoints need room on the file system itself.
     case lowFilesystemSpace(free: Int64, floor: Int64)
+    /// The file system has room for the floor, but not also for what the WAL holds that a
+    /// checkpoint has yet to copy into the database file.
+    case checkpointPending(free: Int64, pending: Int64, floor: Int64)
     case readOnly
     case vanished
     /// The ballast was used and the file system has not yet the room to make it again.
@@ -45,7 +54,7 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
     /// A short label for metrics.
     public var label: String {
         switch self {
-        case .lowSpace, .lowFilesystemSpace, .ballastOwed: "disk-low"
+        case .lowSpace, .lowFilesystemSpace, .checkpointPending, .ballastOwed: "disk-low"
         case .readOnly: "disk-read-only"
         case .vanished: "journal-vanished"
         }
@@ -57,6 +66,8 @@ public enum DiskPauseReason: Sendable, Equatable, CustomStringConvertible {
             "disk nearly full: \(available) bytes free for the journal, below the reserve journal.min-free-bytes=\(reserve)"
         case let .lowFilesystemSpace(free, floor):
             "disk nearly full: \(free) bytes free on the file system, below the \(floor) (half of journal.min-free-bytes) that SQLite's WAL and checkpoints need"
+        case let .checkpointPending(free, pending, floor):
+            "disk nearly full: \(free) bytes free on the file system, below the \(pending) bytes of WAL pages not yet checkpointed into the journal plus the \(floor) (half of journal.min-free-bytes) kept for the WAL"
         case let .ballastOwed(free, needed):
             "disk nearly full: the ballast (journal.ballast-bytes) was deleted to let the journal commit, and \(free) bytes are free on the file system, below the \(needed) needed to make it again"
         case .readOnly: "the journal's file system is read-only"
@@ -114,8 +125,14 @@ public struct DiskGuard: Sendable, Equatable {
         if p.availableBytes < (paused ? resumeFreeBytes : minFreeBytes) {
             return .lowSpace(available: p.availableBytes, reserve: minFreeBytes)
         }
-        if p.filesystemFreeBytes < (paused ? filesystemResumeBytes : filesystemFloorBytes) {
+        let floor = paused ? filesystemResumeBytes : filesystemFloorBytes
+        if p.filesystemFreeBytes < floor {
             return .lowFilesystemSpace(free: p.filesystemFreeBytes, floor: filesystemFloorBytes)
+        }
+        // A checkpoint copies the WAL's pages into the database file, which may grow by as many:
+        // stop taking more before that growth and new frames together could fill the disk.
+        if p.filesystemFreeBytes - p.pendingCheckpointBytes < floor {
+            return .checkpointPending(free: p.filesystemFreeBytes, pending: p.pendingCheckpointBytes, floor: filesystemFloorBytes)
         }
         if p.ballastOwedBytes > 0 {
             return .ballastOwed(free: p.filesystemFreeBytes, needed: p.ballastOwedBytes)
@@ -127,7 +144,7 @@ public struct DiskGuard: Sendable, Equatable {
 extension DiskPauseReason {
     var isLowSpace: Bool {
         switch self {
-        case .lowSpace, .lowFilesystemSpace, .ballastOwed: true
+        case .lowSpace, .lowFilesystemSpace, .checkpointPending, .ballastOwed: true
         case .readOnly, .vanished: false
         }
     }

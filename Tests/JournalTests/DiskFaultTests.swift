@@ -73,8 +73,19 @@ struct BallastPolicyTests {
 }
 
 struct DiskGuardTests {
-    func probe(_ free: Int64, reusable: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) -> StorageProbe {
-        StorageProbe(filesystemFreeBytes: free, reusableBytes: reusable, readOnly: readOnly, vanished: vanished)
+    func probe(_ free: Int64, reusable: Int64 = 0, pending: Int64 = 0, readOnly: Bool = false, vanished: Bool = false) -> StorageProbe {
+        StorageProbe(filesystemFreeBytes: free, reusableBytes: reusable, pendingCheckpointBytes: pending, readOnly: readOnly, vanished: vanished)
+    }
+
+    @Test func theWALPagesNotYetCheckpointedNeedRoomOnTheFileSystemToo() {
+        var g = DiskGuard(minFreeBytes: 1000)   // file-system floor 500, resumes at 750
+        #expect(g.observe(probe(900, reusable: 1 << 20, pending: 400)) == nil, "500 left once checkpointed: exactly the floor")
+        #expect(g.observe(probe(900, reusable: 1 << 20, pending: 401)) == .pause(.checkpointPending(free: 900, pending: 401, floor: 500)))
+        #expect(g.observe(probe(900, reusable: 1 << 20, pending: 151)) == nil, "hysteresis: 749 left, below the resume level")
+        #expect(g.observe(probe(900, reusable: 1 << 20, pending: 150)) == .resume)
+        let reason = DiskPauseReason.checkpointPending(free: 900, pending: 401, floor: 500)
+        #expect(reason.label == "disk-low")
+        #expect(reason.description == "disk nearly full: 900 bytes free on the file system, below the 401 bytes of WAL pages not yet checkpointed into the journal plus the 500 (half of journal.min-free-bytes) kept for the WAL")
     }
 
     @Test func pausesBelowTheReserveAndResumesOnlyAtOneAndAHalfTimesIt() {
@@ -275,6 +286,30 @@ struct JournalWriteFailureTests {
         j.injectCommitFault(nil)
         #expect(waitUntilWritable(j))
         #expect(try j.readCommitted(after: 0, limit: 10).map(\.receivedAt) == [1_000])
+    }
+
+    @Test("the probe counts the WAL pages no checkpoint has copied yet, and the automatic checkpoint still runs")
+    func walPagesNotYetCheckpointedAreCounted() throws {
+        let dir = TestEnvironment.temporaryDirectory("walframes")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 256 KiB reserve: a 64 KiB WAL budget, checkpointed automatically at 16 pages.
+        let j = try Journal(options: JournalOptions(path: dir + "/journal.sqlite", minFreeBytes: 256 << 10), logger: logger)
+        #expect(j.probeStorage().pendingCheckpointBytes == 0, "a journal just opened has nothing to checkpoint")
+        _ = try j.append([entry("m0", 0)])
+        try j.commit()
+        let page = Int64(4096)
+        let first = j.probeStorage().pendingCheckpointBytes
+        #expect(first > 0 && first % page == 0 && first < 16 * page, "one small commit: a few pages, \(first) bytes")
+        var most: Int64 = 0
+        for i in 1...500 {
+            _ = try j.append([entry("m\(i % 4)", i)])
+            try j.commit()
+            most = max(most, j.probeStorage().pendingCheckpointBytes)
+        }
+        #expect(most < 32 * page, "the automatic checkpoint keeps it under 16 pages plus one commit's: at most \(most) bytes")
+        #expect(j.checkpoint())
+        #expect(j.probeStorage().pendingCheckpointBytes == 0, "a TRUNCATE checkpoint copies every page")
+        #expect(try j.readCommitted(after: 0, limit: 1000).count == 501)
     }
 
     @Test("the probe sees a journal file that is gone from its path")

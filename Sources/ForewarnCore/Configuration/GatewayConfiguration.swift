@@ -149,7 +149,8 @@ public struct GatewayConfiguration: Sendable {
         /// disk is full (intake can outrun the WAL budget), or intake is paused with less than one
         /// WAL budget free, the gateway deletes it, so the drain's deletes and the checkpoint can
         /// commit; it is made again once the file system has the ballast plus 0.75 ×
-        /// `min-free-bytes` free. Default half of `min-free-bytes` (two WAL budgets); 0 turns it off.
+        /// `min-free-bytes` free. Default half of `min-free-bytes` (two WAL budgets), at least 256KiB;
+        /// 0 turns it off.
         public var ballastBytes: Int64 = 0
     }
 
@@ -262,7 +263,8 @@ public struct GatewayConfiguration: Sendable {
             resumeFraction: try r.double("journal.resume-at", default: 0.8, range: 0.05...0.99),
             synchronous: try r.choice("journal.synchronous", default: .full),
             minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
-        journal.ballastBytes = try r.size("journal.ballast-bytes", default: journal.minFreeBytes / 2)
+        // At least 256 KiB: at the smallest reserves half of it (32 KiB) did not cover a drain's deletes.
+        journal.ballastBytes = try r.size("journal.ballast-bytes", default: max(journal.minFreeBytes / 2, 256 << 10))
         if journal.commitMinGap > journal.commitInterval {
             throw ConfigError(key: "journal.commit-min-gap", "\(journal.commitMinGap) is above journal.commit-interval (\(journal.commitInterval)); allowed: 0ms up to journal.commit-interval")
         }
