@@ -36,7 +36,7 @@ public enum DatasetError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unreadable(let p): return "cannot read \(p)"
-        case .unknownHeader(let h): return "unknown CSV header: \(h)"
+        case .unknownHeader(let h): return "unknown CSV header: \(h) (expected SKAB's 'datetime;<column>;…' or 'timestamp,<column>,…' as in NAB)"
         case .badRow(let f, let l, let r): return "\(f):\(l): \(r)"
         }
     }
@@ -55,7 +55,8 @@ public enum CSVLoader {
         let format: DatasetFormat
         let sep: Character
         if header.hasPrefix("datetime;") { format = .skab; sep = ";" }
-        else if header.hasPrefix("timestamp,value") { format = .nab; sep = "," }
+        // NAB's `timestamp,value`, or a machine's own export with several named columns.
+        else if header.hasPrefix("timestamp,") { format = .nab; sep = "," }
         else { throw DatasetError.unknownHeader(header) }
         let head = header.split(separator: sep).map { $0.trimmingCharacters(in: .whitespaces) }
         let anomalyCol = head.firstIndex(of: "anomaly")

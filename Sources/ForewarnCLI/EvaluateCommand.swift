@@ -182,7 +182,7 @@ struct DetectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "detect",
         abstract: "Replay a SKAB or NAB CSV through the detector: prints timestamp,score,alert,active per row.")
-    @Option(help: "CSV file (SKAB ';' or NAB 'timestamp,value'; told by the header).") var replay: String
+    @Option(help: "CSV file (SKAB 'datetime;<column>;…', or NAB 'timestamp,value' and any 'timestamp,<column>,…'; told by the header).") var replay: String
 
     func run() throws {
         let series = try CSVLoader.load(path: replay)

@@ -226,6 +226,14 @@ private func gaussianSeries(_ n: Int, seed: UInt64, mean: Double = 0, sd: Double
     let nab = try CSVLoader.parse("timestamp,value\n2014-04-01 00:00:00,-21.5\n2014-04-01 00:05:00,3\n")
     #expect(nab.format == .nab && nab.columns == ["value"] && nab.values[1] == [3])
     #expect(CSVLoader.parseTimestamp("1970-01-02 00:00:00.250000") == 86_400_250)
+    // A machine's own export: several named columns after the timestamp, all sensors of one machine.
+    let own = try CSVLoader.parse("timestamp,b1,b2,b3\n2004-02-12 10:32:39,0.058,0.071,0.083\n2004-02-12 10:42:39,0.059,,0.084\n")
+    #expect(own.format == .nab && own.columns == ["b1", "b2", "b3"] && own.values[0] == [0.058, 0.071, 0.083])
+    #expect(own.values[1][1].isNaN, "an empty field is a missing reading")
+    #expect(own.epochMs[1] - own.epochMs[0] == 600_000)
+    #expect(throws: DatasetError.self) { try CSVLoader.parse("time;value\n1;2\n") }
+    #expect(DatasetError.unknownHeader("time;value").description
+            == "unknown CSV header: time;value (expected SKAB's 'datetime;<column>;…' or 'timestamp,<column>,…' as in NAB)")
 }
 
 @Test func codableRoundTripGivesIdenticalScores() throws {
