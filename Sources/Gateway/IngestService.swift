@@ -118,16 +118,23 @@ public final class IngestService: Service, @unchecked Sendable {
             entries = parsed.readings.map {
                 NewJournalEntry(kind: .reading, machine: $0.machine, mqttTopic: msg.topic, receivedAt: now, payload: $0.canonicalJSON())
             }
-            // Only a QoS 1 message or a retained one can come again (the broker redelivers the
-            // first after a reconnect, re-sends the second on every subscribe); a plain QoS 0
-            // message never does, so it needs no fingerprint (a hash and a second SQLite insert).
-            if parsed.stamped, msg.qos > 0 || msg.retain { digest = messageDigest(topic: msg.topic, payload: msg.payload) }
+            if Self.needsFingerprint(stamped: parsed.stamped, qos: msg.qos, retain: msg.retain) {
+                digest = messageDigest(topic: msg.topic, payload: msg.payload)
+            }
         } catch {
             entries = [deadLetter(msg, error, now: now)]
             Counter(label: "forewarn_gateway_rejected_total", dimensions: [("reason", error.reason.rawValue)]).increment()
             logger.debug("rejected MQTT message", metadata: ["topic": "\(msg.topic)", "reason": "\(error)"])
         }
         append(entries, digest: digest)
+    }
+
+    /// Whether a message's fingerprint is journaled to drop a later redelivery of it. Only a
+    /// stamped message can be recognised, and only a QoS 1 message or a retained one comes again
+    /// (the broker redelivers the first after a reconnect and re-sends the second on every
+    /// subscribe); a plain QoS 0 message never does, so it costs no hash and no second insert.
+    static func needsFingerprint(stamped: Bool, qos: Int, retain: Bool) -> Bool {
+        stamped && (qos > 0 || retain)
     }
 
     private func deadLetter(_ msg: MQTTMessage, _ rejection: PayloadRejection, now: Int64) -> NewJournalEntry {
