@@ -275,18 +275,24 @@ public struct JSONWriter {
     }
 
     public mutating func string(_ s: String) { separator(); appendString(s) }
-    public mutating func integer(_ v: Int64) { separator(); bytes.append(contentsOf: Array(String(v).utf8)) }
+    public mutating func integer(_ v: Int64) { separator(); Self.appendInteger(v, to: &bytes) }
     public mutating func bool(_ v: Bool) { separator(); bytes.append(contentsOf: Array((v ? "true" : "false").utf8)) }
     public mutating func null() { separator(); bytes.append(contentsOf: Array("null".utf8)) }
 
     /// Writes a finite number in its shortest round-trip form; non-finite numbers become null.
-    public mutating func number(_ v: Double) {
-        separator()
-        guard v.isFinite else { bytes.append(contentsOf: Array("null".utf8)); return }
+    public mutating func number(_ v: Double) { separator(); Self.appendNumber(v, to: &bytes) }
+
+    /// Appends `v` in decimal (its String is small enough to stay off the heap; no Array copy).
+    public static func appendInteger(_ v: Int64, to bytes: inout [UInt8]) { bytes.append(contentsOf: String(v).utf8) }
+
+    /// Appends a finite number in its shortest round-trip form (an integral one without ".0");
+    /// a non-finite number becomes null.
+    public static func appendNumber(_ v: Double, to bytes: inout [UInt8]) {
+        guard v.isFinite else { bytes.append(contentsOf: "null".utf8); return }
         if v == v.rounded(), abs(v) < 1e15 {
-            bytes.append(contentsOf: Array(String(Int64(v)).utf8))
+            appendInteger(Int64(v), to: &bytes)
         } else {
-            bytes.append(contentsOf: Array("\(v)".utf8))
+            bytes.append(contentsOf: v.description.utf8)
         }
     }
 

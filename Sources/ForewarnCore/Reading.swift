@@ -18,17 +18,28 @@ public struct Reading: Sendable, Equatable, Hashable {
     }
 
     /// The canonical JSON value of the readings topic: `{"site","machine","sensor","ts","value","unit"?}`.
+    /// Written straight into one buffer sized up front (no writer state, no number Strings on
+    /// the heap): the gateway builds one per journaled reading. Byte for byte what `JSONWriter`
+    /// gives for the same fields (a test compares the two).
     public func canonicalJSON() -> [UInt8] {
-        var w = JSONWriter()
-        w.beginObject()
-        w.field("site", site)
-        w.field("machine", machine)
-        w.field("sensor", sensor)
-        w.field("ts", ts)
-        w.field("value", value)
-        if let unit { w.field("unit", unit) }
-        w.endObject()
-        return w.bytes
+        var b: [UInt8] = []
+        b.reserveCapacity(80 + site.utf8.count + machine.utf8.count + sensor.utf8.count + (unit?.utf8.count ?? 0))
+        b.append(contentsOf: #"{"site":"#.utf8)
+        JSONWriter.appendQuoted(site, to: &b)
+        b.append(contentsOf: #","machine":"#.utf8)
+        JSONWriter.appendQuoted(machine, to: &b)
+        b.append(contentsOf: #","sensor":"#.utf8)
+        JSONWriter.appendQuoted(sensor, to: &b)
+        b.append(contentsOf: #","ts":"#.utf8)
+        JSONWriter.appendInteger(ts, to: &b)
+        b.append(contentsOf: #","value":"#.utf8)
+        JSONWriter.appendNumber(value, to: &b)
+        if let unit {
+            b.append(contentsOf: #","unit":"#.utf8)
+            JSONWriter.appendQuoted(unit, to: &b)
+        }
+        b.append(UInt8(ascii: "}"))
+        return b
     }
 
     /// Decodes the canonical JSON form (what the detector consumes).

@@ -76,6 +76,28 @@ struct PayloadParserTests {
         #expect(String(decoding: noUnit.canonicalJSON(), as: UTF8.self) == #"{"site":"s1","machine":"m7","sensor":"t","ts":1,"value":61}"#)
     }
 
+    /// canonicalJSON writes its bytes directly; they must be exactly what the general writer gives.
+    @Test func canonicalJSONMatchesTheGeneralWriter() {
+        let values: [Double] = [0, -0.0, 61, -3, 3.25, 0.1, 1e-7, 123456.789, 1e15, 1e16, -2.5e300, .nan, .infinity, .leastNonzeroMagnitude]
+        let units: [String?] = [nil, "mm/s", "°C", "a\"b\\c\n\u{01}"]
+        for (i, v) in values.enumerated() {
+            let r = Reading(site: "s\"1", machine: "m\u{7F}7", sensor: "vib_rms", ts: [0, -1, 1_700_000_000_123, .max, .min][i % 5], value: v, unit: units[i % units.count])
+            var w = JSONWriter()
+            w.beginObject()
+            w.field("site", r.site)
+            w.field("machine", r.machine)
+            w.field("sensor", r.sensor)
+            w.field("ts", r.ts)
+            w.field("value", r.value)
+            if let unit = r.unit { w.field("unit", unit) }
+            w.endObject()
+            #expect(String(decoding: r.canonicalJSON(), as: UTF8.self) == w.string, "value \(v)")
+        }
+        var w = JSONWriter()
+        w.beginArray(); w.number(61); w.number(0.1); w.number(.nan); w.integer(-42); w.endArray()
+        #expect(w.string == "[61,0.1,null,-42]")
+    }
+
     @Test func messageDigestDependsOnTopicAndPayload() {
         let a = messageDigest(topic: "t/1", payload: Array("x".utf8))
         #expect(a == messageDigest(topic: "t/1", payload: Array("x".utf8)))
