@@ -609,6 +609,9 @@ public final class Journal: Sendable {
             let before = (Self.fileSize(options.path) ?? 0) + (Self.fileSize(options.path + "-wal") ?? 0)
             do { try s.conn.exec("VACUUM") } catch {
                 logger.warning("journal compaction (VACUUM) failed: \(error)")
+                // The frames a failed VACUUM wrote are rolled back, but the WAL file keeps their
+                // blocks: on a full disk that was all its room, and nothing else would give it back.
+                checkpointTruncate(&s)
                 return nil
             }
             checkpointTruncate(&s)
