@@ -155,6 +155,7 @@ def main():
         final_in, final_out = metric_sum(rig, "forewarn_gateway_readings_in_total"), metric_sum(rig, "forewarn_gateway_readings_out_total")
         dropped = metric_sum(rig, "forewarn_gateway_dropped_total") or 0
         rig.stop_gateway("final", "sigterm")
+        gw_status = rig.gw.returncode
         wait_for(lambda: consumer.records >= published, 120, 0.5)
         last = -1
         while consumer.records != last:  # keep reading until nothing new arrives for 3 s (bounded by kcat's pace)
@@ -193,13 +194,13 @@ def main():
             lo, hi = mm(col)
             print("  %-19s min %12s max %12s | slope/h: whole run %12.1f, outside the outage %12.1f, before it %12.1f, after its drain %12.1f"
                   % (name, lo, hi, slope_per_hour(pts(col)), slope_per_hour(pts(col, steady)), slope_per_hour(pts(col, before)), slope_per_hour(pts(col, post))))
-        ok = pub.returncode == 0 and acked == published > 0 and lost == 0 and consumer.bad == 0 and dropped == 0
+        ok = pub.returncode == 0 and acked == published > 0 and lost == 0 and consumer.bad == 0 and dropped == 0 and gw_status == 0
         print("%s reconciliation: published %d, acknowledged by mosquitto %d, gateway in %d out %d dropped %d; Kafka: %d records, "
-              "%d distinct (machine, counter), %d duplicates, lost %d%s; %d unparsable; after the outage the journal was drained again at +%s s"
+              "%d distinct (machine, counter), %d duplicates, lost %d%s; %d unparsable; after the outage the journal was drained again at +%s s; gateway exit status after SIGTERM %s"
               % ("PASS" if ok else "FAIL", published, acked, final_in or 0, final_out or 0, dropped or 0, consumer.records,
                  consumer.records - consumer.duplicates, consumer.duplicates, lost,
                  " (+%d trimmed by dev-kafka's retention, partitions %s)" % (trimmed, trimmed_parts) if trimmed else "",
-                 consumer.bad, "%.0f" % drained_at if drained_at else "?"))
+                 consumer.bad, "%.0f" % drained_at if drained_at else "?", gw_status))
         sys.stdout.flush()
     finally:
         rig.stop_all()

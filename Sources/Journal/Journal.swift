@@ -167,7 +167,7 @@ public final class Journal: Sendable {
     private let inner: Mutex<Inner>
     /// Called after every successful commit (under the journal lock: keep it short and never
     /// call back into the journal). The forwarder uses it to wake up at once.
-    private let commitObserver = Mutex<(@Sendable () -> Void)?>(nil)
+    private let commitObserver = CommitObserverSlot()
     /// (device, inode) of the journal file when it was opened: a different or missing file at
     /// the path means the state directory was removed or unmounted under us.
     private let identity: FileIdentity?
@@ -486,7 +486,7 @@ public final class Journal: Sendable {
 
     /// Sets the function called after every commit (one observer; a later call replaces it).
     public func onCommit(_ observer: @escaping @Sendable () -> Void) {
-        commitObserver.withLock { $0 = observer }
+        commitObserver.set(observer)
     }
 
     /// Commits now (shutdown, tests). After a failed write it tries the kept writes once more,
@@ -701,7 +701,7 @@ public final class Journal: Sendable {
         try s.conn.exec("COMMIT")
         s.inTransaction = false
         s.lastCommit = .now
-        commitObserver.withLock { $0 }?()
+        commitObserver.notify()
     }
 
     private func decide(_ s: Inner, inputQueued: Bool) -> CommitPolicy.Decision {
@@ -929,5 +929,30 @@ extension Duration {
     var milliseconds: Int64 {
         let (sec, atto) = components
         return sec * 1000 + atto / 1_000_000_000_000_000
+    }
+}
+
+/// The journal's one commit observer, behind a lock.
+///
+/// The closure sits in a struct, never directly in the `Mutex`: with `Mutex<(() -> Void)?>`,
+/// every `withLock { $0 }` wrote the closure back through the generic `inout` wrapped in two more
+/// reabstraction thunks (`$sIegh_ytIeghr_TRTA` around `$sytIeghr_Iegh_TRTA`), so each commit added
+/// two layers. Each call then recursed through all of them: the gateway's intake slowed down
+/// minute by minute, and the stacks of the threads that commit grew. At exit, `Journal`'s deinit
+/// released the chain recursively and overflowed the stack (the SIGSEGV after "gateway stopped";
+/// docs/durability.md). A struct's closure field keeps its own representation: reading the
+/// struct copies the same closure. `CommitObserverTests` checks that the call's stack depth stays the same.
+struct CommitObserverSlot: ~Copyable, Sendable {
+    struct Observer: Sendable {
+        let call: @Sendable () -> Void
+    }
+    private let slot = Mutex<Observer?>(nil)
+
+    func set(_ observer: @escaping @Sendable () -> Void) {
+        slot.withLock { $0 = Observer(call: observer) }
+    }
+
+    func notify() {
+        slot.withLock { $0 }?.call()
     }
 }
