@@ -50,6 +50,9 @@ public final class IngestService: Service, @unchecked Sendable {
     private let ballastState = Mutex<(held: Bool, released: String?)>((false, nil))
     /// The last compaction of a drained journal while the ballast is owed (at most one a second).
     private let lastCompaction = Mutex(ContinuousClock.now - .seconds(10))
+    private let lastPausedCheckpoint = Mutex(ContinuousClock.now - .seconds(10))
+    /// How often a TRUNCATE checkpoint is tried while intake is paused for disk space.
+    static let pausedCheckpointInterval: Duration = .milliseconds(250)
     /// A failed creation is tried again after this long, not on every probe.
     private let ballastRetryAt = Mutex(ContinuousClock.now)
     private let reasonGauges = Dictionary(uniqueKeysWithValues: BackpressureReason.labels.map {
@@ -220,12 +223,11 @@ public final class IngestService: Service, @unchecked Sendable {
         if ballastOwed { probe.ballastOwedBytes = gate.withLock { $0.ballast.restoreAtBytes } }
         let failure = journal.writeFailure
         let bytes = journal.bytes
-        let (reasons, change) = gate.withLock { g in
+        let (reasons, change, lowSpace) = gate.withLock { g in
             if failure != nil, !g.reasons.contains(where: { $0.label == "write-failing" }) { writeFailures.increment() }
             let change = g.update(journalBytes: bytes, probe: probe, writeFailure: failure?.description)
-            return (g.reasons, change)
+            return (g.reasons, change, g.disk.pausedFor?.label == "disk-low")
         }
-        tendBallast(probe: probe, failedFull: failure?.kind == .diskFull || journal.checkpointFailedForFullDisk)
         freeBytesGauge.record(probe.availableBytes)
         walPendingGauge.record(probe.pendingCheckpointBytes)
         keptGauge.record(journal.keptEntries)
@@ -240,8 +242,18 @@ public final class IngestService: Service, @unchecked Sendable {
             logger.notice("journal storage has room again (\(probe.availableBytes) bytes free)")
             journal.checkpoint()
         case nil:
-            break
+            // Paused for space: the WAL file gives its blocks back only to a TRUNCATE checkpoint,
+            // and with intake paused no commit leads to one. Without this a drained journal whose
+            // WAL held the room stayed paused for good (512 KiB reserve, 1 run in 4).
+            if lowSpace, lastPausedCheckpoint.withLock({ last in
+                guard now - last >= Self.pausedCheckpointInterval else { return false }
+                last = now
+                return true
+            }) { journal.checkpoint() }
         }
+        // After the pause's checkpoint: if it failed for the full disk, the ballast goes in this
+        // same probe, before intake's pause is visible, so what health shows has settled.
+        tendBallast(probe: probe, failedFull: failure?.kind == .diskFull || journal.checkpointFailedForFullDisk)
         applyBackpressure(reasons)
     }
 

@@ -762,8 +762,9 @@ public final class Journal: Sendable {
             s.checkpointFailedFull = false
             return true
         } catch {
+            // Tried again every 250 ms while paused for space: logged when it starts failing.
+            if !(s.checkpointFailedFull && error.kind == .diskFull) { logger.warning("journal WAL checkpoint failed: \(error)") }
             s.checkpointFailedFull = error.kind == .diskFull
-            logger.warning("journal WAL checkpoint failed: \(error)")
             return false
         }
     }
