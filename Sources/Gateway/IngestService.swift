@@ -209,11 +209,7 @@ public final class IngestService: Service, @unchecked Sendable {
         // Under load the loop ticks after every read; measuring every 5 ms bounds the cost (a
         // statvfs, a stat and a PRAGMA) while the readings between two probes stay far inside the reserve.
         let now = ContinuousClock.now
-        guard lastProbe.withLock({ last in
-            guard now - last >= Self.probeInterval else { return false }
-            last = now
-            return true
-        }) else { return }
+        guard lastProbe.claim(at: now, every: Self.probeInterval) else { return }
         // Under load the loop ticks after every packet: the heartbeat (a lock, a dictionary
         // write) and the subscription flag are refreshed with the probe, at most every 5 ms.
         heartbeat.beat()
@@ -226,7 +222,7 @@ public final class IngestService: Service, @unchecked Sendable {
         let (reasons, change, lowSpace) = gate.withLock { g in
             if failure != nil, !g.reasons.contains(where: { $0.label == "write-failing" }) { writeFailures.increment() }
             let change = g.update(journalBytes: bytes, probe: probe, writeFailure: failure?.description)
-            return (g.reasons, change, g.disk.pausedFor?.label == "disk-low")
+            return (g.reasons, change, g.disk.pausedFor?.isLowSpace == true)
         }
         freeBytesGauge.record(probe.availableBytes)
         walPendingGauge.record(probe.pendingCheckpointBytes)
@@ -245,11 +241,7 @@ public final class IngestService: Service, @unchecked Sendable {
             // Paused for space: the WAL file gives its blocks back only to a TRUNCATE checkpoint,
             // and with intake paused no commit leads to one. Without this a drained journal whose
             // WAL held the room stayed paused for good (512 KiB reserve, 1 run in 4).
-            if lowSpace, lastPausedCheckpoint.withLock({ last in
-                guard now - last >= Self.pausedCheckpointInterval else { return false }
-                last = now
-                return true
-            }) { journal.checkpoint() }
+            if lowSpace, lastPausedCheckpoint.claim(at: now, every: Self.pausedCheckpointInterval) { journal.checkpoint() }
         }
         // After the pause's checkpoint: if it failed for the full disk, the ballast goes in this
         // same probe, before intake's pause is visible, so what health shows has settled.
@@ -261,11 +253,7 @@ public final class IngestService: Service, @unchecked Sendable {
     private func tendBallast(probe: StorageProbe, failedFull: Bool) {
         let (held, owed) = ballastState.withLock { ($0.held, !$0.held && $0.released != nil) }
         if gate.withLock({ $0.ballast.shouldCompact(owed: owed, filesystemFreeBytes: probe.filesystemFreeBytes, journalEntries: journal.entryCount) }),
-           lastCompaction.withLock({ last in
-               guard ContinuousClock.now - last >= .seconds(1) else { return false }
-               last = .now
-               return true
-           }), let given = journal.compactIfEmpty() {
+           lastCompaction.claim(at: .now, every: .seconds(1)), let given = journal.compactIfEmpty() {
             logger.notice("compacted the drained journal to make room for the ballast again", metadata: ["bytes_given_back": "\(given)"])
         }
         guard let action = gate.withLock({ $0.ballastAction(present: held, probe: probe, failedFull: failedFull) }) else { return }
@@ -310,6 +298,18 @@ public final class IngestService: Service, @unchecked Sendable {
             backpressureGauge.record(pause ? 1 : 0)
             let on = Set(reasons.map(\.label))
             for (label, gauge) in reasonGauges { gauge.record(on.contains(label) ? 1 : 0) }
+        }
+    }
+}
+
+extension Mutex where Value == ContinuousClock.Instant {
+    /// True at most once per `interval` (the value is the last time it was): bounds how often
+    /// the loop, which ticks after every packet under load, does a costly thing.
+    func claim(at now: ContinuousClock.Instant, every interval: Duration) -> Bool {
+        withLock { last in
+            guard now - last >= interval else { return false }
+            last = now
+            return true
         }
     }
 }

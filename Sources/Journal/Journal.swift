@@ -762,7 +762,8 @@ public final class Journal: Sendable {
             s.checkpointFailedFull = false
             return true
         } catch {
-            // Tried again every 250 ms while paused for space: logged when it starts failing.
+            // A caller may retry often (the gateway does while paused for space): a full disk is
+            // logged when it starts failing, not on every try.
             if !(s.checkpointFailedFull && error.kind == .diskFull) { logger.warning("journal WAL checkpoint failed: \(error)") }
             s.checkpointFailedFull = error.kind == .diskFull
             return false

@@ -142,7 +142,8 @@ public struct DiskGuard: Sendable, Equatable {
 }
 
 extension DiskPauseReason {
-    var isLowSpace: Bool {
+    /// Held for want of space (label `disk-low`), not for a read-only or vanished journal.
+    public var isLowSpace: Bool {
         switch self {
         case .lowSpace, .lowFilesystemSpace, .checkpointPending, .ballastOwed: true
         case .readOnly, .vanished: false
