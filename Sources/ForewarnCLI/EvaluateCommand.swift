@@ -183,10 +183,23 @@ struct DetectCommand: ParsableCommand {
         commandName: "detect",
         abstract: "Replay a SKAB or NAB CSV through the detector: prints timestamp,score,alert,active per row.")
     @Option(help: "CSV file (SKAB 'datetime;<column>;…', or NAB 'timestamp,value' and any 'timestamp,<column>,…'; told by the header).") var replay: String
+    @Option(help: "Also write every alert event (open, update, resolve; with its model and evidence) to this file, one JSON object per line, as the detector publishes them.") var events: String?
 
     func run() throws {
         let series = try CSVLoader.load(path: replay)
         let result = Replay.run(series)
+        if let events {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            var lines = Data()
+            for e in result.events {
+                lines.append(try encoder.encode(e))
+                lines.append(0x0A)
+            }
+            guard FileManager.default.createFile(atPath: events, contents: lines) else {
+                throw ValidationError("--events: cannot write \(events)")
+            }
+        }
         FileHandle.standardOutput.write(Data(result.csv().utf8))
     }
 }
