@@ -73,7 +73,10 @@ public final class IngestService: Service, @unchecked Sendable {
                                 resumeFraction: config.journal.resumeFraction, minFreeBytes: config.journal.minFreeBytes,
                                 ballastBytes: config.journal.ballastBytes, walBudgetBytes: journal.walBudgetBytes))
         ballast = BallastFile(path: BallastFile.path(besideJournal: journal.options.path), bytes: config.journal.ballastBytes)
-        if config.journal.ballastBytes == 0 { BallastFile(path: ballast.path, bytes: 0).release() }
+        if config.journal.ballastBytes == 0 {
+            BallastFile(path: ballast.path, bytes: 0).release()
+            logger.warning("journal.ballast-bytes=0: no ballast; once the disk is full, SQLite may have no room left even to delete what Kafka has taken, and intake then stays paused until space is freed by hand")
+        }
         let held = config.journal.ballastBytes > 0 && ballast.isPresent()
         ballastState.withLock { $0 = (held, nil) }
         ballastGauge.record(held ? config.journal.ballastBytes : 0)

@@ -191,6 +191,9 @@ public final class Journal: Sendable {
         /// The last write error while SQLite holds less than `kept`; nil when the journal is writable.
         var failure: JournalError?
         var retry = WriteRetry()
+        /// Deletes per transaction when kept deletes are written again; halved after one such
+        /// transaction fails for a full disk, so the retries fit in the room there is (nil: `deletesPerCommit`).
+        var keptDeleteChunk: Int?
         /// Tests: every commit fails with this error (after a real rollback), as SQLite's would.
         var injectedCommitFault: JournalError?
         var pruneDue = false
@@ -733,16 +736,28 @@ public final class Journal: Sendable {
 
     /// Writes what is kept again: deletes first, in chunks (each makes room and keeps the WAL
     /// small), then the appends in their order, as one transaction. Any failure keeps the rest.
+    /// On a full disk each chunk is checkpointed away before the next, and a chunk that does not
+    /// fit halves the next retry's chunks: with no ballast at the smallest reserve, 256 deletes
+    /// needed more WAL than the 128 KiB free, and the same retry failed every 5 s for good.
     private func writeKept(_ s: inout Inner) {
         guard let failure = s.failure else { return }
-        if failure.kind == .diskFull { checkpointTruncate(&s) }
+        let diskFull = failure.kind == .diskFull
+        if diskFull { checkpointTruncate(&s) }
         do throws(JournalError) {
-            for chunk in s.kept.deleteChunks(size: deletesPerCommit) {
-                try begin(&s)
-                for seq in chunk { try deleteRow(&s, seq: seq) }
-                try commitTransaction(&s)
+            let chunkSize = s.keptDeleteChunk ?? deletesPerCommit
+            for chunk in s.kept.deleteChunks(size: chunkSize) {
+                do throws(JournalError) {
+                    try begin(&s)
+                    for seq in chunk { try deleteRow(&s, seq: seq) }
+                    try commitTransaction(&s)
+                } catch {
+                    if error.kind == .diskFull { s.keptDeleteChunk = max(1, chunk.count / 2) }
+                    throw error
+                }
                 s.kept.deletesWritten(chunk)
+                if diskFull { checkpointTruncate(&s) }
             }
+            s.keptDeleteChunk = nil
             try begin(&s)
             for a in s.kept.appends { try insertRows(&s, a.entries, digest: a.digest) }
             let written = s.kept.entryCount

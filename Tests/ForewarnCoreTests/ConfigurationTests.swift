@@ -43,6 +43,19 @@ struct ConfigurationTests {
         #expect(word?.description.contains("is not a size") == true)
     }
 
+    @Test("journal.ballast-bytes is 0 (off) or at least 256KiB; a smaller one is refused, naming the key and the minimum")
+    func ballastIsOffOrAtLeast256KiB() throws {
+        #expect(try load().journal.ballastBytes == 32 << 20)  // half of the 64MiB reserve
+        #expect(try load(flags: [("journal.min-free-bytes", "64KiB")]).journal.ballastBytes == 256 << 10)
+        #expect(try load(flags: [("journal.ballast-bytes", "0")]).journal.ballastBytes == 0)
+        #expect(try load(flags: [("journal.ballast-bytes", "256KiB")]).journal.ballastBytes == 256 << 10)
+        let small = error(flags: [("journal.min-free-bytes", "64KiB"), ("journal.ballast-bytes", "32KiB")])
+        #expect(small?.key == "journal.ballast-bytes")
+        #expect(small?.description.contains("32768 bytes is below the minimum of 262144 bytes (256KiB)") == true, "\(String(describing: small))")
+        #expect(small?.description.contains("allowed: 0 (off) or at least 256KiB") == true)
+        #expect(error(env: ["FOREWARN_JOURNAL_BALLAST_BYTES": "255KiB"])?.key == "journal.ballast-bytes")
+    }
+
     @Test func commitWhenIdleIsABooleanNamedInItsError() throws {
         #expect(try load(flags: [("journal.commit-when-idle", "false")]).journal.commitWhenIdle == false)
         #expect(try load(env: ["FOREWARN_JOURNAL_COMMIT_WHEN_IDLE": "off"]).journal.commitWhenIdle == false)

@@ -150,8 +150,12 @@ public struct GatewayConfiguration: Sendable {
         /// WAL budget free, the gateway deletes it, so the drain's deletes and the checkpoint can
         /// commit; it is made again once the file system has the ballast plus 0.75 ×
         /// `min-free-bytes` free. Default half of `min-free-bytes` (two WAL budgets), at least 256KiB;
-        /// 0 turns it off.
+        /// 0 turns it off; other values below 256KiB are refused.
         public var ballastBytes: Int64 = 0
+
+        /// The smallest ballast accepted (other than 0): with 32KiB at a 64KiB reserve the gateway
+        /// stayed paused with accepted readings it could not write (docs/durability.md).
+        public static let minimumBallastBytes: Int64 = 256 << 10
     }
 
     public struct Health: Sendable {
@@ -264,7 +268,10 @@ public struct GatewayConfiguration: Sendable {
             synchronous: try r.choice("journal.synchronous", default: .full),
             minFreeBytes: try r.size("journal.min-free-bytes", default: 64 << 20, min: 64 << 10))
         // At least 256 KiB: at the smallest reserves half of it (32 KiB) did not cover a drain's deletes.
-        journal.ballastBytes = try r.size("journal.ballast-bytes", default: max(journal.minFreeBytes / 2, 256 << 10))
+        journal.ballastBytes = try r.size("journal.ballast-bytes", default: max(journal.minFreeBytes / 2, Journal.minimumBallastBytes))
+        if journal.ballastBytes > 0 && journal.ballastBytes < Journal.minimumBallastBytes {
+            throw ConfigError(key: "journal.ballast-bytes", "\(journal.ballastBytes) bytes is below the minimum of \(Journal.minimumBallastBytes) bytes (256KiB): a smaller ballast can leave SQLite no room to write what intake accepted once the disk is full, and the gateway then stays paused; allowed: 0 (off) or at least 256KiB")
+        }
         if journal.commitMinGap > journal.commitInterval {
             throw ConfigError(key: "journal.commit-min-gap", "\(journal.commitMinGap) is above journal.commit-interval (\(journal.commitInterval)); allowed: 0ms up to journal.commit-interval")
         }
