@@ -3,7 +3,7 @@
 Every wait is bounded in time; every process started here is stopped in `Rig.stop_all`, also on
 errors and on SIGINT/SIGTERM.
 """
-import json, math, os, random, re, signal, socket, sqlite3, subprocess, sys, time, urllib.request
+import json, math, os, random, re, signal, socket, sqlite3, subprocess, sys, threading, time, urllib.request
 from collections import defaultdict
 
 BIN, WORK = os.environ["BIN"], os.environ["WORK"]
@@ -20,6 +20,9 @@ KINDS = ["kafka-outages", "request-errors", "leader-moves", "broker-down", "sigt
          "mosquitto-restart", "mosquitto-backpressure", "disk-full", "damaged-journal"]
 # After the DURATION-bounded phases, kafka-outages phases go on until this many outages were applied (0: no more).
 OUTAGES = int(os.environ.get("CHAOS_OUTAGES", "0"))
+# Likewise for mosquitto restarts (restart and backpressure phases, alternating) and gateway SIGTERMs.
+RESTARTS = int(os.environ.get("CHAOS_RESTARTS", "0"))
+SIGTERMS = int(os.environ.get("CHAOS_SIGTERMS", "0"))
 # The publishing rate of the disk-full phases (0: as fast as mosquitto takes them).
 DISK_RATE = int(os.environ.get("CHAOS_DISK_RATE", str(RATE)))
 # The journal.min-free-bytes of the disk-full phases, on their 2 MiB tmpfs.
@@ -76,6 +79,10 @@ def integrity(path):
         return "error: %s" % e
 
 
+KCAT_FORMAT = "%p\t%o\t%k\t%h\t%s\n"
+TAIL_PATH = os.path.join(WORK, "readings-live.tsv")
+
+
 def started(p):
     """Records every child's pid in WORK/pids (the test suite checks that none outlives the run)."""
     with open(os.path.join(WORK, "pids"), "a") as f: f.write("%d\n" % p.pid)
@@ -88,7 +95,7 @@ class Rig:
         self.state = os.path.join(WORK, "state")
         self.journal = os.path.join(self.state, "journal.sqlite")
         self.ctl = os.path.join(WORK, "kafka.ctl")
-        self.kafka = self.mosq = self.gw = None
+        self.kafka = self.mosq = self.gw = self.tail = None
         self.gw_starts = 0
         self.stops = []  # (phase, how, integrity)
 
@@ -104,6 +111,34 @@ class Rig:
         r = subprocess.run(["kcat", "-L", "-b", self.bootstrap, "-m", "10"], capture_output=True, timeout=30)
         if r.returncode != 0: raise SystemExit("chaos: kcat cannot read metadata from dev-kafka: %s" % r.stderr[-300:])
         self.ctl_fd = os.open(self.ctl, os.O_WRONLY)
+        # Count the run as it arrives: the mock keeps ~5 MB per partition and trims the oldest
+        # message sets, so a consumer from the start sees what a read at the end no longer can.
+        # kcat exits when every broker is down; it is started again (from the beginning: the
+        # records are merged by partition and offset) until `stop_tail`.
+        self.tail_stop = threading.Event()
+        self.tail_lock = threading.Lock()
+        self.tail_out = open(TAIL_PATH, "w")
+        def supervise():
+            while not self.tail_stop.is_set():
+                with self.tail_lock:
+                    if self.tail_stop.is_set(): break
+                    if self.tail is None or self.tail.poll() is not None:
+                        self.tail = started(subprocess.Popen(["kcat", "-C", "-b", self.bootstrap, "-t", "forewarn.readings", "-o", "beginning",
+                                                              "-u", "-q", "-f", KCAT_FORMAT], stdout=self.tail_out, stderr=subprocess.DEVNULL))
+                self.tail_stop.wait(0.5)
+        self.tail_thread = threading.Thread(target=supervise, daemon=True)
+        self.tail_thread.start()
+
+    def stop_tail(self):
+        if self.tail is None: return
+        self.tail_stop.set()
+        self.tail_thread.join(5)
+        with self.tail_lock:
+            if self.tail.poll() is None:
+                self.tail.terminate()
+                try: self.tail.wait(10)
+                except subprocess.TimeoutExpired: self.tail.kill(); self.tail.wait()
+        self.tail_out.flush()
 
     def kafka_cmd(self, line):
         os.write(self.ctl_fd, (line + "\n").encode())
@@ -229,6 +264,7 @@ class Rig:
         return False
 
     def stop_all(self):
+        self.stop_tail()
         for p in (self.gw, self.mosq, self.kafka):
             if p is None or p.poll() is not None: continue
             p.send_signal(signal.SIGTERM)
@@ -483,21 +519,42 @@ def run_phase(rig, index, kind):
 
 
 def read_kafka(rig):
+    """Every record of forewarn.readings: what the consumer started with dev-kafka saw as it arrived,
+    and what a read from the beginning finds at the end, as one set by (partition, offset)."""
     path = os.path.join(WORK, "readings.tsv")
     with open(path, "w") as out:
         r = subprocess.run(["kcat", "-C", "-b", rig.bootstrap, "-t", "forewarn.readings", "-o", "beginning", "-e", "-q",
-                            "-f", "%p\t%o\t%k\t%h\t%s\n"], stdout=out, stderr=subprocess.PIPE, timeout=300)
+                            "-f", KCAT_FORMAT], stdout=out, stderr=subprocess.PIPE, timeout=300)
     if r.returncode != 0: log("kcat exited %d: %s" % (r.returncode, r.stderr[-300:]))
-    records, bad = [], 0
-    for line in open(path, encoding="utf-8", errors="replace"):
-        parts = line.rstrip("\n").split("\t", 4)
-        try:
-            p, o, k, h, s = parts
-            v = json.loads(s)
-            hdr = dict(kv.split("=", 1) for kv in h.split(",") if "=" in kv)
-            records.append((int(p), int(o), hdr.get("gateway"), hdr.get("seq"), v["site"], v["machine"], v["ts"], int(v["value"])))
-        except Exception:
-            bad += 1
+    if rig.tail is not None:
+        # The tail has caught up once it holds every offset the final read ended at.
+        ends = {}
+        for line in open(path, encoding="utf-8", errors="replace"):
+            f = line.split("\t", 2)
+            if len(f) == 3 and f[0].isdigit() and f[1].isdigit(): ends[int(f[0])] = max(ends.get(int(f[0]), -1), int(f[1]))
+        def tail_caught_up():
+            seen = {}
+            for line in open(TAIL_PATH, encoding="utf-8", errors="replace"):
+                f = line.split("\t", 2)
+                if len(f) == 3 and f[0].isdigit() and f[1].isdigit(): seen[int(f[0])] = max(seen.get(int(f[0]), -1), int(f[1]))
+            return all(seen.get(p, -1) >= o for p, o in ends.items())
+        if not wait_for(tail_caught_up, 60): log("the live consumer did not catch up with the final read in 60 s")
+        rig.stop_tail()
+    records, bad, seen = [], 0, set()
+    for source in (TAIL_PATH, path):
+        if not os.path.exists(source): continue
+        for line in open(source, encoding="utf-8", errors="replace"):
+            if source == TAIL_PATH and not line.endswith("\n"): continue   # cut off when the consumer stopped
+            parts = line.rstrip("\n").split("\t", 4)
+            try:
+                p, o, k, h, s = parts
+                if (int(p), int(o)) in seen: continue
+                v = json.loads(s)
+                hdr = dict(kv.split("=", 1) for kv in h.split(",") if "=" in kv)
+                records.append((int(p), int(o), hdr.get("gateway"), hdr.get("seq"), v["site"], v["machine"], v["ts"], int(v["value"])))
+                seen.add((int(p), int(o)))
+            except Exception:
+                bad += 1
     records.sort(key=lambda r: (r[0], r[1]))
     return records, bad
 
@@ -660,6 +717,18 @@ def main():
             result = run_phase(rig, i, "kafka-outages")
             phases.append(result)
             rig.settle()
+        # CHAOS_RESTARTS, CHAOS_SIGTERMS: the same for mosquitto restarts and gateway SIGTERMs.
+        def restarts(): return FAULTS["mosquitto restarts"] + FAULTS["mosquitto restarts under backpressure"]
+        for target, count, kinds in ((RESTARTS, restarts, ["mosquitto-restart", "mosquitto-backpressure"]),
+                                     (SIGTERMS, lambda: FAULTS["gateway SIGTERM"], ["sigterm"])):
+            j = 0
+            while target and count() < target and i < 10000:
+                i += 1
+                kind = kinds[j % len(kinds)]; j += 1
+                log("phase %d: %s (%d of %d so far)" % (i, kind, count(), target))
+                result = run_phase(rig, i, kind)
+                phases.append(result)
+                rig.settle()
         log("draining")
         rig.kafka_cmd("up")
         for b in range(1, BROKERS + 1): rig.kafka_cmd("broker-up %d" % b)
