@@ -80,7 +80,10 @@ def integrity(path):
 
 
 KCAT_FORMAT = "%p\t%o\t%k\t%h\t%s\n"
-TAIL_PATH = os.path.join(WORK, "readings-live.tsv")
+
+
+def tail_path(p):
+    return os.path.join(WORK, "readings-live-%d.tsv" % p)
 
 
 def started(p):
@@ -95,7 +98,7 @@ class Rig:
         self.state = os.path.join(WORK, "state")
         self.journal = os.path.join(self.state, "journal.sqlite")
         self.ctl = os.path.join(WORK, "kafka.ctl")
-        self.kafka = self.mosq = self.gw = self.tail = None
+        self.kafka = self.mosq = self.gw = None
         self.gw_starts = 0
         self.stops = []  # (phase, how, integrity)
 
@@ -112,33 +115,56 @@ class Rig:
         if r.returncode != 0: raise SystemExit("chaos: kcat cannot read metadata from dev-kafka: %s" % r.stderr[-300:])
         self.ctl_fd = os.open(self.ctl, os.O_WRONLY)
         # Count the run as it arrives: the mock keeps ~5 MB per partition and trims the oldest
-        # message sets, so a consumer from the start sees what a read at the end no longer can.
-        # kcat exits when every broker is down; it is started again (from the beginning: the
-        # records are merged by partition and offset) until `stop_tail`.
+        # message sets, so consumers from the start see what a read at the end no longer can.
+        # One kcat per partition, each started again from the offset after the last one it wrote
+        # when it exits (kcat ends when every broker is down), until `stop_tail`.
         self.tail_stop = threading.Event()
         self.tail_lock = threading.Lock()
-        self.tail_out = open(TAIL_PATH, "w")
+        self.tails = {}
+        self.tail_next = {p: 0 for p in range(PARTITIONS)}
+        self.tail_pos = {p: 0 for p in range(PARTITIONS)}
+        for p in range(PARTITIONS): open(tail_path(p), "w").close()
         def supervise():
             while not self.tail_stop.is_set():
                 with self.tail_lock:
                     if self.tail_stop.is_set(): break
-                    if self.tail is None or self.tail.poll() is not None:
-                        self.tail = started(subprocess.Popen(["kcat", "-C", "-b", self.bootstrap, "-t", "forewarn.readings", "-o", "beginning",
-                                                              "-u", "-q", "-f", KCAT_FORMAT], stdout=self.tail_out, stderr=subprocess.DEVNULL))
+                    for p in range(PARTITIONS):
+                        t = self.tails.get(p)
+                        if t is not None and t.poll() is None: continue
+                        self.advance_tail(p)
+                        self.tails[p] = started(subprocess.Popen(
+                            ["kcat", "-C", "-b", self.bootstrap, "-t", "forewarn.readings", "-p", str(p), "-o", str(self.tail_next[p]),
+                             "-u", "-q", "-f", KCAT_FORMAT], stdout=open(tail_path(p), "a"), stderr=subprocess.DEVNULL))
                 self.tail_stop.wait(0.5)
         self.tail_thread = threading.Thread(target=supervise, daemon=True)
         self.tail_thread.start()
 
+    def advance_tail(self, p):
+        """Reads partition p's new complete lines: the next offset to ask for, and the highest seen."""
+        with open(tail_path(p), "rb") as f:
+            f.seek(self.tail_pos[p])
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].split(b"\n"):
+            fields = line.split(b"\t", 2)
+            if len(fields) == 3 and fields[1].isdigit(): self.tail_next[p] = max(self.tail_next[p], int(fields[1]) + 1)
+        self.tail_pos[p] += end
+
+    def tail_caught_up(self, ends):
+        with self.tail_lock:
+            for p in range(PARTITIONS): self.advance_tail(p)
+            return all(self.tail_next.get(p, 0) > o for p, o in ends.items())
+
     def stop_tail(self):
-        if self.tail is None: return
+        if not hasattr(self, "tail_stop"): return
         self.tail_stop.set()
         self.tail_thread.join(5)
         with self.tail_lock:
-            if self.tail.poll() is None:
-                self.tail.terminate()
-                try: self.tail.wait(10)
-                except subprocess.TimeoutExpired: self.tail.kill(); self.tail.wait()
-        self.tail_out.flush()
+            for t in self.tails.values():
+                if t.poll() is None:
+                    t.terminate()
+                    try: t.wait(10)
+                    except subprocess.TimeoutExpired: t.kill(); t.wait()
 
     def kafka_cmd(self, line):
         os.write(self.ctl_fd, (line + "\n").encode())
@@ -526,25 +552,19 @@ def read_kafka(rig):
         r = subprocess.run(["kcat", "-C", "-b", rig.bootstrap, "-t", "forewarn.readings", "-o", "beginning", "-e", "-q",
                             "-f", KCAT_FORMAT], stdout=out, stderr=subprocess.PIPE, timeout=300)
     if r.returncode != 0: log("kcat exited %d: %s" % (r.returncode, r.stderr[-300:]))
-    if rig.tail is not None:
-        # The tail has caught up once it holds every offset the final read ended at.
-        ends = {}
-        for line in open(path, encoding="utf-8", errors="replace"):
-            f = line.split("\t", 2)
-            if len(f) == 3 and f[0].isdigit() and f[1].isdigit(): ends[int(f[0])] = max(ends.get(int(f[0]), -1), int(f[1]))
-        def tail_caught_up():
-            seen = {}
-            for line in open(TAIL_PATH, encoding="utf-8", errors="replace"):
-                f = line.split("\t", 2)
-                if len(f) == 3 and f[0].isdigit() and f[1].isdigit(): seen[int(f[0])] = max(seen.get(int(f[0]), -1), int(f[1]))
-            return all(seen.get(p, -1) >= o for p, o in ends.items())
-        if not wait_for(tail_caught_up, 60): log("the live consumer did not catch up with the final read in 60 s")
-        rig.stop_tail()
+    # The live consumers have caught up once they hold every offset the final read ended at.
+    ends = {}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        f = line.split("\t", 2)
+        if len(f) == 3 and f[0].isdigit() and f[1].isdigit(): ends[int(f[0])] = max(ends.get(int(f[0]), -1), int(f[1]))
+    if hasattr(rig, "tail_stop") and not wait_for(lambda: rig.tail_caught_up(ends), 60, step=0.5):
+        log("the live consumers did not catch up with the final read in 60 s")
+    rig.stop_tail()
     records, bad, seen = [], 0, set()
-    for source in (TAIL_PATH, path):
+    for source in [tail_path(p) for p in range(PARTITIONS)] + [path]:
         if not os.path.exists(source): continue
         for line in open(source, encoding="utf-8", errors="replace"):
-            if source == TAIL_PATH and not line.endswith("\n"): continue   # cut off when the consumer stopped
+            if source != path and not line.endswith("\n"): continue   # cut off when the consumer stopped
             parts = line.rstrip("\n").split("\t", 4)
             try:
                 p, o, k, h, s = parts
