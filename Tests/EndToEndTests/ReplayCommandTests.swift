@@ -29,14 +29,19 @@ struct ReplayCommandTests {
         return (path, epochMs)
     }
 
+    /// Starts `forewarn detect --replay CSV --events EVENTS` with its output in `dir`.
+    static func detect(replay csv: String, events: String, in dir: String) throws -> ChildProcess {
+        try ChildProcess(executable: TestEnvironment.forewarnBinary,
+                         arguments: ["detect", "--replay", csv, "--events", events], directory: dir, name: "detect")
+    }
+
     @Test("prints timestamp,score,alert,active for every row, and --events writes one open event for each row whose alert is 1")
     func eventsMatchTheOpenings() throws {
         let dir = TestEnvironment.temporaryDirectory("replay")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (path, epochMs) = try Self.stepFile(in: dir)
         let eventsPath = dir + "/events.jsonl"
-        let run = try ChildProcess(executable: TestEnvironment.forewarnBinary,
-                                   arguments: ["detect", "--replay", path, "--events", eventsPath], directory: dir, name: "detect")
+        let run = try Self.detect(replay: path, events: eventsPath, in: dir)
         #expect(run.waitForExit(timeout: 60) == 0, "detect: \(run.stderr.suffix(500))")
 
         let lines = run.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
@@ -64,8 +69,7 @@ struct ReplayCommandTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (path, _) = try Self.stepFile(in: dir)
         let bad = dir + "/missing/events.jsonl"
-        let run = try ChildProcess(executable: TestEnvironment.forewarnBinary,
-                                   arguments: ["detect", "--replay", path, "--events", bad], directory: dir, name: "detect")
+        let run = try Self.detect(replay: path, events: bad, in: dir)
         let status = run.waitForExit(timeout: 60)
         #expect(status != nil && status != 0)
         #expect(run.stderr.contains("cannot write \(bad)"), "stderr: \(run.stderr.suffix(500))")
