@@ -31,6 +31,28 @@ public enum ModelKind: String, Codable, Sendable, CaseIterable, Hashable {
     case pca                           // Hotelling T^2 + SPE/Q on a PCA of the warm-up
 }
 
+extension ModelKind {
+    /// The position in `allCases`, without a search.
+    var index: Int {
+        switch self {
+        case .robustZ: 0
+        case .ewmaZ: 1
+        case .cusum: 2
+        case .pageHinkley: 3
+        case .gaussianTail: 4
+        case .trend: 5
+        case .limit: 6
+        case .likelihood: 7
+        case .seasonal: 8
+        case .novelty: 9
+        case .pca: 10
+        }
+    }
+
+    /// The per-sensor models the fusion weighs, in `allCases` order (all but PCA).
+    static let fused: [ModelKind] = allCases.filter { $0 != .pca }
+}
+
 /// One static limit band. A reading outside [min, max] breaches with `severity`.
 public struct StaticLimit: Codable, Sendable, Equatable {
     /// Lower bound; nil = none.

@@ -10,19 +10,21 @@
 public struct MachineDetector: Codable, Sendable {
     public let config: DetectorConfiguration
 
-    private var sensors: [String: SensorDetector] = [:]
-    private var lastValues: [String: Double] = [:]
-    private var lastOutputs: [String: SensorOutputSnapshot] = [:]
+    /// Each sensor's state, in order of first reading; `slotIndex` finds a sensor's slot with
+    /// one hash per reading (six dictionaries keyed by name took six).
+    private var slots: [SensorSlot] = []
+    private var slotIndex: [String: Int] = [:]
     private var pca: PCAMonitor? = nil
+    /// The slot of each of the PCA monitor's sensors, in its order (-1 for one not seen yet).
+    private var pcaSlots: [Int] = []
     private var pcaOutput = PCAOutputSnapshot()
     private var machineAlerts: AlertLifecycle
-    private var healthAlerts: [String: AlertLifecycle] = [:]
     // Trend slopes are not trusted while the operating point moves, and reset after a change.
     private var trendResetPending = false
-    // When each sensor's trend projection last crossed its horizon (for `trendPersistMs`).
-    private var trendBeyondSince: [String: Int64] = [:]
     private var pendingBucket: Int64? = nil
     private var pendingTs: Int64 = 0
+    /// `config.enabledModels` as bits of `ModelKind.index` (a Set lookup hashes).
+    private let enabledBits: UInt32
     /// Latest fused machine score in [0,1].
     public private(set) var score: Double = 0
     /// Model and sensors behind the latest score.
@@ -32,6 +34,7 @@ public struct MachineDetector: Codable, Sendable {
     public init(config: DetectorConfiguration = DetectorConfiguration()) {
         self.config = config
         machineAlerts = AlertLifecycle(params: config.lifecycle, machine: config.machine, site: config.site, kind: .machine)
+        enabledBits = Self.bits(config.enabledModels)
     }
 
     /// Whether a machine alert episode is currently open.
@@ -77,41 +80,37 @@ public struct MachineDetector: Codable, Sendable {
     // MARK: - Steps
 
     private mutating func observeSensor(ts: Int64, sensor name: String, value: Double) -> AlertEvent? {
-        // Mutated in place through the dictionary: a copy taken out and put back would copy
-        // every window and profile of the sensor on each reading (copy on write).
-        if sensors[name] == nil {
-            sensors[name] = SensorDetector(spec: config.spec(for: name), params: config.univariate, warmupCount: config.warmupCount)
-        }
-        let out = sensors[name]!.observe(ts: ts, value: value)
-        if !out.health.spike { lastValues[name] = out.modelValue ?? value }
-        lastOutputs[name] = SensorOutputSnapshot(out)
-
-        if healthAlerts[name] == nil {
-            healthAlerts[name] = AlertLifecycle(params: config.sensorLifecycle, machine: config.machine,
-                                                site: config.site, kind: .sensor, source: name)
-        }
+        let i = slot(for: name)
+        // Mutated in place in the array: a copy taken out and put back would copy every
+        // window and profile of the sensor on each reading (copy on write).
+        let out = slots[i].detector.observe(ts: ts, value: value)
+        if !out.health.spike { slots[i].lastValue = out.modelValue ?? value }
+        if slots[i].lastOutput == nil { slots[i].lastOutput = SensorOutputSnapshot(out) } else { slots[i].lastOutput!.update(out) }
         let h = out.health
-        return healthAlerts[name]!.step(ts: ts, score: h.isHealthy ? 0 : 1, context: AlertContext(
+        return slots[i].health.step(ts: ts, score: h.isHealthy ? 0 : 1, context: AlertContext(
             model: h.isHealthy ? "sensor_health" : h.model, sensors: [name],
             evidence: ["value": value, "stuck": h.stuck ? 1 : 0, "dropout": h.dropout ? 1 : 0, "spike": h.spike ? 1 : 0],
             timeToThresholdS: nil))
     }
 
+    /// The slot of `name`, made on its first reading.
+    private mutating func slot(for name: String) -> Int {
+        if let i = slotIndex[name] { return i }
+        slots.append(SensorSlot(name: name, config: config))
+        slotIndex[name] = slots.count - 1
+        if pca != nil { pcaSlots = Self.slotsOf(pca!.sensors, in: slotIndex) }
+        return slots.count - 1
+    }
+
     private mutating func machineStep(ts: Int64) -> AlertEvent? {
-        let enabled = config.enabledModels
         let mv = config.multivariate
-        if enabled.contains(.pca), pca == nil, lastValues.count >= mv.minSensors {
-            // Declared sensors first (in model-file order), then any others seen, sorted.
-            let declared = config.sensors.map(\.name).filter { lastValues[$0] != nil }
-            let order = declared + lastValues.keys.filter { !declared.contains($0) }.sorted()
-            if order.count >= mv.minSensors { pca = PCAMonitor(sensors: order, params: mv, warmupCount: config.warmupCount) }
-        }
-        if let names = pca?.sensors {
+        if isEnabled(.pca), pca == nil { startPCA(minSensors: mv.minSensors) }
+        if pca != nil {
             var x: [Double] = []
-            x.reserveCapacity(names.count)
-            for s in names { if let v = lastValues[s] { x.append(v) } }
+            x.reserveCapacity(pcaSlots.count)
+            for i in pcaSlots where i >= 0 { if let v = slots[i].lastValue { x.append(v) } }
             // In place, for the same reason as the sensors' chains.
-            if x.count == names.count { pcaOutput = PCAOutputSnapshot(pca!.observe(x, ts: ts)) }
+            if x.count == pcaSlots.count { pcaOutput = PCAOutputSnapshot(pca!.observe(x, ts: ts)) }
         }
 
         let held = pcaOutput.operatingChange || pcaOutput.moving
@@ -119,33 +118,54 @@ public struct MachineDetector: Codable, Sendable {
         if pcaOutput.following { trendResetPending = true }
         if trendResetPending && !held {
             trendResetPending = false
-            for name in Array(sensors.keys) { sensors[name]?.resetTrendSlope() }
+            for i in slots.indices { slots[i].detector.resetTrendSlope() }
         }
+        fuse(ts: ts, held: held)
+        // The lifecycle is stepped in place; its context reads copies of what it needs (a
+        // closure over `self` would overlap the mutation, and copying the lifecycle instead
+        // copied its arrays on every step).
+        let (outputs, pcaOut, s, model, sensors) = (slots, pcaOutput, score, topModel, topSensors)
+        return machineAlerts.step(ts: ts, score: s, context: Self.context(slots: outputs, pca: pcaOut, score: s, model: model, sensors: sensors))
+    }
 
-        // Fusion: the score is driven by the model furthest beyond its own control limit.
+    /// Starts the PCA monitor once enough sensors have a value: declared sensors first (in
+    /// model-file order), then any others seen, sorted.
+    private mutating func startPCA(minSensors: Int) {
+        let seen = slots.filter { $0.lastValue != nil }.map(\.name)
+        guard seen.count >= minSensors else { return }
+        let declared = config.sensors.map(\.name).filter { slotIndex[$0].map { slots[$0].lastValue != nil } ?? false }
+        let order = declared + seen.filter { !declared.contains($0) }.sorted()
+        guard order.count >= minSensors else { return }
+        pca = PCAMonitor(sensors: order, params: config.multivariate, warmupCount: config.warmupCount)
+        pcaSlots = Self.slotsOf(order, in: slotIndex)
+    }
+
+    /// Fusion: the score is driven by the model furthest beyond its own control limit; ties go
+    /// to the first sensor by name, then to the first model in `ModelKind` order.
+    private mutating func fuse(ts: Int64, held: Bool) {
         let pcaActive = pcaOutput.fitted
         var best = 0.0
         var bestModel = ""
         var bestSensors: [String] = []
-        if pcaActive, enabled.contains(.pca) {
+        if pcaActive, isEnabled(.pca) {
             best = pcaOutput.ratio
             bestModel = ModelKind.pca.rawValue
             bestSensors = pcaOutput.topSensors
         }
         let persist = config.univariate.trendPersistMs
-        if persist > 0 {
-            for (name, o) in lastOutputs {
-                if o.ratio(.trend) >= 1 { trendBeyondSince[name] = trendBeyondSince[name] ?? ts } else { trendBeyondSince[name] = nil }
+        for i in slots.indices {
+            guard let o = slots[i].lastOutput else { continue }
+            let name = slots[i].name
+            if persist > 0 {
+                if o.ratio(.trend) >= 1 { slots[i].trendBeyondSince = slots[i].trendBeyondSince ?? ts } else { slots[i].trendBeyondSince = nil }
             }
-        }
-        for (name, o) in lastOutputs {
-            for m in ModelKind.allCases where m != .pca && enabled.contains(m) {
+            for m in ModelKind.fused where isEnabled(m) {
                 if pcaActive && !config.univariateWithPCA && m != .limit && m != .trend { continue }
                 if m == .trend && held { continue }
                 let r = o.ratio(m)
                 // While several sensors move together, a projection has to hold before it counts:
                 // the first minutes of a load ramp project a failure too.
-                if m == .trend, persist > 0, r >= 1, pcaOutput.broadMove, (trendBeyondSince[name].map { ts - $0 < persist } ?? true) { continue }
+                if m == .trend, persist > 0, r >= 1, pcaOutput.broadMove, (slots[i].trendBeyondSince.map { ts - $0 < persist } ?? true) { continue }
                 if r > best || (r == best && r > 0 && (bestSensors.first.map { name < $0 } ?? true)) {
                     best = r
                     bestModel = m.rawValue
@@ -156,18 +176,31 @@ public struct MachineDetector: Codable, Sendable {
         score = scoreFromRatio(best)
         topModel = bestModel
         topSensors = bestSensors
-        var life = machineAlerts
-        let ev = life.step(ts: ts, score: score, context: self.context())
-        machineAlerts = life
-        return ev
+    }
+
+    private func isEnabled(_ m: ModelKind) -> Bool { enabledBits & (1 << UInt32(m.index)) != 0 }
+
+    private static func bits(_ models: Set<ModelKind>) -> UInt32 {
+        models.reduce(0) { $0 | (1 << UInt32($1.index)) }
+    }
+
+    private static func slotsOf(_ names: [String], in index: [String: Int]) -> [Int] {
+        names.map { index[$0] ?? -1 }
     }
 
     /// Evidence for the current score; built only when an event is emitted.
     public func context() -> AlertContext {
+        Self.context(slots: slots, pca: pcaOutput, score: score, model: topModel, sensors: topSensors)
+    }
+
+    private static func context(slots: [SensorSlot], pca pcaOutput: PCAOutputSnapshot, score: Double,
+                                model topModel: String, sensors topSensors: [String]) -> AlertContext {
         var ev: [String: Double] = ["score": score]
         var floor: Severity? = nil
         var ttt: Double? = nil
-        for (name, o) in lastOutputs {
+        for slot in slots {
+            guard let o = slot.lastOutput else { continue }
+            let name = slot.name
             if let t = o.timeToThresholdSeconds { ttt = min(ttt ?? t, t) }
             if let s = o.limitSeverity { floor = max(floor ?? s, s) }
             guard topSensors.contains(name) || o.limitSeverity != nil else { continue }
@@ -196,6 +229,92 @@ public struct MachineDetector: Codable, Sendable {
     }
 }
 
+// MARK: - Checkpoints
+
+extension MachineDetector {
+    // The checkpoint keeps the layout of the dictionaries keyed by sensor name that the slots
+    // replaced, so checkpoints written before and after read alike.
+    private enum CodingKeys: String, CodingKey {
+        case config, sensors, lastValues, lastOutputs, pca, pcaOutput, machineAlerts, healthAlerts
+        case trendResetPending, trendBeyondSince, pendingBucket, pendingTs, score, topModel, topSensors
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        config = try c.decode(DetectorConfiguration.self, forKey: .config)
+        enabledBits = Self.bits(config.enabledModels)
+        let detectors = try c.decode([String: SensorDetector].self, forKey: .sensors)
+        let values = try c.decode([String: Double].self, forKey: .lastValues)
+        let outputs = try c.decode([String: SensorOutputSnapshot].self, forKey: .lastOutputs)
+        let health = try c.decode([String: AlertLifecycle].self, forKey: .healthAlerts)
+        let beyond = try c.decode([String: Int64].self, forKey: .trendBeyondSince)
+        let names = Set(detectors.keys).union(values.keys).union(outputs.keys).union(health.keys).union(beyond.keys).sorted()
+        var slots: [SensorSlot] = []
+        var slotIndex: [String: Int] = [:]
+        for name in names {
+            var slot = SensorSlot(name: name, config: config)
+            if let d = detectors[name] { slot.detector = d }
+            if let h = health[name] { slot.health = h }
+            slot.lastValue = values[name]
+            slot.lastOutput = outputs[name]
+            slot.trendBeyondSince = beyond[name]
+            slotIndex[name] = slots.count
+            slots.append(slot)
+        }
+        self.slots = slots
+        self.slotIndex = slotIndex
+        let pca = try c.decodeIfPresent(PCAMonitor.self, forKey: .pca)
+        self.pca = pca
+        pcaSlots = pca.map { Self.slotsOf($0.sensors, in: slotIndex) } ?? []
+        pcaOutput = try c.decode(PCAOutputSnapshot.self, forKey: .pcaOutput)
+        machineAlerts = try c.decode(AlertLifecycle.self, forKey: .machineAlerts)
+        trendResetPending = try c.decode(Bool.self, forKey: .trendResetPending)
+        pendingBucket = try c.decodeIfPresent(Int64.self, forKey: .pendingBucket)
+        pendingTs = try c.decode(Int64.self, forKey: .pendingTs)
+        score = try c.decode(Double.self, forKey: .score)
+        topModel = try c.decode(String.self, forKey: .topModel)
+        topSensors = try c.decode([String].self, forKey: .topSensors)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(config, forKey: .config)
+        try c.encode(Dictionary(uniqueKeysWithValues: slots.map { ($0.name, $0.detector) }), forKey: .sensors)
+        try c.encode(Dictionary(uniqueKeysWithValues: slots.compactMap { s in s.lastValue.map { (s.name, $0) } }), forKey: .lastValues)
+        try c.encode(Dictionary(uniqueKeysWithValues: slots.compactMap { s in s.lastOutput.map { (s.name, $0) } }), forKey: .lastOutputs)
+        try c.encodeIfPresent(pca, forKey: .pca)
+        try c.encode(pcaOutput, forKey: .pcaOutput)
+        try c.encode(machineAlerts, forKey: .machineAlerts)
+        try c.encode(Dictionary(uniqueKeysWithValues: slots.map { ($0.name, $0.health) }), forKey: .healthAlerts)
+        try c.encode(trendResetPending, forKey: .trendResetPending)
+        try c.encode(Dictionary(uniqueKeysWithValues: slots.compactMap { s in s.trendBeyondSince.map { (s.name, $0) } }), forKey: .trendBeyondSince)
+        try c.encodeIfPresent(pendingBucket, forKey: .pendingBucket)
+        try c.encode(pendingTs, forKey: .pendingTs)
+        try c.encode(score, forKey: .score)
+        try c.encode(topModel, forKey: .topModel)
+        try c.encode(topSensors, forKey: .topSensors)
+    }
+}
+
+/// One sensor of a machine: its chain, what the fusion reads of its last output, and its
+/// sensor-health lifecycle.
+struct SensorSlot: Sendable {
+    let name: String
+    var detector: SensorDetector
+    /// The last value the PCA monitor may use (not a spike); nil until there is one.
+    var lastValue: Double?
+    var lastOutput: SensorOutputSnapshot?
+    var health: AlertLifecycle
+    /// When the trend projection last crossed its horizon (for `trendPersistMs`).
+    var trendBeyondSince: Int64?
+
+    init(name: String, config: DetectorConfiguration) {
+        self.name = name
+        detector = SensorDetector(spec: config.spec(for: name), params: config.univariate, warmupCount: config.warmupCount)
+        health = AlertLifecycle(params: config.sensorLifecycle, machine: config.machine, site: config.site, kind: .sensor, source: name)
+    }
+}
+
 /// The parts of a `SensorOutput` the fusion needs later; Codable for checkpoints.
 struct SensorOutputSnapshot: Codable, Sendable {
     var ratios: [Double]
@@ -214,9 +333,21 @@ struct SensorOutputSnapshot: Codable, Sendable {
         limitSeverity = o.limitSeverity
     }
 
+    /// The same as `self = SensorOutputSnapshot(o)`, in the existing array (one allocation
+    /// less per reading).
+    mutating func update(_ o: SensorOutput) {
+        guard ratios.count == ModelKind.allCases.count else { self = SensorOutputSnapshot(o); return }
+        for m in ModelKind.allCases { ratios[m.index] = o.ratio(m) }
+        robustZ = o.robustZ
+        ewmaZ = o.ewmaZ
+        slopePerSecond = o.slopePerSecond
+        timeToThresholdSeconds = o.timeToThresholdSeconds
+        limitSeverity = o.limitSeverity
+    }
+
     func ratio(_ m: ModelKind) -> Double {
-        let i = ModelKind.allCases.firstIndex(of: m)!
-        return ratios[i]
+        let i = m.index
+        return i < ratios.count ? ratios[i] : 0
     }
 }
 

@@ -74,6 +74,16 @@ public struct Reading: Sendable, Equatable, Hashable {
 enum CanonicalReadingScanner {
     private static let keys: [[UInt8]] = ["site", "machine", "sensor", "ts", "value", "unit"].map { Array($0.utf8) }
 
+    /// The position of `key` in `keys`, or -1: compared as bytes (a generic `elementsEqual`
+    /// looked up type metadata on every call).
+    private static func keyIndex(_ key: UnsafeBufferPointer<UInt8>) -> Int {
+        search: for (k, name) in keys.enumerated() where name.count == key.count {
+            for j in 0..<key.count where name[j] != key[j] { continue search }
+            return k
+        }
+        return -1
+    }
+
     static func scan(_ bytes: [UInt8]) -> Reading? {
         bytes.withUnsafeBufferPointer { b -> Reading? in
             var i = 0
@@ -101,6 +111,17 @@ enum CanonicalReadingScanner {
                 while i < n, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") { i += 1 }
                 return i > start
             }
+            /// Up to 18 digits with an optional minus, straight from the bytes (always fits Int64);
+            /// longer ones go through `Int64(String)`, which knows the exact bounds.
+            func integer(_ r: Range<Int>) -> Int64? {
+                var j = r.lowerBound
+                let negative = b[j] == UInt8(ascii: "-")
+                if negative { j += 1 }
+                guard r.upperBound - j <= 18 else { return nil }
+                var v: Int64 = 0
+                while j < r.upperBound { v = v * 10 + Int64(b[j] &- UInt8(ascii: "0")); j += 1 }
+                return negative ? -v : v
+            }
             /// A number as JSONParser reads it: an integer when it fits Int64 and has no fraction or exponent.
             func number() -> (integer: Int64?, double: Double)? {
                 let start = i
@@ -114,6 +135,7 @@ enum CanonicalReadingScanner {
                     if i < n, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
                     guard digits() else { return nil }
                 }
+                if isInteger, let v = integer(start..<i) { return (v, Double(v)) }
                 let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
                 if isInteger, let v = Int64(text) { return (v, Double(v)) }
                 guard let d = Double(text), d.isFinite else { return nil }
@@ -131,7 +153,7 @@ enum CanonicalReadingScanner {
                 skipWhitespace()
                 guard expect(UInt8(ascii: ":")) else { return nil }
                 skipWhitespace()
-                let k = keys.firstIndex { $0.elementsEqual(key) } ?? -1
+                let k = keyIndex(key)
                 if k >= 0 {
                     if seen & (1 << k) != 0 { return nil }
                     seen |= 1 << k

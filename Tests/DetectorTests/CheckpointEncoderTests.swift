@@ -60,6 +60,32 @@ import TestSupport
         _ = models
     }
 
+    /// A machine keeps its sensors in slots, but the checkpoint keeps the layout written before
+    /// the slots (one object per kind of state, keyed by sensor name), so checkpoints on disk from
+    /// an earlier version still restore, and a restore keeps every sensor's state.
+    @Test func machinesKeepTheCheckpointLayoutKeyedBySensorName() throws {
+        let (state, _) = try Self.warmedState(readings: 450)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(CheckpointEncoder.encode(state))) as? [String: Any])
+        let m1 = try #require((doc["machines"] as? [String: Any])?["m1"] as? [String: Any])
+        let sensors: Set = ["vib_rms", "temp_c", "current_a", "pressure_bar"]
+        for key in ["sensors", "lastValues", "lastOutputs", "healthAlerts"] {
+            #expect(((m1[key] as? [String: Any]).map { Set($0.keys) }) == sensors, "\(key) is an object keyed by sensor name")
+        }
+        #expect(m1["trendBeyondSince"] is [String: Any])
+        #expect(Set(m1.keys) == ["config", "sensors", "lastValues", "lastOutputs", "pca", "pcaOutput", "machineAlerts", "healthAlerts",
+                                 "trendResetPending", "trendBeyondSince", "pendingBucket", "pendingTs", "score", "topModel", "topSensors"])
+        // Dropping one sensor's entries from every object leaves a machine of three sensors.
+        var edited = m1
+        for key in ["sensors", "lastValues", "lastOutputs", "healthAlerts"] {
+            var o = edited[key] as! [String: Any]
+            o["temp_c"] = nil
+            edited[key] = o
+        }
+        let back = try JSONDecoder().decode(MachineDetector.self, from: JSONSerialization.data(withJSONObject: edited))
+        let again = try #require(try JSONSerialization.jsonObject(with: Data(CheckpointEncoder.encode(back))) as? [String: Any])
+        #expect((again["sensors"] as? [String: Any]).map { Set($0.keys) } == sensors.subtracting(["temp_c"]))
+    }
+
     @Test func alertsAndNullsAsJSONEncoderWritesThem() throws {
         let event = AlertEvent(alertId: "a-1", machine: "m\n1", site: "s1", state: .open, severity: .warning, kind: .machine, model: "pca",
                                sensors: ["vib_rms"], score: 0.75, threshold: 0.5, openedAt: 1, ts: 2, evidence: ["x": 1e-7, "y": 12345678.9],
