@@ -25,22 +25,35 @@ struct PartitionState: Codable, Sendable {
         case scored(machine: String, ts: Int64, events: [AlertEvent])
     }
 
-    /// One record of this partition: de-duplicated by (gateway, seq), decoded, then fed to its
-    /// machine's detector (created from `models` on the machine's first reading). In place.
-    mutating func take(_ m: KafkaMessage, models: MachineModels, modelTimer: Timer) -> Outcome {
-        nextOffset = m.offset + 1
+    /// One record of this partition, read in place (its headers and value are never copied):
+    /// de-duplicated by (gateway, seq), decoded, then fed to its machine's detector (created from
+    /// `models` on the machine's first reading). In place.
+    mutating func take(_ r: KafkaRecordView, models: MachineModels, modelTimer: Timer) -> Outcome {
+        let gateway = r.withHeader("gateway") { $0.map { String(decoding: $0, as: UTF8.self) } }
+        let seq = r.withHeader("seq") { $0.flatMap(Self.decimal) }
+        return r.withValue { take(offset: r.offset, gateway: gateway, seq: seq, value: $0, models: models, modelTimer: modelTimer) }
+    }
+
+    private mutating func take(offset: Int64, gateway: String?, seq: Int64?, value: UnsafeRawBufferPointer,
+                               models: MachineModels, modelTimer: Timer) -> Outcome {
+        nextOffset = offset + 1
         dirty = true
-        if let gateway = m.header("gateway"), let seq = m.header("seq").flatMap(Int64.init) {
+        if let gateway, let seq {
             if let last = gatewaySeq[gateway], seq <= last { return .duplicate }
             gatewaySeq[gateway] = seq
         }
         let reading: Reading
-        do { reading = try Reading.decodeCanonical(m.value) } catch { return .unparseable(error) }
+        do { reading = try Reading.decodeCanonical(value) } catch { return .unparseable(error) }
         let start = ContinuousClock.now
         let events = machines[reading.machine, default: MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))]
             .observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
         modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
         return .scored(machine: reading.machine, ts: reading.ts, events: events)
+    }
+
+    /// A header's decimal integer, as `Int64(String)` reads it (an optional sign, then digits).
+    static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        Int64(String(decoding: bytes, as: UTF8.self))
     }
 }
 
@@ -126,7 +139,11 @@ public final class DetectorService: Service, @unchecked Sendable {
         checkpointDirectory = settings.stateDirectory + "/detector-" + settings.group
         try FileManager.default.createDirectory(atPath: checkpointDirectory, withIntermediateDirectories: true)
         // A restarted or crashed instance's partitions move on within ~10 s rather than Kafka's 45 s default.
-        var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000"]
+        // Catching up on a backlog, librdkafka 2.0.2's fetcher pauses whenever the consumer queue
+        // holds `queued.min.messages` (default 100,000, counted over all partitions) and resumes
+        // late: 200,000 took the detector from ~110k to ~200k readings/s catching up on 8
+        // partitions, for ~50 MiB more at the peak (docs/benchmarks.md, "Session 10").
+        var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000", "queued.min.messages": "200000"]
         consumerProperties.merge(settings.kafkaProperties) { _, configured in configured }
         consumer = try KafkaConsumer(bootstrap: settings.bootstrap, groupID: settings.group, properties: consumerProperties, logger: logger)
         producer = try KafkaProducer(bootstrap: settings.bootstrap, properties: settings.kafkaProperties, logger: logger)
@@ -185,9 +202,13 @@ public final class DetectorService: Service, @unchecked Sendable {
         while !stop.isSet {
             heartbeat.beat()
             if let new = pendingModels.withLock({ p in defer { p = nil }; return p }) { apply(models: new) }
-            for event in consumer.poll(timeout: .milliseconds(100), max: 10_000) {
+            consumer.pollEach(timeout: .milliseconds(100), max: 10_000) { polled in
+                guard case let .event(event) = polled else {
+                    if case let .record(r) = polled { process(r) }
+                    return
+                }
                 switch event {
-                case let .message(m): process(m)
+                case .message: break  // pollEach hands records over as views, never as copies
                 case let .assigned(tps): assign(tps)
                 case let .revoked(tps): revoke(tps)
                 case .partitionEOF: break
@@ -213,12 +234,15 @@ public final class DetectorService: Service, @unchecked Sendable {
         consumer.close()
     }
 
-    private func process(_ m: KafkaMessage) {
-        let tp = TopicPartition(topic: m.topic, partition: m.partition)
+    private func process(_ r: KafkaRecordView) {
+        let tp = TopicPartition(topic: r.topic, partition: r.partition)
         // The partition's state and the machine's detector are mutated in place, through the
         // dictionaries: a copy taken out and put back copied every machine of the partition (and
         // each window of the machine being fed) on every reading (copy on write).
-        let outcome = partitions[tp, default: PartitionState()].take(m, models: models, modelTimer: modelTimer)
+        record(partitions[tp, default: PartitionState()].take(r, models: models, modelTimer: modelTimer), at: tp, offset: r.offset)
+    }
+
+    private func record(_ outcome: PartitionState.Outcome, at tp: TopicPartition, offset: Int64) {
         switch outcome {
         case .duplicate:
             duplicatesCounter.increment()
@@ -226,7 +250,7 @@ public final class DetectorService: Service, @unchecked Sendable {
             unparseableCounter.increment()
             if loggedUnparseable < 100 {
                 loggedUnparseable += 1
-                logger.warning("skipping unparseable reading at \(tp)@\(m.offset): \(error)")
+                logger.warning("skipping unparseable reading at \(tp)@\(offset): \(error)")
             }
         case let .scored(machine, ts, events):
             readingsScored += 1

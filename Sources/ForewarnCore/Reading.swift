@@ -48,6 +48,12 @@ public struct Reading: Sendable, Equatable, Hashable {
         return try decodeCanonicalTree(bytes)
     }
 
+    /// The same, from bytes borrowed for the call (a consumed record, read in place).
+    public static func decodeCanonical(_ bytes: UnsafeRawBufferPointer) throws(PayloadRejection) -> Reading {
+        if let reading = CanonicalReadingScanner.scan(bytes.assumingMemoryBound(to: UInt8.self)) { return reading }
+        return try decodeCanonicalTree(Array(bytes))
+    }
+
     /// The general decoding, through a `JSONValue` tree: every input the scanner declines, and the errors.
     static func decodeCanonicalTree(_ bytes: [UInt8]) throws(PayloadRejection) -> Reading {
         let json: JSONValue
@@ -85,7 +91,11 @@ enum CanonicalReadingScanner {
     }
 
     static func scan(_ bytes: [UInt8]) -> Reading? {
-        bytes.withUnsafeBufferPointer { b -> Reading? in
+        bytes.withUnsafeBufferPointer { scan($0) }
+    }
+
+    static func scan(_ b: UnsafeBufferPointer<UInt8>) -> Reading? {
+        do {
             var i = 0
             let n = b.count
             func skipWhitespace() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }

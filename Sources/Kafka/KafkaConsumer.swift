@@ -130,46 +130,66 @@ public final class KafkaConsumer: @unchecked Sendable {
         return Int(t.partition_cnt)
     }
 
-    /// Waits up to `timeout` and returns the ready events (at most `max`).
+    /// Waits up to `timeout` and returns the ready events (at most `max`), records copied out.
     public func poll(timeout: Duration, max: Int = 1000) -> [KafkaConsumerEvent] {
         var out: [KafkaConsumerEvent] = []
+        pollEach(timeout: timeout, max: max) { polled in
+            switch polled {
+            case let .record(r): out.append(.message(r.copy()))
+            case let .event(e): out.append(e)
+            }
+        }
+        return out
+    }
+
+    /// Waits up to `timeout` and hands each ready event (at most `max`) to `body` as it comes:
+    /// records as views into librdkafka's buffers, valid only during the call (no copy, no
+    /// allocation per record; the detector reads its records this way). Returns the count.
+    @discardableResult
+    public func pollEach(timeout: Duration, max: Int, _ body: (KafkaPolled) -> Void) -> Int {
+        var count = 0
         var wait = Int32(timeout.milliseconds)
-        while out.count < max, let event = rd_kafka_queue_poll(queue, wait) {
+        var topics = TopicNames()
+        while count < max, let event = rd_kafka_queue_poll(queue, wait) {
             wait = 0
             defer { rd_kafka_event_destroy(event) }
             switch Int32(rd_kafka_event_type(event)) {
             case Int32(RD_KAFKA_EVENT_FETCH):
                 while let msg = rd_kafka_event_message_next(event) {
+                    count += 1
+                    let msg = UnsafeMutablePointer(mutating: msg)
                     if msg.pointee.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                        let topic = String(cString: rd_kafka_topic_name(msg.pointee.rkt))
-                        out.append(.partitionEOF(TopicPartition(topic: topic, partition: msg.pointee.partition)))
+                        body(.event(.partitionEOF(TopicPartition(topic: topics.name(msg.pointee.rkt), partition: msg.pointee.partition))))
                     } else if msg.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                        out.append(.error(KafkaError(code: msg.pointee.err, context: "fetch")))
+                        body(.event(.error(KafkaError(code: msg.pointee.err, context: "fetch"))))
                     } else {
-                        out.append(.message(copyMessage(UnsafeMutablePointer(mutating: msg))))
+                        body(.record(KafkaRecordView(msg, topic: topics.name(msg.pointee.rkt))))
                     }
                 }
             case Int32(RD_KAFKA_EVENT_REBALANCE):
+                count += 1
                 let err = rd_kafka_event_error(event)
                 let parts = rd_kafka_event_topic_partition_list(event)
                 let list = parts.map(partitions(of:)) ?? []
                 if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
                     _ = rd_kafka_assign(handle, parts)
-                    out.append(.assigned(list))
+                    body(.event(.assigned(list)))
                 } else {
                     _ = rd_kafka_assign(handle, nil)
-                    out.append(.revoked(list))
+                    body(.event(.revoked(list)))
                 }
             case Int32(RD_KAFKA_EVENT_ERROR):
+                count += 1
                 let code = rd_kafka_event_error(event)
                 let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? ""
                 var error = KafkaError(code: code, context: "kafka")
                 error.message = "kafka: \(text)"
-                out.append(.error(error))
+                body(.event(.error(error)))
             case Int32(RD_KAFKA_EVENT_OFFSET_COMMIT):
                 let err = rd_kafka_event_error(event)
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
-                    out.append(.error(KafkaError(code: err, context: "offset commit")))
+                    count += 1
+                    body(.event(.error(KafkaError(code: err, context: "offset commit"))))
                 }
             case Int32(RD_KAFKA_EVENT_LOG):
                 logEvent(event, logger: logger)
@@ -177,7 +197,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 break
             }
         }
-        return out
+        return count
     }
 
     /// Commits "next offset to read" per partition, synchronously.
@@ -254,26 +274,75 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 }
 
-func copyMessage(_ msg: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaMessage {
-    let m = msg.pointee
-    let topic = String(cString: rd_kafka_topic_name(m.rkt))
-    let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
-    let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
-    var headers: [KafkaHeader] = []
-    var hdrs: OpaquePointer?
-    if rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
-        var idx = 0
-        var name: UnsafePointer<CChar>?
+/// What `pollEach` hands over: a record, borrowed, or any other event.
+public enum KafkaPolled {
+    case record(KafkaRecordView)
+    case event(KafkaConsumerEvent)
+}
+
+/// One consumed record, read in place in librdkafka's buffers. Valid only inside the `pollEach`
+/// body it is passed to; `copy()` keeps it.
+public struct KafkaRecordView {
+    private let msg: UnsafeMutablePointer<rd_kafka_message_t>
+    public let topic: String
+
+    init(_ msg: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
+        self.msg = msg
+        self.topic = topic
+    }
+
+    public var partition: Int32 { msg.pointee.partition }
+    public var offset: Int64 { msg.pointee.offset }
+
+    /// The value's bytes, for the duration of `body`.
+    public func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: msg.pointee.payload, count: msg.pointee.payload == nil ? 0 : msg.pointee.len))
+    }
+
+    /// The last header called `name`, for the duration of `body` (nil when there is none).
+    public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        var hdrs: OpaquePointer?
         var val: UnsafeRawPointer?
         var size = 0
-        while rd_kafka_header_get_all(hdrs, idx, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            let bytes = val.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
-            idx += 1
-        }
+        guard rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs,
+              rd_kafka_header_get_last(hdrs, name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return try body(nil) }
+        return try body(UnsafeRawBufferPointer(start: val, count: val == nil ? 0 : size))
     }
-    var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-    let ts = rd_kafka_message_timestamp(msg, &tsType)
-    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
-                        headers: headers, timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+
+    /// The record as a value that outlives the poll.
+    public func copy() -> KafkaMessage {
+        let m = msg.pointee
+        let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+        let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        var headers: [KafkaHeader] = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var idx = 0
+            var name: UnsafePointer<CChar>?
+            var val: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, idx, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let bytes = val.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+                idx += 1
+            }
+        }
+        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let ts = rd_kafka_message_timestamp(msg, &tsType)
+        return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
+                            headers: headers, timestamp: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+    }
+}
+
+/// Topic names by librdkafka topic handle, for one poll: a record's topic is read once per
+/// topic, not once per record.
+private struct TopicNames {
+    private var last: (OpaquePointer, String)?
+    mutating func name(_ rkt: OpaquePointer?) -> String {
+        guard let rkt else { return "" }
+        if let last, last.0 == rkt { return last.1 }
+        let name = String(cString: rd_kafka_topic_name(rkt))
+        last = (rkt, name)
+        return name
+    }
 }

@@ -125,6 +125,38 @@ struct DetectorServiceTests {
         #expect(scored(portA) > 0 && scored(portB) > 0, "the work is shared")
     }
 
+    @Test("a gateway's re-sent readings (same gateway and seq, read from the record headers) are skipped and counted; another gateway's seq and a bad payload are not mistaken for them")
+    func resentReadingsAreSkippedByGatewayAndSeq() throws {
+        let dir = TestEnvironment.temporaryDirectory("detector-dedupe")
+        let kafka = try DevKafka(directory: dir, partitions: 1)
+        defer { kafka.stop() }
+        let (detector, port) = try startDetector(dir: dir, kafka: kafka)
+        defer { detector.stop() }
+        let readings = pumpReadings(machine: "m1", from: 0, count: 50)  // 200 readings, seq 1...200
+        try produce(readings, bootstrap: kafka.bootstrap, firstSeq: 1)
+        try produce(Array(readings[100..<150]), bootstrap: kafka.bootstrap, firstSeq: 101)  // re-sent: 50 duplicates
+        let producer = try KafkaProducer(bootstrap: kafka.bootstrap, logger: TestEnvironment.logger)
+        let later = pumpReadings(machine: "m2", from: 0, count: 1)[0]
+        try producer.produce(topic: "forewarn.readings", key: Array("m2".utf8), value: later.canonicalJSON(),
+                             headers: [KafkaHeader("gateway", "gw2"), KafkaHeader("seq", "1")], id: 1)  // another gateway: new
+        try producer.produce(topic: "forewarn.readings", key: Array("m1".utf8), value: Array(#"{"ts": "#.utf8),
+                             headers: [KafkaHeader("gateway", "gw1"), KafkaHeader("seq", "201")], id: 2)  // not JSON
+        var acked = 0
+        let ackDeadline = Date().addingTimeInterval(20)
+        while acked < 2 && Date() < ackDeadline { acked += producer.poll(timeout: .milliseconds(100)).count { if case .delivered = $0 { true } else { false } } }
+        #expect(acked == 2)
+        func metric(_ name: String) -> Int {
+            httpGet(port: port, path: "/metrics").1.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? -1
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while metric("forewarn_detector_readings_total") + metric("forewarn_detector_duplicate_readings_total")
+                + metric("forewarn_detector_unparseable_readings_total") < 252 && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(metric("forewarn_detector_readings_total") == 201, "200 from gw1 and 1 from gw2 scored")
+        #expect(metric("forewarn_detector_duplicate_readings_total") == 50)
+        #expect(metric("forewarn_detector_unparseable_readings_total") == 1)
+    }
+
     @Test("with Kafka gone, SIGTERM still stops the detector promptly (librdkafka 2.0.2's watermark query would hang)")
     func stopsWhileKafkaIsGone() throws {
         let dir = TestEnvironment.temporaryDirectory("detector-kafka-gone")
