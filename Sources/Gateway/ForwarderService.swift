@@ -92,18 +92,20 @@ public final class ForwarderService: Service, @unchecked Sendable {
     }
 
     /// Headers that identify a record forever: consumers de-duplicate on (gateway, seq).
-    func headers(for e: JournalEntry) -> [KafkaHeader] {
-        var h = [gatewayHeader, KafkaHeader("seq", decimalBytes(e.seq)), KafkaHeader("mqtt_topic", e.mqttTopic)]
-        if let reason = e.reason {
-            h.append(KafkaHeader("reason", reason))
-            h.append(KafkaHeader("received_at", String(e.receivedAt)))
+    /// Written from the journal's row buffers (librdkafka copies them).
+    func addHeaders(seq: Int64, mqttTopic: UnsafeRawBufferPointer, reason: UnsafeRawBufferPointer?, receivedAt: Int64, to list: KafkaHeaderList) {
+        gatewayHeader.value.withUnsafeBytes { list.add(gatewayHeader.key, $0) }
+        withDecimalDigits(seq) { list.add("seq", $0) }
+        list.add("mqtt_topic", mqttTopic)
+        if let reason {
+            list.add("reason", reason)
+            withDecimalDigits(receivedAt) { list.add("received_at", $0) }
         }
-        return h
     }
 
     private func forwardLoop(stop: StopFlag, heartbeat: Heartbeat) throws(KafkaError) {
         var cursor: Int64 = 0           // highest seq handed to librdkafka since the last rewind
-        var outstanding: [Int64: JournalEntryKind] = [:]  // handed over, not yet reported
+        var outstanding = InFlight()    // handed over, not yet reported
         var rewinding = false
         var stopping: ContinuousClock.Instant?
         var lastHousekeeping = ContinuousClock.now - .seconds(1)
@@ -115,6 +117,8 @@ public final class ForwarderService: Service, @unchecked Sendable {
         var kafkaSeen = false
 
         var injected = injectFatalError == nil
+        // The entries read from the journal, reused: its buffers keep their capacity.
+        var batch = JournalBatch()
         // Delivered seqs not yet deleted from the journal: gathered over a few delivery reports,
         // so the reports of all partitions add up to runs of consecutive seqs, which the journal
         // deletes with one statement each (a drain spent most of its time in one-row deletes).
@@ -141,35 +145,41 @@ public final class ForwarderService: Service, @unchecked Sendable {
                 producer.triggerFatalErrorForTesting(reason: reason)
             }
             if kafkaSeen, !rewinding, now >= retryAfter, outstanding.count < config.kafka.maxInFlight {
-                let batch = journalCall { try journal.readCommitted(after: cursor, limit: min(2000, config.kafka.maxInFlight - outstanding.count)) }
-                for e in batch ?? [] {
-                    let topic = e.kind == .reading ? config.kafka.readingsTopic : config.kafka.deadletterTopic
+                let limit = min(2000, config.kafka.maxInFlight - outstanding.count)
+                journalCall { try journal.readCommitted(after: cursor, limit: limit, into: &batch) }
+                batch.forEach { row in
+                    let topic = row.kind == .reading ? config.kafka.readingsTopic : config.kafka.deadletterTopic
                     do throws(KafkaError) {
-                        try producer.produce(topic: topic, key: Array(e.machine.utf8), value: e.payload, headers: headers(for: e), id: UInt64(e.seq))
+                        try producer.produce(topic: topic, key: row.machine, value: row.payload, id: UInt64(row.seq)) { list in
+                            addHeaders(seq: row.seq, mqttTopic: row.mqttTopic, reason: row.reason, receivedAt: row.receivedAt, to: list)
+                        }
                     } catch {
                         if error.kind != .queueFull {
                             logger.error("produce failed, will retry from the journal: \(error)")
                             Counter(label: "forewarn_gateway_kafka_delivery_errors_total", dimensions: [("error", "\(error.kind)")]).increment()
                             retryAfter = now + .milliseconds(500)
                         }
-                        break
+                        return false
                     }
-                    outstanding[e.seq] = e.kind
-                    cursor = e.seq
+                    outstanding.handed(row.seq, kind: row.kind)
+                    cursor = row.seq
                     handed += 1
+                    return true
                 }
             }
 
             // Delivery reports.
-            var delivered: [Int64] = []
+            var delivered = 0
             var deadLetters = 0
-            for event in producer.poll(timeout: handed > 0 ? .zero : .milliseconds(10)) {
+            if pendingDeletes.isEmpty { pendingSince = now }
+            try producer.poll(timeout: handed > 0 ? .zero : .milliseconds(10)) { (event) throws(KafkaError) in
                 switch event {
                 case let .delivered(id, _, _):
-                    if outstanding.removeValue(forKey: Int64(id)) == .deadLetter { deadLetters += 1 }
-                    delivered.append(Int64(id))
+                    if outstanding.reported(Int64(id)) == .deadLetter { deadLetters += 1 }
+                    pendingDeletes.append(Int64(id))
+                    delivered += 1
                 case let .failed(id, error):
-                    outstanding.removeValue(forKey: Int64(id))
+                    _ = outstanding.reported(Int64(id))
                     Counter(label: "forewarn_gateway_kafka_delivery_errors_total", dimensions: [("error", "\(error.kind)")]).increment()
                     if !rewinding {
                         rewinding = true
@@ -184,11 +194,9 @@ public final class ForwarderService: Service, @unchecked Sendable {
                     logger.warning("\(error)")
                 }
             }
-            if !delivered.isEmpty {
-                if pendingDeletes.isEmpty { pendingSince = now }
-                pendingDeletes.append(contentsOf: delivered)
+            if delivered > 0 {
                 health.kafka(reachable: true)
-                readingsOut.increment(by: delivered.count - deadLetters)
+                readingsOut.increment(by: delivered - deadLetters)
                 deadLettersOut.increment(by: deadLetters)
             }
             // The journal dropped entries (drop-oldest, max-age): what librdkafka still queues may
@@ -294,19 +302,49 @@ public final class ForwarderService: Service, @unchecked Sendable {
     }
 }
 
+/// The records handed to librdkafka and not yet reported: librdkafka reports each exactly once
+/// (delivered, failed or purged), so a count does, plus the dead letters among them (rare) to
+/// count them apart. A dictionary of every seq in flight was a hash insert and remove per record.
+struct InFlight {
+    private(set) var count = 0
+    private var deadLetters: Set<Int64> = []
+
+    var isEmpty: Bool { count == 0 }
+
+    mutating func handed(_ seq: Int64, kind: JournalEntryKind) {
+        count += 1
+        if kind == .deadLetter { deadLetters.insert(seq) }
+    }
+
+    /// The report of `seq` came back: what it was.
+    mutating func reported(_ seq: Int64) -> JournalEntryKind {
+        count = max(0, count - 1)
+        return !deadLetters.isEmpty && deadLetters.remove(seq) != nil ? .deadLetter : .reading
+    }
+}
+
 /// The decimal digits of `n` as bytes (what `String(n).utf8` holds, without the String).
 func decimalBytes(_ n: Int64) -> [UInt8] {
-    if n == 0 { return [UInt8(ascii: "0")] }
-    var digits: [UInt8] = []
-    digits.reserveCapacity(20)
-    var m = n.magnitude
-    while m > 0 {
-        digits.append(UInt8(ascii: "0") + UInt8(m % 10))
-        m /= 10
+    withDecimalDigits(n) { Array($0) }
+}
+
+/// Calls `body` with the decimal digits of `n`, written into a stack buffer (one per record: no heap).
+func withDecimalDigits<R>(_ n: Int64, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    // 20 bytes: Int64.min is a sign and 19 digits.
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
+        var i = buf.count
+        var m = n.magnitude
+        repeat {
+            i -= 1
+            buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
+            m /= 10
+        } while m > 0
+        if n < 0 {
+            i -= 1
+            buf[i] = UInt8(ascii: "-")
+        }
+        return body(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buf[i...])))
     }
-    if n < 0 { digits.append(UInt8(ascii: "-")) }
-    digits.reverse()
-    return digits
 }
 
 /// Why the forwarder stopped on its own.
