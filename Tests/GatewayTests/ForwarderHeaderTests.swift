@@ -1,5 +1,6 @@
 @testable import Gateway
 import Journal
+import Synchronization
 import Testing
 
 struct ForwarderHeaderTests {
@@ -23,5 +24,35 @@ struct ForwarderHeaderTests {
         #expect(f.isEmpty)
         let extra = f.reported(9)
         #expect(extra == .reading && f.count == 0, "never below zero")
+    }
+}
+
+struct ForwarderDeleteQueueTests {
+    @Test("reads wait while too many delivered seqs wait for their deletes, as for a full in-flight window")
+    func readGate() {
+        #expect(ReadGate.mayRead(inFlight: 0, maxInFlight: 10, deletesWaiting: 0, maxDeletesWaiting: 5))
+        #expect(!ReadGate.mayRead(inFlight: 10, maxInFlight: 10, deletesWaiting: 0, maxDeletesWaiting: 5))
+        #expect(!ReadGate.mayRead(inFlight: 3, maxInFlight: 10, deletesWaiting: 5, maxDeletesWaiting: 5))
+        #expect(ReadGate.mayRead(inFlight: 9, maxInFlight: 10, deletesWaiting: 4, maxDeletesWaiting: 5))
+    }
+
+    @Test("every queued seq is deleted once, in queue order, before waitUntilDone returns and before the thread ends")
+    func queueDeletesEverything() async {
+        let q = DeleteQueue()
+        let done = Mutex<[Int64]>([])
+        let thread = Task.detached { q.run { seqs in done.withLock { $0.append(contentsOf: seqs) } } }
+        var batch: [Int64] = [1, 2, 3]
+        q.enqueue(&batch)
+        #expect(batch.isEmpty, "handed over")
+        batch = [4, 5]
+        q.enqueue(&batch)
+        q.waitUntilDone()
+        #expect(done.withLock { $0 } == [1, 2, 3, 4, 5])
+        #expect(q.waiting == 0)
+        batch = [6]
+        q.enqueue(&batch)
+        q.finish()
+        await thread.value
+        #expect(done.withLock { $0 } == [1, 2, 3, 4, 5, 6], "what was queued before finish is deleted")
     }
 }
