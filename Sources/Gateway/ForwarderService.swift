@@ -42,6 +42,8 @@ public final class ForwarderService: Service, @unchecked Sendable {
 
     /// The same for every record: built once.
     let gatewayHeader: KafkaHeader
+    /// Delivered seqs on their way to the journal's deletes, on a thread of their own.
+    let deletes = DeleteQueue()
 
     /// `heartbeats`: the forward loop beats as `forwarder`, the probe loop as `kafka-probe`.
     /// `injectFatalError` is for tests only (see `KafkaProducer.triggerFatalErrorForTesting`).
@@ -79,6 +81,11 @@ public final class ForwarderService: Service, @unchecked Sendable {
                     }
                 }
                 group.addTask { [self] in
+                    await runOnDedicatedThread(name: "journal-deletes") { [self] in
+                        deletes.run { seqs in journalCall { try journal.markDelivered(seqs) } }
+                    }
+                }
+                group.addTask { [self] in
                     await runOnDedicatedThread(name: "kafka-probe") { [self] in
                         probeLoop(stop: stop, heartbeat: probeBeat)
                         probeBeat.retire()
@@ -92,18 +99,20 @@ public final class ForwarderService: Service, @unchecked Sendable {
     }
 
     /// Headers that identify a record forever: consumers de-duplicate on (gateway, seq).
-    func headers(for e: JournalEntry) -> [KafkaHeader] {
-        var h = [gatewayHeader, KafkaHeader("seq", decimalBytes(e.seq)), KafkaHeader("mqtt_topic", e.mqttTopic)]
-        if let reason = e.reason {
-            h.append(KafkaHeader("reason", reason))
-            h.append(KafkaHeader("received_at", String(e.receivedAt)))
+    /// Written from the journal's row buffers (librdkafka copies them).
+    func addHeaders(seq: Int64, mqttTopic: UnsafeRawBufferPointer, reason: UnsafeRawBufferPointer?, receivedAt: Int64, to list: KafkaHeaderList) {
+        gatewayHeader.value.withUnsafeBytes { list.add(gatewayHeader.key, $0) }
+        withDecimalDigits(seq) { list.add("seq", $0) }
+        list.add("mqtt_topic", mqttTopic)
+        if let reason {
+            list.add("reason", reason)
+            withDecimalDigits(receivedAt) { list.add("received_at", $0) }
         }
-        return h
     }
 
     private func forwardLoop(stop: StopFlag, heartbeat: Heartbeat) throws(KafkaError) {
         var cursor: Int64 = 0           // highest seq handed to librdkafka since the last rewind
-        var outstanding: [Int64: JournalEntryKind] = [:]  // handed over, not yet reported
+        var outstanding = InFlight()    // handed over, not yet reported
         var rewinding = false
         var stopping: ContinuousClock.Instant?
         var lastHousekeeping = ContinuousClock.now - .seconds(1)
@@ -115,17 +124,21 @@ public final class ForwarderService: Service, @unchecked Sendable {
         var kafkaSeen = false
 
         var injected = injectFatalError == nil
+        // The entries read from the journal, reused: its buffers keep their capacity.
+        var batch = JournalBatch()
         // Delivered seqs not yet deleted from the journal: gathered over a few delivery reports,
         // so the reports of all partitions add up to runs of consecutive seqs, which the journal
         // deletes with one statement each (a drain spent most of its time in one-row deletes).
         // A crash before the delete means a re-send with the same seq, as an uncommitted delete does.
         var pendingDeletes: [Int64] = []
         var pendingSince = ContinuousClock.now
+        // The deletes run on the journal-deletes thread, while this one reads and produces the
+        // next entries (in a drain they were ~40% of this thread's time, on the critical path).
         func flushDeletes() {
             guard !pendingDeletes.isEmpty else { return }
-            journalCall { try journal.markDelivered(pendingDeletes) }
-            pendingDeletes.removeAll(keepingCapacity: true)
+            deletes.enqueue(&pendingDeletes)
         }
+        defer { deletes.finish() }   // the thread deletes what is queued, then ends
 
         while true {
             heartbeat.beat()
@@ -140,36 +153,44 @@ public final class ForwarderService: Service, @unchecked Sendable {
                 logger.warning("test hook: injecting a fatal Kafka error")
                 producer.triggerFatalErrorForTesting(reason: reason)
             }
-            if kafkaSeen, !rewinding, now >= retryAfter, outstanding.count < config.kafka.maxInFlight {
-                let batch = journalCall { try journal.readCommitted(after: cursor, limit: min(2000, config.kafka.maxInFlight - outstanding.count)) }
-                for e in batch ?? [] {
-                    let topic = e.kind == .reading ? config.kafka.readingsTopic : config.kafka.deadletterTopic
+            if kafkaSeen, !rewinding, now >= retryAfter,
+               ReadGate.mayRead(inFlight: outstanding.count, maxInFlight: config.kafka.maxInFlight,
+                                deletesWaiting: deletes.waiting + pendingDeletes.count, maxDeletesWaiting: Self.maxDeletesWaiting) {
+                let limit = min(2000, config.kafka.maxInFlight - outstanding.count)
+                journalCall { try journal.readCommitted(after: cursor, limit: limit, into: &batch) }
+                batch.forEach { row in
+                    let topic = row.kind == .reading ? config.kafka.readingsTopic : config.kafka.deadletterTopic
                     do throws(KafkaError) {
-                        try producer.produce(topic: topic, key: Array(e.machine.utf8), value: e.payload, headers: headers(for: e), id: UInt64(e.seq))
+                        try producer.produce(topic: topic, key: row.machine, value: row.payload, id: UInt64(row.seq)) { list in
+                            addHeaders(seq: row.seq, mqttTopic: row.mqttTopic, reason: row.reason, receivedAt: row.receivedAt, to: list)
+                        }
                     } catch {
                         if error.kind != .queueFull {
                             logger.error("produce failed, will retry from the journal: \(error)")
                             Counter(label: "forewarn_gateway_kafka_delivery_errors_total", dimensions: [("error", "\(error.kind)")]).increment()
                             retryAfter = now + .milliseconds(500)
                         }
-                        break
+                        return false
                     }
-                    outstanding[e.seq] = e.kind
-                    cursor = e.seq
+                    outstanding.handed(row.seq, kind: row.kind)
+                    cursor = row.seq
                     handed += 1
+                    return true
                 }
             }
 
             // Delivery reports.
-            var delivered: [Int64] = []
+            var delivered = 0
             var deadLetters = 0
-            for event in producer.poll(timeout: handed > 0 ? .zero : .milliseconds(10)) {
+            if pendingDeletes.isEmpty { pendingSince = now }
+            try producer.poll(timeout: handed > 0 ? .zero : .milliseconds(10)) { (event) throws(KafkaError) in
                 switch event {
                 case let .delivered(id, _, _):
-                    if outstanding.removeValue(forKey: Int64(id)) == .deadLetter { deadLetters += 1 }
-                    delivered.append(Int64(id))
+                    if outstanding.reported(Int64(id)) == .deadLetter { deadLetters += 1 }
+                    pendingDeletes.append(Int64(id))
+                    delivered += 1
                 case let .failed(id, error):
-                    outstanding.removeValue(forKey: Int64(id))
+                    _ = outstanding.reported(Int64(id))
                     Counter(label: "forewarn_gateway_kafka_delivery_errors_total", dimensions: [("error", "\(error.kind)")]).increment()
                     if !rewinding {
                         rewinding = true
@@ -184,11 +205,9 @@ public final class ForwarderService: Service, @unchecked Sendable {
                     logger.warning("\(error)")
                 }
             }
-            if !delivered.isEmpty {
-                if pendingDeletes.isEmpty { pendingSince = now }
-                pendingDeletes.append(contentsOf: delivered)
+            if delivered > 0 {
                 health.kafka(reachable: true)
-                readingsOut.increment(by: delivered.count - deadLetters)
+                readingsOut.increment(by: delivered - deadLetters)
                 deadLettersOut.increment(by: deadLetters)
             }
             // The journal dropped entries (drop-oldest, max-age): what librdkafka still queues may
@@ -208,6 +227,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
                 flushDeletes()
             }
             if rewinding && outstanding.isEmpty {
+                deletes.waitUntilDone()   // the journal read again from the start must not hold what was delivered
                 rewinding = false
                 cursor = 0
                 retryAfter = now + .milliseconds(200)
@@ -221,6 +241,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
             if let since = stopping {
                 let caughtUp = outstanding.isEmpty && (try? journal.readCommitted(after: cursor, limit: 1).isEmpty) ?? true
                 if caughtUp || now - since >= config.kafka.flushTimeout {
+                    deletes.waitUntilDone()
                     if !outstanding.isEmpty {
                         logger.warning("flush timeout: \(outstanding.count) records not acknowledged; they stay in the journal for the next start")
                         producer.purgeAll()
@@ -237,6 +258,9 @@ public final class ForwarderService: Service, @unchecked Sendable {
     /// Delivered seqs gathered before the journal deletes them: at most this many, for at most `deleteDelay`.
     static let deleteBatch = 8192
     static let deleteDelay: Duration = .milliseconds(10)
+    /// Delivered seqs queued for the journal-deletes thread (8 bytes each) beyond which the
+    /// forwarder reads no more entries until it catches up: a bound on memory, and on the re-sends after a crash.
+    static let maxDeletesWaiting = 3 * deleteBatch
 
     /// Runs a journal call; a failure is logged, reported in health, and retried later.
     @discardableResult
@@ -294,19 +318,118 @@ public final class ForwarderService: Service, @unchecked Sendable {
     }
 }
 
+/// Whether the forwarder reads (and hands to librdkafka) more journal entries now.
+enum ReadGate {
+    /// While fewer than `maxInFlight` records are in flight, and the deletes of delivered ones
+    /// are not `maxDeletesWaiting` behind.
+    static func mayRead(inFlight: Int, maxInFlight: Int, deletesWaiting: Int, maxDeletesWaiting: Int) -> Bool {
+        inFlight < maxInFlight && deletesWaiting < maxDeletesWaiting
+    }
+}
+
+/// Delivered seqs handed from the forwarder to the thread that deletes them from the journal.
+/// An entry is still deleted only after its delivery report; a crash before the delete means a
+/// re-send with the same seq, as before.
+// @unchecked: all state is guarded by `condition`.
+final class DeleteQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var queued: [Int64] = []
+    private var spare: [Int64] = []   // the batch being deleted; swapped with `queued`, so both keep their capacity
+    private var deleting = 0   // seqs handed to `delete`, not yet done
+    private var finished = false
+
+    /// Seqs queued or being deleted.
+    var waiting: Int {
+        condition.lock(); defer { condition.unlock() }
+        return queued.count + deleting
+    }
+
+    /// Queues `seqs` and empties it (keeping its capacity).
+    func enqueue(_ seqs: inout [Int64]) {
+        condition.lock()
+        queued.append(contentsOf: seqs)
+        condition.broadcast()
+        condition.unlock()
+        seqs.removeAll(keepingCapacity: true)
+    }
+
+    /// Returns once everything queued so far is deleted.
+    func waitUntilDone() {
+        condition.lock()
+        while !queued.isEmpty || deleting > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    /// The thread ends once what is queued is deleted.
+    func finish() {
+        condition.lock()
+        finished = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The delete thread's loop: hands each batch to `delete` until `finish`.
+    func run(_ delete: ([Int64]) -> Void) {
+        condition.lock()
+        while true {
+            while queued.isEmpty && !finished { condition.wait() }
+            if queued.isEmpty { break }
+            swap(&queued, &spare)
+            deleting = spare.count
+            condition.unlock()
+            delete(spare)   // only this thread touches `spare`
+            condition.lock()
+            spare.removeAll(keepingCapacity: true)
+            deleting = 0
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
+}
+
+/// The records handed to librdkafka and not yet reported: librdkafka reports each exactly once
+/// (delivered, failed or purged), so a count does, plus the dead letters among them (rare) to
+/// count them apart. A dictionary of every seq in flight was a hash insert and remove per record.
+struct InFlight {
+    private(set) var count = 0
+    private var deadLetters: Set<Int64> = []
+
+    var isEmpty: Bool { count == 0 }
+
+    mutating func handed(_ seq: Int64, kind: JournalEntryKind) {
+        count += 1
+        if kind == .deadLetter { deadLetters.insert(seq) }
+    }
+
+    /// The report of `seq` came back: what it was.
+    mutating func reported(_ seq: Int64) -> JournalEntryKind {
+        count = max(0, count - 1)
+        return !deadLetters.isEmpty && deadLetters.remove(seq) != nil ? .deadLetter : .reading
+    }
+}
+
 /// The decimal digits of `n` as bytes (what `String(n).utf8` holds, without the String).
 func decimalBytes(_ n: Int64) -> [UInt8] {
-    if n == 0 { return [UInt8(ascii: "0")] }
-    var digits: [UInt8] = []
-    digits.reserveCapacity(20)
-    var m = n.magnitude
-    while m > 0 {
-        digits.append(UInt8(ascii: "0") + UInt8(m % 10))
-        m /= 10
+    withDecimalDigits(n) { Array($0) }
+}
+
+/// Calls `body` with the decimal digits of `n`, written into a stack buffer (one per record: no heap).
+func withDecimalDigits<R>(_ n: Int64, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    // 20 bytes: Int64.min is a sign and 19 digits.
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
+        var i = buf.count
+        var m = n.magnitude
+        repeat {
+            i -= 1
+            buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
+            m /= 10
+        } while m > 0
+        if n < 0 {
+            i -= 1
+            buf[i] = UInt8(ascii: "-")
+        }
+        return body(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buf[i...])))
     }
-    if n < 0 { digits.append(UInt8(ascii: "-")) }
-    digits.reverse()
-    return digits
 }
 
 /// Why the forwarder stopped on its own.

@@ -96,6 +96,70 @@ public struct JournalEntry: Sendable, Equatable {
     public var reason: String?
 }
 
+/// Committed entries copied out of the journal into one byte buffer (`Journal.readCommitted(after:limit:into:)`).
+/// Reused across reads, it keeps its capacity: no allocation per entry once it has grown.
+public struct JournalBatch: Sendable {
+    public struct Row: Sendable {
+        public var seq: Int64
+        public var kind: JournalEntryKind
+        public var receivedAt: Int64
+        var machine: Range<Int>
+        var mqttTopic: Range<Int>
+        var payload: Range<Int>
+        var reason: Range<Int>?
+    }
+
+    /// One entry's fields; the buffers are valid only inside `withRow`.
+    public struct RowView {
+        public var seq: Int64
+        public var kind: JournalEntryKind
+        public var receivedAt: Int64
+        public var machine: UnsafeRawBufferPointer
+        public var mqttTopic: UnsafeRawBufferPointer
+        public var payload: UnsafeRawBufferPointer
+        public var reason: UnsafeRawBufferPointer?
+    }
+
+    public private(set) var rows: [Row] = []
+    private var bytes: [UInt8] = []
+
+    public init() {}
+
+    mutating func removeAll() {
+        rows.removeAll(keepingCapacity: true)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func copy(_ b: UnsafeRawBufferPointer) -> Range<Int> {
+        let start = bytes.count
+        bytes.append(contentsOf: b)
+        return start..<bytes.count
+    }
+
+    mutating func append(seq: Int64, kind: JournalEntryKind, machine: UnsafeRawBufferPointer, mqttTopic: UnsafeRawBufferPointer,
+                         receivedAt: Int64, payload: UnsafeRawBufferPointer, reason: UnsafeRawBufferPointer?) {
+        rows.append(Row(seq: seq, kind: kind, receivedAt: receivedAt, machine: copy(machine), mqttTopic: copy(mqttTopic),
+                        payload: copy(payload), reason: reason.map { copy($0) }))
+    }
+
+    /// Calls `body` with every row in order, until it returns false.
+    public func forEach(_ body: (RowView) -> Bool) {
+        bytes.withUnsafeBytes { all in
+            for r in rows where !body(view(r, all)) { break }
+        }
+    }
+
+    public func withRow<R>(_ i: Int, _ body: (RowView) -> R) -> R {
+        bytes.withUnsafeBytes { body(view(rows[i], $0)) }
+    }
+
+    private func view(_ r: Row, _ all: UnsafeRawBufferPointer) -> RowView {
+        RowView(seq: r.seq, kind: r.kind, receivedAt: r.receivedAt, machine: UnsafeRawBufferPointer(rebasing: all[r.machine]),
+                mqttTopic: UnsafeRawBufferPointer(rebasing: all[r.mqttTopic]), payload: UnsafeRawBufferPointer(rebasing: all[r.payload]),
+                reason: r.reason.map { UnsafeRawBufferPointer(rebasing: all[$0]) })
+    }
+}
+
 public struct JournalDrop: Sendable, Hashable {
     public var machine: String
     public var reason: String   // "max-bytes" or "max-age"
@@ -512,10 +576,25 @@ public final class Journal: Sendable {
     /// Committed entries with `seq > after`, in order (entries already delivered are skipped,
     /// also while their deletes wait in memory for the disk).
     public func readCommitted(after: Int64, limit: Int) throws(JournalError) -> [JournalEntry] {
-        try inner.withLock { (s: inout Inner) throws(JournalError) -> [JournalEntry] in
+        var batch = JournalBatch()
+        try readCommitted(after: after, limit: limit, into: &batch)
+        return batch.rows.indices.map { i in
+            batch.withRow(i) { r in
+                JournalEntry(seq: r.seq, kind: r.kind, machine: String(decoding: r.machine, as: UTF8.self),
+                             mqttTopic: String(decoding: r.mqttTopic, as: UTF8.self), receivedAt: r.receivedAt,
+                             payload: Array(r.payload), reason: r.reason.map { String(decoding: $0, as: UTF8.self) })
+            }
+        }
+    }
+
+    /// The entries `readCommitted` returns, copied into `batch` (emptied first): one buffer the
+    /// caller reuses, so a drained entry costs no Strings or arrays of its own (they were a
+    /// third of the drain's allocations), and the lock is held for the copy only.
+    public func readCommitted(after: Int64, limit: Int, into batch: inout JournalBatch) throws(JournalError) {
+        batch.removeAll()
+        try inner.withLock { (s: inout Inner) throws(JournalError) in
             let q = s.selectAfter
             var from = after
-            var out: [JournalEntry] = []
             for _ in 0..<10_000 {
                 q.reset()
                 q.bind(1, from)
@@ -526,13 +605,11 @@ public final class Journal: Sendable {
                     rows += 1
                     from = q.int64(0)
                     if s.kept.isDeleted(from) { continue }
-                    out.append(JournalEntry(seq: from, kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading,
-                                            machine: q.string(2) ?? "", mqttTopic: q.string(3) ?? "", receivedAt: q.int64(4),
-                                            payload: q.blob(5), reason: q.isNull(6) ? nil : q.string(6)))
+                    batch.append(seq: from, kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading, machine: q.bytes(2),
+                                 mqttTopic: q.bytes(3), receivedAt: q.int64(4), payload: q.bytes(5), reason: q.isNull(6) ? nil : q.bytes(6))
                 }
-                if !out.isEmpty || rows < limit { break }
+                if !batch.rows.isEmpty || rows < limit { break }
             }
-            return out
         }
     }
 
@@ -551,7 +628,7 @@ public final class Journal: Sendable {
                         else { for seq in run { _ = try delete(&s, seq: seq) } }
                         // A large delete rewrites many pages into the WAL at once: commit in bounded
                         // steps, so draining a full journal never needs more than the reserve.
-                        if s.kept.deletes.count >= deletesPerCommit { try commit(&s) }
+                        if s.kept.deleteCount >= deletesPerCommit { try commit(&s) }
                     }
                     return
                 } catch { fail(&s, error) }
@@ -725,6 +802,7 @@ public final class Journal: Sendable {
     /// later COMMIT would fail with "no transaction is active"), and keep everything in memory.
     private func fail(_ s: inout Inner, _ error: JournalError) {
         if s.conn.isInTransaction { try? s.conn.exec("ROLLBACK") }
+        s.kept.expandRanges()   // written again one by one, in chunks
         s.inTransaction = false
         s.lastInsertedSeq = s.committedSeq
         if s.failure == nil {
@@ -866,7 +944,7 @@ public final class Journal: Sendable {
         while try d.step() {}
         s.entries -= Int(count)
         s.bytes -= size
-        for seq in range { s.kept.delete(seq) }
+        s.kept.delete(range: range)
     }
 
     /// Writes a kept delete again (already counted).

@@ -166,6 +166,14 @@ final class SQLiteStatement {
         guard let p = sqlite3_column_text(stmt, col) else { return nil }
         return String(cString: p)
     }
+    /// The column's bytes (text without its terminator, or blob) in SQLite's buffer: valid until
+    /// the next step, reset or column call of another type on this column.
+    func bytes(_ col: Int32) -> UnsafeRawBufferPointer {
+        // sqlite3_column_blob first, then _bytes: the order SQLite documents for a stable pointer.
+        let p = sqlite3_column_blob(stmt, col)
+        let n = Int(sqlite3_column_bytes(stmt, col))
+        return UnsafeRawBufferPointer(start: n > 0 ? p : nil, count: n > 0 ? n : 0)
+    }
     func blob(_ col: Int32) -> [UInt8] {
         let n = Int(sqlite3_column_bytes(stmt, col))
         guard n > 0, let p = sqlite3_column_blob(stmt, col) else { return [] }

@@ -263,12 +263,20 @@ public struct KeptWrites: Sendable {
 
     public private(set) var appends: [Append] = []
     public private(set) var deletes: Set<Int64> = []
+    /// Range deletes of the open transaction, as ranges: a drain deletes ~1,000,000 seqs, and a
+    /// hash insert for each was a few percent of it. Only a failed write needs them one by one
+    /// (`expandRanges`); until then `isDeleted` looks here too.
+    private var deletedRanges: [ClosedRange<Int64>] = []
+    /// No seq above this is deleted (a bound: reads after the forwarder's cursor skip the lookups).
+    private var highestDeleted = Int64.min
 
     public init() {}
 
-    public var isEmpty: Bool { appends.isEmpty && deletes.isEmpty }
+    public var isEmpty: Bool { appends.isEmpty && deletes.isEmpty && deletedRanges.isEmpty }
     /// Entries kept (not message count).
     public var entryCount: Int { appends.reduce(0) { $0 + $1.entries.count } }
+    /// Deletes kept (a seq in two ranges counts twice: it only bounds a transaction's size).
+    public var deleteCount: Int { deletedRanges.reduce(deletes.count) { $0 + $1.count } }
 
     public mutating func append(_ entries: [NewJournalEntry], digest: Int64?) {
         appends.append(Append(entries: entries, digest: digest))
@@ -276,11 +284,31 @@ public struct KeptWrites: Sendable {
 
     /// Records a delete; false if it was recorded before.
     @discardableResult
-    public mutating func delete(_ seq: Int64) -> Bool { deletes.insert(seq).inserted }
+    public mutating func delete(_ seq: Int64) -> Bool {
+        if isDeleted(seq) { return false }
+        highestDeleted = max(highestDeleted, seq)
+        return deletes.insert(seq).inserted
+    }
 
-    public func isDeleted(_ seq: Int64) -> Bool { deletes.contains(seq) }
+    /// Records the deletes of every seq in `range`.
+    public mutating func delete(range: ClosedRange<Int64>) {
+        deletedRanges.append(range)
+        highestDeleted = max(highestDeleted, range.upperBound)
+    }
 
-    /// The deletes in rising seq order, in chunks of at most `size`, so each chunk's WAL growth is bounded.
+    public func isDeleted(_ seq: Int64) -> Bool {
+        if seq > highestDeleted { return false }
+        return deletes.contains(seq) || deletedRanges.contains { $0.contains(seq) }
+    }
+
+    /// Turns the kept ranges into single seqs (after a failed write: they are written again in chunks).
+    public mutating func expandRanges() {
+        for r in deletedRanges { for seq in r { deletes.insert(seq) } }
+        deletedRanges.removeAll()
+    }
+
+    /// The deletes in rising seq order, in chunks of at most `size`, so each chunk's WAL growth is
+    /// bounded (call `expandRanges` first).
     public func deleteChunks(size: Int) -> [[Int64]] {
         let sorted = deletes.sorted()
         return stride(from: 0, to: sorted.count, by: max(1, size)).map { Array(sorted[$0..<min($0 + max(1, size), sorted.count)]) }
@@ -293,6 +321,8 @@ public struct KeptWrites: Sendable {
     public mutating func clear() {
         appends.removeAll(keepingCapacity: true)
         deletes.removeAll(keepingCapacity: true)
+        deletedRanges.removeAll(keepingCapacity: true)
+        highestDeleted = .min
     }
 }
 

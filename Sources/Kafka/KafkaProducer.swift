@@ -73,65 +73,88 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Enqueues one record. `id` comes back in its delivery report.
     /// Throws `.queueFull` when librdkafka's queue is full: poll, then try again.
     public func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) throws(KafkaError) {
-        let hdrs = rd_kafka_headers_new(headers.count)!
-        for h in headers {
-            // withCString: passing the String itself made a heap copy of the name for each header.
-            _ = h.key.withCString { name in
-                h.value.withUnsafeBytes { buf in
-                    rd_kafka_header_add(hdrs, name, -1, buf.baseAddress, buf.count)
-                }
+        let failure: KafkaError? = value.withUnsafeBytes { valueBuf in
+            withKeyBytes(key) { keyBuf in
+                do throws(KafkaError) {
+                    try produce(topic: topic, key: keyBuf, value: valueBuf, id: id) { list in
+                        for h in headers { h.value.withUnsafeBytes { list.add(h.key, $0) } }
+                    }
+                    return nil
+                } catch { return error }
             }
         }
+        if let failure { throw failure }
+    }
+
+    /// Enqueues one record from borrowed buffers (librdkafka copies them before this returns);
+    /// `headers` adds the record's headers. The forwarder produces straight from the journal's
+    /// rows with this: no array or String per record.
+    public func produce(topic: String, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, id: UInt64,
+                        headers: (KafkaHeaderList) -> Void) throws(KafkaError) {
+        let list = KafkaHeaderList(hdrs: rd_kafka_headers_new(4)!)
+        headers(list)
         let err: rd_kafka_resp_err_t? = topic.withCString { topicPtr in
-            value.withUnsafeBytes { valueBuf in
-                withKeyBytes(key) { keyPtr, keyLen in
-                    // On the stack: this runs once per record (a heap array was one malloc each).
-                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { vus in
-                        vus.initialize(repeating: rd_kafka_vu_t())
-                        vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
-                        vus[0].u.cstr = topicPtr
-                        vus[1].vtype = RD_KAFKA_VTYPE_VALUE
-                        vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: valueBuf.baseAddress)
-                        vus[1].u.mem.size = valueBuf.count
-                        vus[2].vtype = RD_KAFKA_VTYPE_KEY
-                        vus[2].u.mem.ptr = UnsafeMutableRawPointer(mutating: keyPtr)
-                        vus[2].u.mem.size = keyLen
-                        vus[3].vtype = RD_KAFKA_VTYPE_OPAQUE
-                        vus[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(id))
-                        vus[4].vtype = RD_KAFKA_VTYPE_HEADERS
-                        vus[4].u.headers = hdrs
-                        // librdkafka must copy value and key: the Swift buffers die when this returns.
-                        vus[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS
-                        vus[5].u.i = RD_KAFKA_MSG_F_COPY
-                        guard let error = rd_kafka_produceva(handle, vus.baseAddress, vus.count) else { return nil }
-                        let code = rd_kafka_error_code(error)
-                        rd_kafka_error_destroy(error)
-                        return code
-                    }
-                }
+            // On the stack: this runs once per record (a heap array was one malloc each).
+            withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { vus in
+                vus.initialize(repeating: rd_kafka_vu_t())
+                vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
+                vus[0].u.cstr = topicPtr
+                vus[1].vtype = RD_KAFKA_VTYPE_VALUE
+                // An empty value or key stays empty, not null (a null value is a tombstone), as an
+                // empty array's buffer was: librdkafka tells them apart by the pointer.
+                vus[1].u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress ?? Self.empty)
+                vus[1].u.mem.size = value.count
+                vus[2].vtype = RD_KAFKA_VTYPE_KEY
+                vus[2].u.mem.ptr = key.map { UnsafeMutableRawPointer(mutating: $0.baseAddress ?? Self.empty) } ?? nil
+                vus[2].u.mem.size = key?.count ?? 0
+                vus[3].vtype = RD_KAFKA_VTYPE_OPAQUE
+                vus[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(id))
+                vus[4].vtype = RD_KAFKA_VTYPE_HEADERS
+                vus[4].u.headers = list.hdrs
+                // librdkafka must copy value and key: the caller's buffers die when this returns.
+                vus[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                vus[5].u.i = RD_KAFKA_MSG_F_COPY
+                guard let error = rd_kafka_produceva(handle, vus.baseAddress, vus.count) else { return nil }
+                let code = rd_kafka_error_code(error)
+                rd_kafka_error_destroy(error)
+                return code
             }
         }
         if let err {
-            rd_kafka_headers_destroy(hdrs)  // on failure the headers stay ours
+            rd_kafka_headers_destroy(list.hdrs)  // on failure the headers stay ours
             throw KafkaError(code: err, context: "produce to \(topic)")
         }
     }
 
+    /// A pointer for empty buffers: never read (the size is 0), only not null.
+    private static var empty: UnsafeRawPointer { UnsafeRawPointer(bitPattern: 1)! }
+
     /// Waits up to `timeout` for events, then returns every event that is ready (up to `max`).
     public func poll(timeout: Duration, max: Int = 10_000) -> [KafkaProducerEvent] {
         var out: [KafkaProducerEvent] = []
+        poll(timeout: timeout, max: max) { out.append($0) }
+        return out
+    }
+
+    /// Waits up to `timeout` for events, then hands every event that is ready (up to `max`) to
+    /// `handle`, in order, without an array (the forwarder takes up to 10,000 reports a call).
+    /// Returns how many were handled; an error thrown by `handle` ends the poll.
+    @discardableResult
+    public func poll<E: Error>(timeout: Duration, max: Int = 10_000, _ handle: (KafkaProducerEvent) throws(E) -> Void) throws(E) -> Int {
+        var count = 0
         var wait = Int32(timeout.milliseconds)
-        while out.count < max, let event = rd_kafka_queue_poll(queue, wait) {
+        while count < max, let event = rd_kafka_queue_poll(queue, wait) {
             wait = 0
             defer { rd_kafka_event_destroy(event) }
             switch Int32(rd_kafka_event_type(event)) {
             case Int32(RD_KAFKA_EVENT_DR):
                 while let msg = rd_kafka_event_message_next(event) {
                     let id = UInt64(UInt(bitPattern: msg.pointee._private))
+                    count += 1
                     if msg.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                        out.append(.delivered(id: id, partition: msg.pointee.partition, offset: msg.pointee.offset))
+                        try handle(.delivered(id: id, partition: msg.pointee.partition, offset: msg.pointee.offset))
                     } else {
-                        out.append(.failed(id: id, error: KafkaError(code: msg.pointee.err, context: "delivery")))
+                        try handle(.failed(id: id, error: KafkaError(code: msg.pointee.err, context: "delivery")))
                     }
                 }
             case Int32(RD_KAFKA_EVENT_ERROR):
@@ -140,14 +163,15 @@ public final class KafkaProducer: @unchecked Sendable {
                 let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? ""
                 var error = KafkaError(code: code, context: "kafka")
                 error.message = "kafka: \(text)"
-                out.append(.error(error, fatal: fatal))
+                count += 1
+                try handle(.error(error, fatal: fatal))
             case Int32(RD_KAFKA_EVENT_LOG):
                 logEvent(event, logger: logger)
             default:
                 break
             }
         }
-        return out
+        return count
     }
 
     /// Makes a `poll` that is waiting (or the next one, if none is) return at once, from any
@@ -186,9 +210,19 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 }
 
-func withKeyBytes<R>(_ key: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
-    guard let key else { return body(nil, 0) }
-    return key.withUnsafeBytes { body($0.baseAddress, $0.count) }
+func withKeyBytes<R>(_ key: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+    guard let key else { return body(nil) }
+    return key.withUnsafeBytes { body($0) }
+}
+
+/// The headers of one record being produced (`KafkaProducer.produce(topic:key:value:id:headers:)`).
+public struct KafkaHeaderList {
+    let hdrs: OpaquePointer
+    /// Adds a header; librdkafka copies name and value.
+    public func add(_ name: String, _ value: UnsafeRawBufferPointer) {
+        // withCString: passing the String itself made a heap copy of the name for each header.
+        _ = name.withCString { rd_kafka_header_add(hdrs, $0, -1, value.baseAddress, value.count) }
+    }
 }
 
 extension Duration {

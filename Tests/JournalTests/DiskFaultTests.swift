@@ -176,6 +176,22 @@ struct KeptWritesTests {
         #expect(k.isDeleted(10) && !k.isDeleted(11))
     }
 
+    @Test("range deletes are kept as ranges until a failed write expands them")
+    func rangeDeletes() {
+        var k = KeptWrites()
+        k.delete(range: 10...13)
+        k.delete(2)
+        #expect(k.isDeleted(12) && k.isDeleted(2) && !k.isDeleted(9) && !k.isDeleted(14) && !k.isDeleted(3))
+        #expect(k.deleteCount == 5 && !k.isEmpty)
+        let again = k.delete(11)
+        #expect(!again, "a seq inside a kept range is deleted already")
+        k.expandRanges()
+        #expect(k.deleteChunks(size: 4) == [[2, 10, 11, 12], [13]])
+        #expect(k.deleteCount == 5 && k.isDeleted(13))
+        k.clear()
+        #expect(k.isEmpty && !k.isDeleted(2) && k.deleteCount == 0)
+    }
+
     @Test func deletesAreWrittenInRisingChunks() {
         var k = KeptWrites()
         for s in [9, 3, 7, 1, 5, 2] { k.delete(Int64(s)) }

@@ -76,6 +76,46 @@ struct JournalTests {
         #expect(try reopened.readCommitted(after: 0, limit: 1000).map(\.seq) == [41, 43, 44] + Array(61...100))
     }
 
+    @Test("a reused batch holds exactly what readCommitted returns, fields intact")
+    func batchReadMatchesEntries() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1000, commitInterval: .seconds(60)), logger: logger)
+        try j.append((0..<6).map { entry("m\($0 % 2)", $0, bytes: $0 * 7) })   // the first payload is empty
+        try j.append([NewJournalEntry(kind: .deadLetter, machine: "", mqttTopic: "factory/s1/bad", receivedAt: 77,
+                                      payload: Array("not json".utf8), reason: "parse: no value")])
+        try j.commit()
+        var batch = JournalBatch()
+        try j.readCommitted(after: 0, limit: 100, into: &batch)
+        #expect(batch.rows.count == 7)
+        try j.readCommitted(after: 4, limit: 2, into: &batch)   // emptied first, then filled again
+        #expect(batch.rows.map(\.seq) == [5, 6])
+        let entries = try j.readCommitted(after: 0, limit: 100)
+        #expect(entries.map(\.payload.count) == [0, 7, 14, 21, 28, 35, 8])
+        #expect(entries[6].kind == .deadLetter && entries[6].reason == "parse: no value" && entries[6].machine == "" && entries[6].receivedAt == 77)
+        #expect(entries[1].machine == "m1" && entries[1].mqttTopic == "factory/s1/m1/v" && entries[1].reason == nil)
+        var seen: [Int64] = []
+        batch.forEach { row in
+            seen.append(row.seq)
+            return false   // stops after the first
+        }
+        #expect(seen == [5])
+    }
+
+    @Test("delivered ranges are skipped by reads before the commit, and counted once committed")
+    func rangeDeletesBeforeCommit() throws {
+        let p = path()
+        do {
+            let j = try Journal(options: JournalOptions(path: p, commitEvery: 1000, commitInterval: .seconds(60)), logger: logger)
+            try j.append((0..<40).map { entry("m1", $0) })
+            try j.commit()
+            try j.markDelivered(Array(1...20) + [30])
+            #expect(try j.readCommitted(after: 0, limit: 100).map(\.seq) == Array(21...29) + Array(31...40))
+            #expect(j.stats.entries == 19)
+            try j.commit()
+        }
+        let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
+        #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.seq) == Array(21...29) + Array(31...40))
+    }
+
     @Test func deliveredRunsSplitSortAndCap() {
         #expect(DeliveredRuns([], maxRun: 4).runs.isEmpty)
         #expect(DeliveredRuns([5, 3, 4, 9, 4, 1], maxRun: 100).runs == [1...1, 3...5, 9...9])
