@@ -135,7 +135,6 @@ public struct MachineDetector: Codable, Sendable {
         guard seen.count >= minSensors else { return }
         let declared = config.sensors.map(\.name).filter { slotIndex[$0].map { slots[$0].lastValue != nil } ?? false }
         let order = declared + seen.filter { !declared.contains($0) }.sorted()
-        guard order.count >= minSensors else { return }
         pca = PCAMonitor(sensors: order, params: config.multivariate, warmupCount: config.warmupCount)
         pcaSlots = Self.slotsOf(order, in: slotIndex)
     }

@@ -142,7 +142,7 @@ public final class DetectorService: Service, @unchecked Sendable {
         // Catching up on a backlog, librdkafka 2.0.2's fetcher pauses whenever the consumer queue
         // holds `queued.min.messages` (default 100,000, counted over all partitions) and resumes
         // late: 200,000 took the detector from ~110k to ~200k readings/s catching up on 8
-        // partitions, for ~50 MiB more at the peak (docs/benchmarks.md, "Session 10").
+        // partitions, for ~45 MiB more at the peak (docs/benchmarks.md, "Session 10").
         var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000", "queued.min.messages": "200000"]
         consumerProperties.merge(settings.kafkaProperties) { _, configured in configured }
         consumer = try KafkaConsumer(bootstrap: settings.bootstrap, groupID: settings.group, properties: consumerProperties, logger: logger)
@@ -203,16 +203,13 @@ public final class DetectorService: Service, @unchecked Sendable {
             heartbeat.beat()
             if let new = pendingModels.withLock({ p in defer { p = nil }; return p }) { apply(models: new) }
             consumer.pollEach(timeout: .milliseconds(100), max: 10_000) { polled in
-                guard case let .event(event) = polled else {
-                    if case let .record(r) = polled { process(r) }
-                    return
-                }
-                switch event {
-                case .message: break  // pollEach hands records over as views, never as copies
-                case let .assigned(tps): assign(tps)
-                case let .revoked(tps): revoke(tps)
-                case .partitionEOF: break
-                case let .error(e):
+                switch polled {
+                case let .record(r): process(r)
+                case .event(.message): break  // pollEach hands records over as views, never as copies
+                case let .event(.assigned(tps)): assign(tps)
+                case let .event(.revoked(tps)): revoke(tps)
+                case .event(.partitionEOF): break
+                case let .event(.error(e)):
                     logger.warning("\(e)")
                     status.update { $0.kafkaError = e.message }
                 }
@@ -239,10 +236,7 @@ public final class DetectorService: Service, @unchecked Sendable {
         // The partition's state and the machine's detector are mutated in place, through the
         // dictionaries: a copy taken out and put back copied every machine of the partition (and
         // each window of the machine being fed) on every reading (copy on write).
-        record(partitions[tp, default: PartitionState()].take(r, models: models, modelTimer: modelTimer), at: tp, offset: r.offset)
-    }
-
-    private func record(_ outcome: PartitionState.Outcome, at tp: TopicPartition, offset: Int64) {
+        let outcome = partitions[tp, default: PartitionState()].take(r, models: models, modelTimer: modelTimer)
         switch outcome {
         case .duplicate:
             duplicatesCounter.increment()
@@ -250,7 +244,7 @@ public final class DetectorService: Service, @unchecked Sendable {
             unparseableCounter.increment()
             if loggedUnparseable < 100 {
                 loggedUnparseable += 1
-                logger.warning("skipping unparseable reading at \(tp)@\(offset): \(error)")
+                logger.warning("skipping unparseable reading at \(tp)@\(r.offset): \(error)")
             }
         case let .scored(machine, ts, events):
             readingsScored += 1

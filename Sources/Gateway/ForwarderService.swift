@@ -408,11 +408,6 @@ struct InFlight {
     }
 }
 
-/// The decimal digits of `n` as bytes (what `String(n).utf8` holds, without the String).
-func decimalBytes(_ n: Int64) -> [UInt8] {
-    withDecimalDigits(n) { Array($0) }
-}
-
 /// Calls `body` with the decimal digits of `n`, written into a stack buffer (one per record: no heap).
 func withDecimalDigits<R>(_ n: Int64, _ body: (UnsafeRawBufferPointer) -> R) -> R {
     // 20 bytes: Int64.min is a sign and 19 digits.
