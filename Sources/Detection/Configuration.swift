@@ -127,7 +127,7 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// Tail probability that counts as the control limit (default 1e-6).
     public var gaussianTailLimit: Double = 1e-6
     /// Anomaly likelihood: window of past surprise values (|EWMA z|) it is judged against
-    /// (default 2000 readings).
+    /// (default 1000 readings).
     public var likelihoodWindow: Int = 1000
     /// Anomaly likelihood (and seasonal): averaged surprise values needed in the history before
     /// the test reports anything (default 1000, half the window: the tail of a thin history
@@ -141,6 +141,13 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// window and minimum history below) that also keeps 100k readings of noise alert-free:
     /// averages of |z| are right-skewed, so the Gaussian tail needs a stricter limit than 1e-5.
     public var likelihoodTailLimit: Double = 1e-6
+    /// Anomaly likelihood (and seasonal): the least spread (standard deviation) the history of
+    /// averaged surprise is judged with (default 0.25, in units of surprise). A stream that has
+    /// been quieter than white noise (a flat spell, a weekly profile that predicts well) has a
+    /// history with almost no spread, and then an ordinary reading is a tail event. White noise's
+    /// 10-reading mean of |z| has a spread of 0.19; 0.25 was chosen on NAB from 0.19…0.4
+    /// (docs/detection.md, "A floor under the surprise's spread").
+    public var likelihoodSpreadFloor: Double = 0.25
     /// Judge the averaged surprise by the fitted tail of its own history (peaks over threshold,
     /// a generalised Pareto tail as in SPOT) instead of a Gaussian tail (default false: on NAB
     /// it cut false positives by half but missed more windows; see docs/detection.md).

@@ -356,7 +356,7 @@ public struct SensorDetector: Codable, Sendable {
             guard let pt = tail.tailProbability(short.mean), pt < 1 else { return nil }
             return log(pt) / log(p.likelihoodTailLimit)
         }
-        let ssd = Swift.max(long.variance.squareRoot(), 1e-3)
+        let ssd = Swift.max(long.variance.squareRoot(), p.likelihoodSpreadFloor)
         let lz = (short.mean - long.mean) / ssd
         guard lz > 0 else { return nil }
         let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)

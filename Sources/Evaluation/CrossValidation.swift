@@ -16,8 +16,8 @@ public struct Candidate: Sendable {
 
 public enum Candidates {
     /// The NAB grid: the shipped default first, then the settings that decide how sensitive the
-    /// univariate chain is — the risk level of the self-calibrated threshold, its history, the
-    /// novelty test's vigilance, shape width and rest — how many steps a score must hold
+    /// univariate chain is — the risk level of the self-calibrated threshold, its history, the least spread it is
+    /// judged with, the novelty test's vigilance, shape width and rest — how many steps a score must hold
     /// before an alert opens, and which openings count as a daily recurrence. (NAB streams are univariate: the PCA settings do not apply.)
     public static func nab(base: DetectorConfiguration = DetectorConfiguration()) -> [Candidate] {
         var out = [Candidate(name: "default", config: base)]
@@ -26,6 +26,9 @@ public enum Candidates {
         }
         for w in [500, 1000, 2000, 4000] where w != base.univariate.likelihoodWindow {
             out.append(variant(base, "likelihood-window=\(w)") { $0.univariate.likelihoodWindow = w })
+        }
+        for f in [0.001, 0.19, 0.35] where f != base.univariate.likelihoodSpreadFloor {
+            out.append(variant(base, "likelihood-spread-floor=\(f)") { $0.univariate.likelihoodSpreadFloor = f })
         }
         for (name, learn, evt) in [("no-warmup-learning", false, base.univariate.calibratedTail), ("pareto-tail", true, true)] {
             let c = variant(base, name) { $0.univariate.learnDuringWarmup = learn; $0.univariate.calibratedTail = evt }
