@@ -273,6 +273,9 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     public var excursionSettleFraction: Double = 0.1
     /// How long the ratio must stay below `excursionSettleFraction` of its peak, ms (default 10 000).
     public var excursionSettleMs: Int64 = 10_000
+    /// And how many readings at least (default 10: at SKAB's 1 s rows the 10 s bind, at one
+    /// snapshot every 10 minutes 10 readings are 90 minutes, not the 2 readings 10 s would allow).
+    public var excursionSettleReadings: Int = 10
 
     public init() {}
 }

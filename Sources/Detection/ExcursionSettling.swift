@@ -6,13 +6,17 @@
 // monitor re-baselines on the new state). A deviation that grows again alerts anew, and the
 // reference decays back to 1 as the machine returns to its trained state.
 // A fault that keeps growing (wear) or holds its level never falls to a tenth of its peak, so
-// it is never settled. Pure value type, O(1) per step.
+// it is never settled. The hold counts both time and readings, so slow sampling does not
+// settle on one dip. Pure value type, O(1) per step.
 
 public struct ExcursionSettling: Codable, Sendable, Equatable {
     /// Share of the peak the ratio must stay below (0 = never settle).
     public let fraction: Double
     /// How long it must stay there, ms.
     public let holdMs: Int64
+    /// And for how many readings at least: on slow sampling (a snapshot every 10 minutes)
+    /// `holdMs` passes within two readings, and one dip of a spiky, growing fault is not a settled state.
+    public let holdReadings: Int
     /// The reference raw ratios are divided by (1 = the trained state).
     public private(set) var reference = 1.0
     /// Settled excursions so far (for evidence and tests).
@@ -20,15 +24,17 @@ public struct ExcursionSettling: Codable, Sendable, Equatable {
     private var peak = 0.0
     private var belowSince: Int64? = nil
     private var belowMax = 0.0
+    private var belowCount = 0
 
     /// Where a settled offset is put: half the alert limit, below the close threshold.
     static let settledRatio = 0.5
     /// Per step, how fast the reference follows the raw ratio down (about 100 steps).
     static let decay = 0.01
 
-    public init(fraction: Double, holdMs: Int64) {
+    public init(fraction: Double, holdMs: Int64, holdReadings: Int = 10) {
         self.fraction = fraction
         self.holdMs = holdMs
+        self.holdReadings = holdReadings
     }
 
     /// `raw` relative to the reference.
@@ -47,8 +53,9 @@ public struct ExcursionSettling: Codable, Sendable, Equatable {
             if r < fraction * peak {
                 let since = belowSince ?? ts
                 belowMax = belowSince == nil ? raw : Swift.max(belowMax, raw)
+                belowCount = belowSince == nil ? 1 : belowCount + 1
                 belowSince = since
-                if ts - since >= holdMs {
+                if ts - since >= holdMs, belowCount >= holdReadings {
                     reference = Swift.max(reference, belowMax / Self.settledRatio)
                     settled += 1
                     peak = 0

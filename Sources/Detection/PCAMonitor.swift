@@ -190,7 +190,8 @@ public struct PCAMonitor: Codable, Sendable {
         self.params = params
         self.warmupCount = max(warmupCount, sensors.count + 2)
         smoothed = [Double](repeating: 0, count: sensors.count)
-        settling = ExcursionSettling(fraction: params.excursionSettleFraction, holdMs: params.excursionSettleMs)
+        settling = ExcursionSettling(fraction: params.excursionSettleFraction, holdMs: params.excursionSettleMs,
+                                       holdReadings: params.excursionSettleReadings)
     }
 
     public var isFitted: Bool { model != nil }

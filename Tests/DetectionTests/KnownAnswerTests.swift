@@ -131,6 +131,19 @@ struct KnownAnswerTests {
         #expect(s.reference < 1.01, "reference decays back to 1, got \(s.reference)")
     }
 
+    @Test("At one snapshot every 10 minutes, a dip of a growing fault below a tenth of its peak settles only after 10 readings")
+    func slowSamplingNeedsTenReadingsToSettle() {
+        var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+        var ts: Int64 = 0
+        func feed(_ raw: Double, readings: Int) { for _ in 0..<readings { s.step(raw: raw, ts: ts); ts += 600_000 } }
+        feed(0.2, readings: 20)
+        feed(80, readings: 3)                  // a burst of the fault
+        feed(6, readings: 9)                   // 80 minutes below a tenth of the peak: 10 s passed long ago
+        #expect(s.settled == 0 && s.relative(6) > 1, "a dip of 9 snapshots is not a settled state")
+        feed(6, readings: 1)
+        #expect(s.settled == 1 && s.relative(6) <= 0.5)
+    }
+
     @Test("Growing or holding faults never settle: wear keeps its alert through failure")
     func growingOrHoldingFaultsNeverSettle() {
         var ramp = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
