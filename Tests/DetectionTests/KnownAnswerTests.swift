@@ -1,6 +1,7 @@
 // Known-answer tests of the default univariate chain (MachineDetector with its default
 // configuration) on the stream shapes issue 8 names: a step, heavy-tailed noise, a
-// seasonal series with a level shift that settles, and a count series with zeros.
+// seasonal series with a level shift that settles, weekly seasonality, a count series with
+// zeros, irregular sampling with a gap, and a flat line.
 // All randomness is seeded, so each result is exact.
 import Foundation
 import Testing
@@ -112,6 +113,38 @@ struct KnownAnswerTests {
         #expect(shipped.all.count <= 1 && shipped.late.isEmpty, "openings: \(describe(shipped.all))")
         // The series is a real test of the floor: without it the later weekends open again.
         #expect(weekendOpenings(spreadFloor: 0.001).late.count >= 2)
+    }
+
+    @Test("A daily-seasonal series sampled every 1 to 10 minutes, with a 2-day gap, gives no alert over 30 days")
+    func irregularSamplingAndGapsAreQuiet() {
+        var rng = SplitMix64(seed: 13)
+        var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+        var events: [AlertEvent] = []
+        let day: Int64 = 86_400_000
+        var ts: Int64 = 0, readings = 0
+        while ts < 30 * day {
+            if ts < 15 * day || ts >= 17 * day {
+                let phase = 2 * Double.pi * Double(ts % day) / Double(day)
+                events += det.observe(ts: ts, values: ["x": 50 + 10 * sin(phase) + rng.nextGaussian()])
+                readings += 1
+            }
+            ts += 60_000 * Int64(1 + Int(rng.nextUnit() * 10))
+        }
+        #expect(readings > 6_000)
+        #expect(openings(events).filter { $0.kind == .machine }.isEmpty, "openings: \(describe(events))")
+        // The gap is a sensor-health finding, not a machine alert.
+        #expect(events.contains { $0.kind == .sensor && $0.model == "dropout" })
+    }
+
+    @Test("A flat line gives no alert; when it steps by 2.5 % it opens exactly one, within 3 readings")
+    func flatLineThenStep() {
+        var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+        var opened: [Int] = []
+        for i in 0..<8_640 {
+            let e = det.observe(ts: Int64(i) * fiveMinutes, values: ["x": i < 6_000 ? 20.0 : 20.5])
+            if e.contains(where: { $0.kind == .machine && $0.state == .open }) { opened.append(i) }
+        }
+        #expect(opened.count == 1 && opened.allSatisfy { $0 >= 6_000 && $0 < 6_003 }, "opened at \(opened)")
     }
 
     @Test("A settled excursion closes: a ratio that falls to a tenth of its peak and stays 10 s becomes the reference")
