@@ -191,7 +191,7 @@ public struct PCAMonitor: Codable, Sendable {
         self.warmupCount = max(warmupCount, sensors.count + 2)
         smoothed = [Double](repeating: 0, count: sensors.count)
         settling = ExcursionSettling(fraction: params.excursionSettleFraction, holdMs: params.excursionSettleMs,
-                                       holdReadings: params.excursionSettleReadings)
+                                       holdReadings: params.excursionSettleReadings, maxAgeMs: params.excursionSettleMaxAgeMs)
     }
 
     public var isFitted: Bool { model != nil }

@@ -164,17 +164,35 @@ struct KnownAnswerTests {
         #expect(s.reference < 1.01, "reference decays back to 1, got \(s.reference)")
     }
 
-    @Test("At one snapshot every 10 minutes, a dip of a growing fault below a tenth of its peak settles only after 10 readings")
+    @Test("At one reading a minute, a dip below a tenth of the peak settles only after 10 readings")
     func slowSamplingNeedsTenReadingsToSettle() {
+        var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+        var ts: Int64 = 0
+        func feed(_ raw: Double, readings: Int) { for _ in 0..<readings { s.step(raw: raw, ts: ts); ts += 60_000 } }
+        feed(0.2, readings: 20)
+        feed(80, readings: 3)                  // the event
+        feed(6, readings: 9)                   // 9 minutes below a tenth of the peak: 10 s passed long ago
+        #expect(s.settled == 0 && s.relative(6) > 1, "a dip of 9 readings is not a settled state")
+        feed(6, readings: 1)
+        #expect(s.settled == 1 && s.relative(6) <= 0.5)
+    }
+
+    @Test("An excursion older than an hour never settles: a fault building at one snapshot every 10 minutes keeps its alert through a dip")
+    func oldExcursionsNeverSettle() {
         var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
         var ts: Int64 = 0
         func feed(_ raw: Double, readings: Int) { for _ in 0..<readings { s.step(raw: raw, ts: ts); ts += 600_000 } }
         feed(0.2, readings: 20)
-        feed(80, readings: 3)                  // a burst of the fault
-        feed(6, readings: 9)                   // 80 minutes below a tenth of the peak: 10 s passed long ago
-        #expect(s.settled == 0 && s.relative(6) > 1, "a dip of 9 snapshots is not a settled state")
-        feed(6, readings: 1)
-        #expect(s.settled == 1 && s.relative(6) <= 0.5)
+        for k in 1...12 { feed(Double(k * k), readings: 1) }   // two hours of growth, to 144
+        feed(10, readings: 30)                                 // a five-hour dip below a tenth of the peak
+        #expect(s.settled == 0 && s.relative(10) == 10)
+        // The same dip after a 20-minute event settles.
+        var young = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+        ts = 0
+        for _ in 0..<20 { young.step(raw: 0.2, ts: ts); ts += 60_000 }
+        for _ in 0..<10 { young.step(raw: 144, ts: ts); ts += 60_000 }
+        for _ in 0..<10 { young.step(raw: 10, ts: ts); ts += 60_000 }
+        #expect(young.settled == 1)
     }
 
     @Test("Growing or holding faults never settle: wear keeps its alert through failure")
