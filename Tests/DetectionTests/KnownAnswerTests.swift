@@ -147,6 +147,30 @@ struct KnownAnswerTests {
         #expect(opened.count == 1 && opened.allSatisfy { $0 >= 6_000 && $0 < 6_003 }, "opened at \(opened)")
     }
 
+    /// A limit worth knowing, and its remedy: the PCA monitor's input smoothing spreads a
+    /// one-reading glitch over the open count, and the impulse filter keeps it out.
+    @Test("Single-snapshot glitches of one bearing (3 times its level) open PCA alerts; with the impulse filter none")
+    func glitchesNeedTheImpulseFilter() {
+        func openingCount(impulseFilter: Bool) -> (openings: Int, glitches: Int) {
+            var rng = SplitMix64(seed: 21)
+            var config = DetectorConfiguration(machine: "rig")
+            config.warmupCount = 648
+            config.univariate.impulseFilter = impulseFilter
+            var det = MachineDetector(config: config)
+            var n = 0, glitches = 0
+            for k in 0..<(30 * 144) {
+                var values: [String: Double] = [:]
+                for b in 0..<4 { values["b\(b)"] = 0.1 * (1 + 0.1 * Double(b)) * (1 + 0.03 * rng.nextGaussian()) }
+                if k >= 700, k % 400 == 0 { values["b\(k % 3)"]! *= 3; glitches += 1 }
+                n += det.observe(ts: Int64(k) * 600_000, values: values).filter { $0.kind == .machine && $0.state == .open }.count
+            }
+            return (n, glitches)
+        }
+        let plain = openingCount(impulseFilter: false)
+        #expect(plain.openings >= plain.glitches / 2, "\(plain.openings) openings for \(plain.glitches) glitches")
+        #expect(openingCount(impulseFilter: true).openings == 0)
+    }
+
     @Test("A settled excursion closes: a ratio that falls to a tenth of its peak and stays 10 s becomes the reference")
     func excursionSettles() {
         var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
