@@ -30,6 +30,17 @@ private func describe(_ events: [AlertEvent]) -> String {
 
 private let fiveMinutes: Int64 = 300_000
 
+/// Steps a settling rule (a tenth of the peak, held 10 s) at a fixed reading interval.
+private struct SettlingClock {
+    var settling = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
+    let intervalMs: Int64
+    var ts: Int64 = 0
+    init(intervalMs: Int64) { self.intervalMs = intervalMs }
+    mutating func feed(_ raw: Double, readings: Int) {
+        for _ in 0..<readings { settling.step(raw: raw, ts: ts); ts += intervalMs }
+    }
+}
+
 @Suite("Known answers on stream shapes, default configuration")
 struct KnownAnswerTests {
     @Test("A 6-sigma step in a stationary series opens exactly one alert, within 20 readings")
@@ -173,50 +184,43 @@ struct KnownAnswerTests {
 
     @Test("A settled excursion closes: a ratio that falls to a tenth of its peak and stays 10 s becomes the reference")
     func excursionSettles() {
-        var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
-        var ts: Int64 = 0
-        func feed(_ raw: Double, seconds: Int) { for _ in 0..<seconds { s.step(raw: raw, ts: ts); ts += 1000 } }
-        feed(0.2, seconds: 60)
-        feed(80, seconds: 30)                  // the event
-        feed(6, seconds: 9)                    // back below 8 (a tenth of the peak), not yet 10 s
-        #expect(s.settled == 0 && s.relative(6) > 1)
-        feed(6, seconds: 2)
-        #expect(s.settled == 1)
-        #expect(s.relative(6) <= 0.5, "the offset left behind is below the close threshold")
-        #expect(s.relative(13) > 1, "a deviation growing past twice the offset alerts again")
-        feed(0.2, seconds: 600)                // the machine returns to its trained state
-        #expect(s.reference < 1.01, "reference decays back to 1, got \(s.reference)")
+        var c = SettlingClock(intervalMs: 1000)
+        c.feed(0.2, readings: 60)
+        c.feed(80, readings: 30)               // the event
+        c.feed(6, readings: 9)                 // back below 8 (a tenth of the peak), not yet 10 s
+        #expect(c.settling.settled == 0 && c.settling.relative(6) > 1)
+        c.feed(6, readings: 2)
+        #expect(c.settling.settled == 1)
+        #expect(c.settling.relative(6) <= 0.5, "the offset left behind is below the close threshold")
+        #expect(c.settling.relative(13) > 1, "a deviation growing past twice the offset alerts again")
+        c.feed(0.2, readings: 600)             // the machine returns to its trained state
+        #expect(c.settling.reference < 1.01, "reference decays back to 1, got \(c.settling.reference)")
     }
 
     @Test("At one reading a minute, a dip below a tenth of the peak settles only after 10 readings")
     func slowSamplingNeedsTenReadingsToSettle() {
-        var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
-        var ts: Int64 = 0
-        func feed(_ raw: Double, readings: Int) { for _ in 0..<readings { s.step(raw: raw, ts: ts); ts += 60_000 } }
-        feed(0.2, readings: 20)
-        feed(80, readings: 3)                  // the event
-        feed(6, readings: 9)                   // 9 minutes below a tenth of the peak: 10 s passed long ago
-        #expect(s.settled == 0 && s.relative(6) > 1, "a dip of 9 readings is not a settled state")
-        feed(6, readings: 1)
-        #expect(s.settled == 1 && s.relative(6) <= 0.5)
+        var c = SettlingClock(intervalMs: 60_000)
+        c.feed(0.2, readings: 20)
+        c.feed(80, readings: 3)                // the event
+        c.feed(6, readings: 9)                 // 9 minutes below a tenth of the peak: 10 s passed long ago
+        #expect(c.settling.settled == 0 && c.settling.relative(6) > 1, "a dip of 9 readings is not a settled state")
+        c.feed(6, readings: 1)
+        #expect(c.settling.settled == 1 && c.settling.relative(6) <= 0.5)
     }
 
     @Test("An excursion older than an hour never settles: a fault building at one snapshot every 10 minutes keeps its alert through a dip")
     func oldExcursionsNeverSettle() {
-        var s = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
-        var ts: Int64 = 0
-        func feed(_ raw: Double, readings: Int) { for _ in 0..<readings { s.step(raw: raw, ts: ts); ts += 600_000 } }
-        feed(0.2, readings: 20)
-        for k in 1...12 { feed(Double(k * k), readings: 1) }   // two hours of growth, to 144
-        feed(10, readings: 30)                                 // a five-hour dip below a tenth of the peak
-        #expect(s.settled == 0 && s.relative(10) == 10)
-        // The same dip after a 20-minute event settles.
-        var young = ExcursionSettling(fraction: 0.1, holdMs: 10_000)
-        ts = 0
-        for _ in 0..<20 { young.step(raw: 0.2, ts: ts); ts += 60_000 }
-        for _ in 0..<10 { young.step(raw: 144, ts: ts); ts += 60_000 }
-        for _ in 0..<10 { young.step(raw: 10, ts: ts); ts += 60_000 }
-        #expect(young.settled == 1)
+        var old = SettlingClock(intervalMs: 600_000)
+        old.feed(0.2, readings: 20)
+        for k in 1...12 { old.feed(Double(k * k), readings: 1) }   // two hours of growth, to 144
+        old.feed(10, readings: 30)                                 // a five-hour dip below a tenth of the peak
+        #expect(old.settling.settled == 0 && old.settling.relative(10) == 10)
+        // The same dip after a 10-minute event settles.
+        var young = SettlingClock(intervalMs: 60_000)
+        young.feed(0.2, readings: 20)
+        young.feed(144, readings: 10)
+        young.feed(10, readings: 10)
+        #expect(young.settling.settled == 1)
     }
 
     @Test("Growing or holding faults never settle: wear keeps its alert through failure")
