@@ -106,8 +106,9 @@ public struct GatewayConfiguration: Sendable {
         public var readingsTopic: String
         /// `kafka.deadletter-topic`: default `forewarn.deadletter`.
         public var deadletterTopic: String
-        /// `kafka.max-in-flight`: journal entries handed to librdkafka and not yet reported. Default 5000
-        /// (10000 drained a 1,000,000-entry backlog no faster and held ~1.5 MiB more).
+        /// `kafka.max-in-flight`: journal entries handed to librdkafka and not yet reported. Default 2500
+        /// (5000 drained a 1,000,000-entry backlog no faster and held ~2 MiB more at the peak, 10000 ~1.5 MiB
+        /// more again: the records and the request buffers that copy them; docs/benchmarks.md, session 11).
         public var maxInFlight: Int
         /// `kafka.flush-timeout`: how long SIGTERM waits for outstanding deliveries. Default 10s.
         public var flushTimeout: Duration
@@ -250,7 +251,7 @@ public struct GatewayConfiguration: Sendable {
             bootstrap: r.string("kafka.bootstrap", default: "127.0.0.1:9092"),
             readingsTopic: r.string("kafka.readings-topic", default: "forewarn.readings"),
             deadletterTopic: r.string("kafka.deadletter-topic", default: "forewarn.deadletter"),
-            maxInFlight: try r.int("kafka.max-in-flight", default: 5_000, range: 1...1_000_000),
+            maxInFlight: try r.int("kafka.max-in-flight", default: 2_500, range: 1...1_000_000),
             flushTimeout: try r.duration("kafka.flush-timeout", default: .seconds(10)),
             properties: r.source.values(under: "kafka.properties"))
         if kafka.bootstrap.isEmpty { throw ConfigError(key: "kafka.bootstrap", "must not be empty (HOST:PORT[,HOST:PORT...])") }
