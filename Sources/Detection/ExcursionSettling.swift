@@ -37,7 +37,8 @@ public struct ExcursionSettling: Codable, Sendable, Equatable {
     /// Per step, how fast the reference follows the raw ratio down (about 100 steps).
     static let decay = 0.01
 
-    public init(fraction: Double, holdMs: Int64, holdReadings: Int = 10, maxAgeMs: Int64 = 3_600_000) {
+    public init(fraction: Double, holdMs: Int64, holdReadings: Int = MultivariateParameters().excursionSettleReadings,
+                maxAgeMs: Int64 = MultivariateParameters().excursionSettleMaxAgeMs) {
         self.fraction = fraction
         self.holdMs = holdMs
         self.holdReadings = holdReadings
