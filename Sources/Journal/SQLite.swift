@@ -174,11 +174,6 @@ final class SQLiteStatement {
         let n = Int(sqlite3_column_bytes(stmt, col))
         return UnsafeRawBufferPointer(start: n > 0 ? p : nil, count: n > 0 ? n : 0)
     }
-    func blob(_ col: Int32) -> [UInt8] {
-        let n = Int(sqlite3_column_bytes(stmt, col))
-        guard n > 0, let p = sqlite3_column_blob(stmt, col) else { return [] }
-        return Array(UnsafeRawBufferPointer(start: p, count: n))
-    }
 }
 
 extension JournalError {
