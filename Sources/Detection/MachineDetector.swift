@@ -316,26 +316,20 @@ struct SensorSlot: Sendable {
 
 /// The parts of a `SensorOutput` the fusion needs later; Codable for checkpoints.
 struct SensorOutputSnapshot: Codable, Sendable {
-    var ratios: [Double]
-    var robustZ: Double
-    var ewmaZ: Double
-    var slopePerSecond: Double
-    var timeToThresholdSeconds: Double?
-    var limitSeverity: Severity?
+    var ratios = [Double](repeating: 0, count: ModelKind.allCases.count)
+    var robustZ = 0.0
+    var ewmaZ = 0.0
+    var slopePerSecond = 0.0
+    var timeToThresholdSeconds: Double? = nil
+    var limitSeverity: Severity? = nil
 
-    init(_ o: SensorOutput) {
-        ratios = ModelKind.allCases.map { o.ratio($0) }
-        robustZ = o.robustZ
-        ewmaZ = o.ewmaZ
-        slopePerSecond = o.slopePerSecond
-        timeToThresholdSeconds = o.timeToThresholdSeconds
-        limitSeverity = o.limitSeverity
-    }
+    init(_ o: SensorOutput) { update(o) }
 
-    /// The same as `self = SensorOutputSnapshot(o)`, in the existing array (one allocation
-    /// less per reading).
+    /// Takes `o`'s values, in the existing array (one allocation less per reading than a new
+    /// snapshot).
     mutating func update(_ o: SensorOutput) {
-        guard ratios.count == ModelKind.allCases.count else { self = SensorOutputSnapshot(o); return }
+        // A checkpoint written with another list of models holds another count.
+        if ratios.count != ModelKind.allCases.count { ratios = [Double](repeating: 0, count: ModelKind.allCases.count) }
         for m in ModelKind.allCases { ratios[m.index] = o.ratio(m) }
         robustZ = o.robustZ
         ewmaZ = o.ewmaZ
