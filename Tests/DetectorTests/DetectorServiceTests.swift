@@ -145,10 +145,7 @@ struct DetectorServiceTests {
         let ackDeadline = Date().addingTimeInterval(20)
         while acked < 2 && Date() < ackDeadline { acked += producer.poll(timeout: .milliseconds(100)).count { if case .delivered = $0 { true } else { false } } }
         #expect(acked == 2)
-        func metric(_ name: String) -> Int {
-            httpGet(port: port, path: "/metrics").1.split(separator: "\n").first { $0.hasPrefix(name + " ") }
-                .flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? -1
-        }
+        func metric(_ name: String) -> Int { Int(metricSum(port: port, prefix: name + " ")) }
         let deadline = Date().addingTimeInterval(30)
         while metric("forewarn_detector_readings_total") + metric("forewarn_detector_duplicate_readings_total")
                 + metric("forewarn_detector_unparseable_readings_total") < 252 && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }

@@ -292,10 +292,7 @@ public final class GatewayProcess: @unchecked Sendable {
     }
 
     /// The value of a Prometheus sample line that starts with `prefix`, summed over matches.
-    public func metric(_ prefix: String) -> Double {
-        let (_, body) = get("/metrics")
-        return body.split(separator: "\n").filter { $0.hasPrefix(prefix) }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
-    }
+    public func metric(_ prefix: String) -> Double { metricSum(port: httpPort, prefix: prefix) }
 }
 
 /// A TCP connection to 127.0.0.1:port, or -1.
@@ -331,6 +328,12 @@ public func rawHTTPRequest(_ port: Int, _ request: String) -> [UInt8] {
 }
 
 /// A minimal HTTP GET over a raw socket (no dependencies), bounded to 5 s.
+/// The value of the Prometheus sample lines on 127.0.0.1:port/metrics that start with `prefix`, summed.
+public func metricSum(port: Int, prefix: String) -> Double {
+    httpGet(port: port, path: "/metrics").1.split(separator: "\n").filter { $0.hasPrefix(prefix) }
+        .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+}
+
 public func httpGet(port: Int, path: String) -> (Int, String) {
     let data = rawHTTPRequest(port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     let text = String(decoding: data, as: UTF8.self)
