@@ -277,8 +277,8 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     /// snapshot every 10 minutes 10 readings are 90 minutes, not the 2 readings 10 s would allow).
     public var excursionSettleReadings: Int = 10
     /// An excursion that has lasted longer than this, ms, never settles (default 3 600 000, an
-    /// hour): SKAB's settled events are all shorter than 30 minutes, while wear builds for hours
-    /// or days and dips on the way (docs/detection.md, "Settled excursions").
+    /// hour): SKAB's output is the same with any limit from 30 minutes up, while wear builds for
+    /// hours or days and dips on the way (docs/detection.md, "Settled excursions").
     public var excursionSettleMaxAgeMs: Int64 = 3_600_000
 
     public init() {}
