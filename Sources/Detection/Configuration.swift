@@ -280,6 +280,10 @@ public struct MultivariateParameters: Codable, Sendable, Equatable {
     /// hour): SKAB's output is the same with any limit from 30 minutes up, while wear builds for
     /// hours or days and dips on the way (docs/detection.md, "Settled excursions").
     public var excursionSettleMaxAgeMs: Int64 = 3_600_000
+    /// A vector beyond the limits on its own (unsmoothed), with the next one back within them
+    /// and none beyond them in the previous `glitchIsolation` readings, is a glitch and is kept
+    /// out of the monitor (default 10; 0 = off); see `GlitchGate`.
+    public var glitchIsolation: Int = 10
 
     public init() {}
 }

@@ -41,6 +41,8 @@ public struct MachineDetector: Codable, Sendable {
     public var machineAlertOpen: Bool { machineAlerts.isOpen }
     /// Operating-point changes (e.g. shift changes) the multivariate monitor has followed.
     public var operatingChangesFollowed: Int { pca?.operatingChanges ?? 0 }
+    /// Single-vector glitches the PCA monitor's gate kept out (see `GlitchGate`).
+    public var glitchesDropped: Int { pca?.droppedGlitches ?? 0 }
     /// Whether the multivariate monitor has finished its warm-up fit.
     public var isPCAFitted: Bool { pca?.isFitted ?? false }
 

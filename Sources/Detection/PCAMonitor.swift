@@ -120,7 +120,7 @@ public struct PCAModel: Codable, Sendable, Equatable {
 }
 
 /// Output of the PCA monitor for one aligned vector.
-public struct PCAOutput: Sendable, Equatable {
+public struct PCAOutput: Codable, Sendable, Equatable {
     public var fitted = false
     public var t2 = 0.0
     public var q = 0.0
@@ -167,6 +167,13 @@ public struct PCAMonitor: Codable, Sendable {
     private var model: PCAModel? = nil
     private var t2Limit = 1.0
     private var qLimit = 1.0
+    // Limits for one unsmoothed vector, and the gate that keeps single-vector glitches out.
+    private var rawT2Limit = 1.0
+    private var rawQLimit = 1.0
+    private var glitches: GlitchGate
+    private var heldVector: [Double]? = nil
+    private var heldTs: Int64 = 0
+    private var lastOutput = PCAOutput()
     private var smoothRatio = 0.0
     private var settling: ExcursionSettling
     /// The smoothed ratio relative to a settled excursion's offset (what is reported and judged).
@@ -192,19 +199,50 @@ public struct PCAMonitor: Codable, Sendable {
         smoothed = [Double](repeating: 0, count: sensors.count)
         settling = ExcursionSettling(fraction: params.excursionSettleFraction, holdMs: params.excursionSettleMs,
                                        holdReadings: params.excursionSettleReadings, maxAgeMs: params.excursionSettleMaxAgeMs)
+        glitches = GlitchGate(isolation: params.glitchIsolation)
     }
+
+    /// Glitches kept out of the monitor so far.
+    public var droppedGlitches: Int { glitches.dropped }
 
     public var isFitted: Bool { model != nil }
 
     /// Feed one aligned vector in `sensors` order, observed at `ts` (epoch ms).
     public mutating func observe(_ x: [Double], ts: Int64 = 0) -> PCAOutput {
-        var out = PCAOutput()
-        let d = sensors.count
         guard let m = model else {
             warmupRows.append(x)
             if warmupRows.count >= warmupCount { fit() }
-            return out
+            return PCAOutput()
         }
+        switch glitches.step(outOfLimits: isOutOfLimits(x, model: m)) {
+        case .feed:
+            break
+        case .hold:
+            heldVector = x
+            heldTs = ts
+            return lastOutput
+        case .feedHeldThenThis:
+            if let h = heldVector { _ = score(h, ts: heldTs, model: m) }
+            heldVector = nil
+        case .dropHeldThenFeed:
+            heldVector = nil
+        }
+        lastOutput = score(x, ts: ts, model: m)
+        return lastOutput
+    }
+
+    /// Whether one vector, unsmoothed, is beyond the raw limits.
+    private func isOutOfLimits(_ x: [Double], model m: PCAModel) -> Bool {
+        let d = sensors.count
+        var z = [Double](repeating: 0, count: d)
+        for i in 0..<d { z[i] = (x[i] - mean[i]) / scale[i] - offset[i] }
+        let (t2, q) = m.statistics(centred: z)
+        return max(params.t2Weight * t2 / rawT2Limit, params.qWeight * q / rawQLimit) >= 1
+    }
+
+    private mutating func score(_ x: [Double], ts: Int64, model m: PCAModel) -> PCAOutput {
+        var out = PCAOutput()
+        let d = sensors.count
         let recognise = params.operatingChangeRate > 0
         if recognise { remember(x, ts: ts) }
         let move = recognise ? recentMove(ts: ts) : (rate: 0.0, dominance: 1.0)
@@ -372,6 +410,17 @@ public struct PCAMonitor: Codable, Sendable {
         }
         t2Limit = max(Stats.quantile(t2s, params.limitQuantile) * params.limitMargin, 1e-9)
         qLimit = max(Stats.quantile(qs, params.limitQuantile) * params.limitMargin, 1e-9)
+        // The same limits for single unsmoothed vectors, which are noisier.
+        var rawT2s: [Double] = [], rawQs: [Double] = []
+        for r in warmupRows {
+            var z = [Double](repeating: 0, count: d)
+            for i in 0..<d { z[i] = (r[i] - fitted.mean[i]) / sd[i] }
+            let (t2, q) = fitted.statistics(centred: z)
+            rawT2s.append(t2)
+            rawQs.append(q)
+        }
+        rawT2Limit = max(Stats.quantile(rawT2s, params.limitQuantile) * params.limitMargin, 1e-9)
+        rawQLimit = max(Stats.quantile(rawQs, params.limitQuantile) * params.limitMargin, 1e-9)
         model = fitted
         offset = (0..<d).map { (fitted.mean[$0] - mu[$0]) / sd[$0] }
         warmupRows = []
