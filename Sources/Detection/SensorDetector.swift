@@ -186,7 +186,7 @@ public struct SensorDetector: Codable, Sendable {
         if p.impulseFilter {
             recentRaw.append(value)
             if recentRaw.count > 5 { recentRaw.removeFirst() }
-            if recentRaw.count == 5 { value = recentRaw.sorted()[2] }
+            if recentRaw.count == 5 { value = Self.medianOfFive(recentRaw) }
         }
         out.modelValue = value
 
@@ -206,22 +206,22 @@ public struct SensorDetector: Codable, Sendable {
         let dailyResidual = daily.update(ts: ts, value: value, alpha: p.seasonalAlpha)
         let weeklyResidual = weekly.update(ts: ts, value: value, alpha: p.seasonalAlpha)
 
-        if var w = warmup {
+        if warmup != nil {
             // The time-of-period residuals are learned during the warm-up too, so the seasonal
             // test is live when it ends.
             if p.learnDuringWarmup, let res = dailyResidual {
                 let z = Swift.min(daily.standardize(res, clamp: p.residualClamp, alpha: p.ewmaAlpha, floor: sigmaFloor), 20)
-                pushHistory(z, short: &residualShort, long: &residualLong, tail: &residualTail)
+                Self.pushHistory(z, short: &residualShort, long: &residualLong, tail: &residualTail, calibratedTail: p.calibratedTail)
             }
-            w.append(value)
+            // Appended in place: a copy taken out of the optional and put back copied the whole
+            // buffer on every warm-up reading.
+            warmup!.append(value)
             warmupMaxRun = Swift.max(warmupMaxRun, run)
             longWindow.push(value)
             shortWindow.push(value)
-            if w.count >= warmupCount {
-                finishWarmup(w)
+            if warmup!.count >= warmupCount {
+                finishWarmup(warmup!)
                 warmup = nil
-            } else {
-                warmup = w
             }
             return out
         }
@@ -296,7 +296,7 @@ public struct SensorDetector: Codable, Sendable {
         // swing is a large level residual but is predicted by the profile, so it is no surprise.
         let surprise = Swift.min(Swift.abs(ez), seasonalSignal ? (seasonalZ ?? .infinity) : .infinity, 20)
         surpriseShort.push(surprise)
-        if let r = tailRatio(short: surpriseShort, long: surpriseLong, tail: surpriseTail) { out.likelihoodRatio = r }
+        if let r = Self.tailRatio(short: surpriseShort, long: surpriseLong, tail: surpriseTail, params: p, warmupCount: warmupCount) { out.likelihoodRatio = r }
         surpriseLong.push(surpriseShort.mean)
         if p.calibratedTail { surpriseTail.push(surpriseShort.mean) }
 
@@ -306,7 +306,7 @@ public struct SensorDetector: Codable, Sendable {
         if let z = seasonalZ {
             let sz = Swift.min(z, 20)
             residualShort.push(sz)
-            if let r = tailRatio(short: residualShort, long: residualLong, tail: residualTail) { out.seasonalRatio = r }
+            if let r = Self.tailRatio(short: residualShort, long: residualLong, tail: residualTail, params: p, warmupCount: warmupCount) { out.seasonalRatio = r }
             residualLong.push(residualShort.mean)
             if p.calibratedTail { residualTail.push(residualShort.mean) }
         }
@@ -348,8 +348,9 @@ public struct SensorDetector: Codable, Sendable {
     /// Anomaly-likelihood ratio: how far the short-window mean of surprise sits in the upper tail
     /// of the long window's history of such means (1 = at `likelihoodTailLimit`). Nil until the
     /// history is long enough, or when the recent mean is not above the historical one.
-    func tailRatio(short: RollingWindow, long: RollingWindow, tail: ScoreTail) -> Double? {
-        let p = params
+    /// Static, with the parameters passed in: a method of `self` given `self`'s windows copied
+    /// the whole detector per reading (the optimiser cannot always prove the borrow safe).
+    static func tailRatio(short: RollingWindow, long: RollingWindow, tail: ScoreTail, params p: UnivariateParameters, warmupCount: Int) -> Double? {
         let needed = Swift.min(p.likelihoodMinHistory, long.capacity, p.learnDuringWarmup ? warmupCount : Int.max)
         guard long.count >= needed else { return nil }
         if p.calibratedTail {
@@ -364,11 +365,31 @@ public struct SensorDetector: Codable, Sendable {
     }
 
     /// Pushes one surprise value into a short window, and its short-window mean into the
-    /// long history (and the fitted tail).
-    private func pushHistory(_ z: Double, short: inout RollingWindow, long: inout RollingWindow, tail: inout ScoreTail) {
+    /// long history (and the fitted tail). Static: a method of `self` given `self`'s windows
+    /// inout made Swift copy the whole detector for each call (every warm-up reading, and each
+    /// value of the warm-up's replay).
+    private static func pushHistory(_ z: Double, short: inout RollingWindow, long: inout RollingWindow, tail: inout ScoreTail,
+                                    calibratedTail: Bool) {
         short.push(z)
         long.push(short.mean)
-        if params.calibratedTail { tail.push(short.mean) }
+        if calibratedTail { tail.push(short.mean) }
+    }
+
+    /// The middle of five values: the element `sorted()[2]` gives (an insertion sort is stable,
+    /// as the standard library's sort is, so even of 0.0 and -0.0 the same one), sorted on the
+    /// stack rather than in a new array per reading.
+    static func medianOfFive(_ a: [Double]) -> Double {
+        var s = (a[0], a[1], a[2], a[3], a[4])
+        return withUnsafeMutableBytes(of: &s) { raw in
+            let v = raw.bindMemory(to: Double.self)
+            for i in 1..<5 {
+                let x = v[i]
+                var j = i
+                while j > 0 && x < v[j - 1] { v[j] = v[j - 1]; j -= 1 }
+                v[j] = x
+            }
+            return v[2]
+        }
     }
 
     private mutating func finishWarmup(_ w: [Double]) {
@@ -394,7 +415,8 @@ public struct SensorDetector: Codable, Sendable {
             let r = cz * sd
             ewmaMean += params.ewmaAlpha * r
             ewmaVar = (1 - params.ewmaAlpha) * (ewmaVar + params.ewmaAlpha * r * r)
-            pushHistory(Swift.min(Swift.abs(ez), 20), short: &surpriseShort, long: &surpriseLong, tail: &surpriseTail)
+            Self.pushHistory(Swift.min(Swift.abs(ez), 20), short: &surpriseShort, long: &surpriseLong, tail: &surpriseTail,
+                             calibratedTail: params.calibratedTail)
         }
         surpriseTail.fit()
         residualTail.fit()

@@ -13,16 +13,78 @@ import Synchronization
 struct PartitionState: Codable, Sendable {
     var nextOffset: Int64?
     var gatewaySeq: [String: Int64] = [:]
-    var machines: [String: MachineDetector] = [:]
+    /// The partition's machines, in order of first reading; `machineIndex` finds one from the
+    /// bytes of its id, where they lie in the record.
+    private(set) var entries: [MachineEntry] = []
+    private var machineIndex = ByteKeyIndex()
     var dirty = false
 
+    /// One machine: its detector, its sensors' names found by their bytes (made into Strings
+    /// once, on a sensor's first reading), and the newest reading time seen (for the
+    /// last-reading gauge). Only the detector is checkpointed.
+    struct MachineEntry: Sendable {
+        let id: String
+        var detector: MachineDetector
+        private var sensorIndex = ByteKeyIndex()
+        private var sensorNames: [String] = []
+        var lastTs: Int64 = .min
+
+        init(id: String, detector: MachineDetector) {
+            self.id = id
+            self.detector = detector
+        }
+
+        mutating func observe(_ f: CanonicalReadingFields) -> [AlertEvent] {
+            let s: Int
+            if let j = sensorIndex.find(f.sensor) { s = j } else {
+                s = sensorIndex.insert(f.sensor)
+                sensorNames.append(String(decoding: f.sensor, as: UTF8.self))
+            }
+            if f.ts > lastTs { lastTs = f.ts }
+            return detector.observe(ts: f.ts, sensor: sensorNames[s], value: f.value)
+        }
+    }
+
     enum CodingKeys: String, CodingKey { case nextOffset = "next_offset", gatewaySeq = "gateway_seq", machines }
+
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nextOffset = try c.decodeIfPresent(Int64.self, forKey: .nextOffset)
+        gatewaySeq = try c.decode([String: Int64].self, forKey: .gatewaySeq)
+        machines = try c.decode([String: MachineDetector].self, forKey: .machines)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(nextOffset, forKey: .nextOffset)
+        try c.encode(gatewaySeq, forKey: .gatewaySeq)
+        try c.encode(machines, forKey: .machines)
+    }
+
+    var machineCount: Int { entries.count }
+
+    /// The machines' detectors by id (checkpoints, reloads, tests). Setting it keeps the entries
+    /// of the ids that stay, in their order, and appends new ids in name order.
+    var machines: [String: MachineDetector] {
+        get { Dictionary(uniqueKeysWithValues: entries.map { ($0.id, $0.detector) }) }
+        set {
+            var kept: [MachineEntry] = []
+            for var e in entries { if let d = newValue[e.id] { e.detector = d; kept.append(e) } }
+            let known = Set(kept.map(\.id))
+            for id in newValue.keys.sorted() where !known.contains(id) { kept.append(MachineEntry(id: id, detector: newValue[id]!)) }
+            entries = kept
+            machineIndex = ByteKeyIndex()
+            for e in entries { machineIndex.insert(e.id) }
+        }
+    }
 
     /// What became of one consumed record.
     enum Outcome {
         case duplicate
         case unparseable(PayloadRejection)
-        case scored(machine: String, ts: Int64, events: [AlertEvent])
+        case scored(events: [AlertEvent])
     }
 
     /// One record of this partition, read in place (its headers and value are never copied):
@@ -31,29 +93,60 @@ struct PartitionState: Codable, Sendable {
     mutating func take(_ r: KafkaRecordView, models: MachineModels, modelTimer: Timer) -> Outcome {
         let gateway = r.withHeader("gateway") { $0.map { String(decoding: $0, as: UTF8.self) } }
         let seq = r.withHeader("seq") { $0.flatMap(Self.decimal) }
-        return r.withValue { take(offset: r.offset, gateway: gateway, seq: seq, value: $0, models: models, modelTimer: modelTimer) }
-    }
-
-    private mutating func take(offset: Int64, gateway: String?, seq: Int64?, value: UnsafeRawBufferPointer,
-                               models: MachineModels, modelTimer: Timer) -> Outcome {
-        nextOffset = offset + 1
+        nextOffset = r.offset + 1
         dirty = true
-        if let gateway, let seq {
-            if let last = gatewaySeq[gateway], seq <= last { return .duplicate }
-            gatewaySeq[gateway] = seq
+        if let gateway, let seq, Self.isDuplicate(seq, last: &gatewaySeq[gateway]) { return .duplicate }
+        return r.withValue { value in
+            do throws(PayloadRejection) {
+                return try Reading.withCanonicalFields(value) { feed($0, models: models, modelTimer: modelTimer) }
+            } catch {
+                return .unparseable(error)
+            }
         }
-        let reading: Reading
-        do { reading = try Reading.decodeCanonical(value) } catch { return .unparseable(error) }
-        let start = ContinuousClock.now
-        let events = machines[reading.machine, default: MachineDetector(config: models.configuration(machine: reading.machine, site: reading.site))]
-            .observe(ts: reading.ts, sensor: reading.sensor, value: reading.value)
-        modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-        return .scored(machine: reading.machine, ts: reading.ts, events: events)
     }
 
-    /// A header's decimal integer, as `Int64(String)` reads it (an optional sign, then digits).
+    /// Whether `seq` is at or below the gateway's last one; if not, it becomes the last one.
+    /// One lookup of the gateway's entry (it is passed in place).
+    private static func isDuplicate(_ seq: Int64, last: inout Int64?) -> Bool {
+        if let l = last, seq <= l { return true }
+        last = seq
+        return false
+    }
+
+    private mutating func feed(_ f: CanonicalReadingFields, models: MachineModels, modelTimer: Timer) -> Outcome {
+        let start = ContinuousClock.now
+        let m: Int
+        if let i = machineIndex.find(f.machine) { m = i } else {
+            let id = String(decoding: f.machine, as: UTF8.self)
+            m = machineIndex.insert(f.machine)
+            entries.append(MachineEntry(id: id, detector: MachineDetector(config: models.configuration(machine: id, site: String(decoding: f.site, as: UTF8.self)))))
+        }
+        let events = entries[m].observe(f)
+        modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        return .scored(events: events)
+    }
+
+    /// A header's decimal integer, as `Int64(String)` reads it (an optional sign, then digits;
+    /// nil on anything else or on overflow), read from the bytes: up to 18 digits always fit,
+    /// longer ones go through `Int64(String)`, which knows the exact bounds.
     static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int64? {
-        Int64(String(decoding: bytes, as: UTF8.self))
+        let n = bytes.count
+        var j = 0
+        var negative = false
+        if n > 0, bytes[0] == UInt8(ascii: "-") || bytes[0] == UInt8(ascii: "+") {
+            negative = bytes[0] == UInt8(ascii: "-")
+            j = 1
+        }
+        guard j < n else { return nil }
+        guard n - j <= 18 else { return Int64(String(decoding: bytes, as: UTF8.self)) }
+        var v: Int64 = 0
+        while j < n {
+            let d = bytes[j] &- UInt8(ascii: "0")
+            guard d < 10 else { return nil }
+            v = v * 10 + Int64(d)
+            j += 1
+        }
+        return negative ? -v : v
     }
 }
 
@@ -182,8 +275,8 @@ public final class DetectorService: Service, @unchecked Sendable {
     private var outstanding: [UInt64: (key: String, value: [UInt8])] = [:]
     private var nextAlertID: UInt64 = 1
     private var loggedUnparseable = 0
-    /// The newest reading timestamp (ms) per machine, and what was last published of it.
-    private var lastReading: [String: Int64] = [:]
+    /// What was last published of each machine's newest reading timestamp (ms); the newest
+    /// itself is kept with the machine's detector (`PartitionState.MachineEntry.lastTs`).
     private var publishedLastReading: [String: Int64] = [:]
     /// Readings scored since the counter and the status were last told (once per poll, not per reading).
     private var readingsScored = 0
@@ -246,9 +339,8 @@ public final class DetectorService: Service, @unchecked Sendable {
                 loggedUnparseable += 1
                 logger.warning("skipping unparseable reading at \(tp)@\(r.offset): \(error)")
             }
-        case let .scored(machine, ts, events):
+        case let .scored(events):
             readingsScored += 1
-            if ts > lastReading[machine, default: .min] { lastReading[machine] = ts }
             for e in events { publish(e) }
         }
     }
@@ -364,7 +456,7 @@ public final class DetectorService: Service, @unchecked Sendable {
             logger.warning("offset commit failed (readings since the last commit will be replayed): \(error)")
             status.update { $0.lastCheckpointOK = false }
         }
-        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machines.count })
+        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machineCount })
     }
 
     /// The partition's state as JSON: streamed (CheckpointEncoder), or through JSONEncoder when
@@ -445,7 +537,7 @@ public final class DetectorService: Service, @unchecked Sendable {
             state.dirty = true
             partitions[tp] = state
         }
-        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machines.count })
+        machinesGauge.record(partitions.values.reduce(0) { $0 + $1.machineCount })
         logger.notice("model files applied: \(new.types.count) machine types; \(restarted.isEmpty ? "no machine's model changed" : "model changed for \(restarted.sorted().joined(separator: ", ")), warming up again")")
     }
 
@@ -477,6 +569,10 @@ public final class DetectorService: Service, @unchecked Sendable {
     /// `forewarn_detector_machine_last_reading_timestamp_seconds{machine}`: the newest reading
     /// timestamp per machine, published with the lag (every 5 s) rather than per reading.
     private func publishLastReadings() {
+        var lastReading: [String: Int64] = [:]
+        for state in partitions.values {
+            for e in state.entries where e.lastTs > lastReading[e.id, default: .min] { lastReading[e.id] = e.lastTs }
+        }
         for (machine, ts) in lastReading where publishedLastReading[machine] != ts {
             Gauge(label: "forewarn_detector_machine_last_reading_timestamp_seconds", dimensions: [("machine", machine)]).record(Double(ts) / 1000)
             publishedLastReading[machine] = ts

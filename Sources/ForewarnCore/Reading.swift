@@ -44,14 +44,37 @@ public struct Reading: Sendable, Equatable, Hashable {
 
     /// Decodes the canonical JSON form (what the detector consumes).
     public static func decodeCanonical(_ bytes: [UInt8]) throws(PayloadRejection) -> Reading {
-        if let reading = CanonicalReadingScanner.scan(bytes) { return reading }
+        if let reading = bytes.withUnsafeBufferPointer({ CanonicalReadingScanner.scan($0)?.reading }) { return reading }
         return try decodeCanonicalTree(bytes)
     }
 
     /// The same, from bytes borrowed for the call (a consumed record, read in place).
     public static func decodeCanonical(_ bytes: UnsafeRawBufferPointer) throws(PayloadRejection) -> Reading {
-        if let reading = CanonicalReadingScanner.scan(bytes.assumingMemoryBound(to: UInt8.self)) { return reading }
+        if let reading = CanonicalReadingScanner.scan(bytes.assumingMemoryBound(to: UInt8.self))?.reading { return reading }
         return try decodeCanonicalTree(Array(bytes))
+    }
+
+    /// The canonical reading in `bytes`, handed to `body` as fields read in place: its strings
+    /// are the input's bytes, not Strings (the detector turns them into Strings only when a
+    /// machine or sensor is new). The same reading, or the same error, as `decodeCanonical`:
+    /// an input the scanner declines is decoded by the general parser and handed over as the
+    /// bytes of that reading's Strings.
+    public static func withCanonicalFields<R>(_ bytes: UnsafeRawBufferPointer,
+                                              _ body: (CanonicalReadingFields) -> R) throws(PayloadRejection) -> R {
+        if let fields = CanonicalReadingScanner.scan(bytes.assumingMemoryBound(to: UInt8.self)) { return body(fields) }
+        let r = try decodeCanonicalTree(Array(bytes))
+        let (site, machine, sensor, unit) = (Array(r.site.utf8), Array(r.machine.utf8), Array(r.sensor.utf8), r.unit.map { Array($0.utf8) })
+        return site.withUnsafeBufferPointer { site in
+            machine.withUnsafeBufferPointer { machine in
+                sensor.withUnsafeBufferPointer { sensor in
+                    func call(_ unit: UnsafeBufferPointer<UInt8>?) -> R {
+                        body(CanonicalReadingFields(site: site, machine: machine, sensor: sensor, unit: unit, ts: r.ts, value: r.value))
+                    }
+                    if let unit { return unit.withUnsafeBufferPointer { call($0) } }
+                    return call(nil)
+                }
+            }
+        }
     }
 
     /// The general decoding, through a `JSONValue` tree: every input the scanner declines, and the errors.
@@ -73,28 +96,91 @@ public struct Reading: Sendable, Equatable, Hashable {
     }
 }
 
+/// A canonical reading's fields as the scanner found them: the strings are the input's bytes
+/// (valid UTF-8, no escapes), valid only as long as the input is.
+public struct CanonicalReadingFields {
+    public var site: UnsafeBufferPointer<UInt8>
+    public var machine: UnsafeBufferPointer<UInt8>
+    public var sensor: UnsafeBufferPointer<UInt8>
+    public var unit: UnsafeBufferPointer<UInt8>?
+    public var ts: Int64
+    public var value: Double
+
+    /// The reading, with its strings made.
+    public var reading: Reading {
+        Reading(site: String(decoding: site, as: UTF8.self), machine: String(decoding: machine, as: UTF8.self),
+                sensor: String(decoding: sensor, as: UTF8.self), ts: ts, value: value,
+                unit: unit.map { String(decoding: $0, as: UTF8.self) })
+    }
+}
+
 /// The usual canonical reading, read without building a `JSONValue` tree (the detector decodes
 /// one per record): a flat object whose values are strings without escapes and numbers. Anything
 /// else (nesting, escapes, literals, a repeated or mistyped field, any malformed byte) gives nil,
 /// and `decodeCanonical` then takes `JSONParser`, which returns the same reading or the error.
 enum CanonicalReadingScanner {
-    private static let keys: [[UInt8]] = ["site", "machine", "sensor", "ts", "value", "unit"].map { Array($0.utf8) }
-
-    /// The position of `key` in `keys`, or -1: compared as bytes (a generic `elementsEqual`
-    /// looked up type metadata on every call).
+    /// The position of `key` among site, machine, sensor, ts, value, unit, or -1: compared as
+    /// bytes, by length first (a generic `elementsEqual` looked up type metadata on every call,
+    /// and a loop over an array of names retained it).
     private static func keyIndex(_ key: UnsafeBufferPointer<UInt8>) -> Int {
-        search: for (k, name) in keys.enumerated() where name.count == key.count {
-            for j in 0..<key.count where name[j] != key[j] { continue search }
-            return k
+        func equals(_ name: StaticString) -> Bool {
+            let p = name.utf8Start
+            for j in 0..<key.count where p[j] != key[j] { return false }
+            return true
         }
-        return -1
+        switch key.count {
+        case 2: return equals("ts") ? 3 : -1
+        case 4: return equals("site") ? 0 : equals("unit") ? 5 : -1
+        case 5: return equals("value") ? 4 : -1
+        case 6: return equals("sensor") ? 2 : -1
+        case 7: return equals("machine") ? 1 : -1
+        default: return -1
+        }
     }
 
     static func scan(_ bytes: [UInt8]) -> Reading? {
-        bytes.withUnsafeBufferPointer { scan($0) }
+        bytes.withUnsafeBufferPointer { scan($0)?.reading }
     }
 
-    static func scan(_ b: UnsafeBufferPointer<UInt8>) -> Reading? {
+    /// Whether `s` is well-formed UTF-8, as `String(validating:as: UTF8.self)` decides it (the
+    /// Unicode Standard's table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF),
+    /// without that generic call's metadata lookups per string.
+    static func isValidUTF8(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        let n = s.count
+        while i < n {
+            let c = s[i]
+            if c < 0x80 { i += 1; continue }
+            func cont(_ k: Int, _ lo: UInt8 = 0x80, _ hi: UInt8 = 0xBF) -> Bool { i + k < n && s[i + k] >= lo && s[i + k] <= hi }
+            switch c {
+            case 0xC2...0xDF: guard cont(1) else { return false }; i += 2
+            case 0xE0: guard cont(1, 0xA0), cont(2) else { return false }; i += 3
+            case 0xE1...0xEC, 0xEE...0xEF: guard cont(1), cont(2) else { return false }; i += 3
+            case 0xED: guard cont(1, 0x80, 0x9F), cont(2) else { return false }; i += 3
+            case 0xF0: guard cont(1, 0x90), cont(2), cont(3) else { return false }; i += 4
+            case 0xF1...0xF3: guard cont(1), cont(2), cont(3) else { return false }; i += 4
+            case 0xF4: guard cont(1, 0x80, 0x8F), cont(2), cont(3) else { return false }; i += 4
+            default: return false
+            }
+        }
+        return true
+    }
+
+    /// Exact powers of ten as Doubles (10^22 is the largest one a Double holds exactly).
+    private static let powersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0) { x, _ in x * 10 } }
+
+    /// A decimal `mantissa` × 10^`exponent` when both are exact in a Double (mantissa < 2^53,
+    /// |exponent| ≤ 22): one IEEE multiplication or division of two exact values is correctly
+    /// rounded, so this is the Double `strtod` (and `Double(String)`) gives for the same text.
+    /// Nil otherwise.
+    static func exactDecimal(mantissa: UInt64, exponent: Int, negative: Bool) -> Double? {
+        guard mantissa < (1 << 53), exponent >= -22, exponent <= 22 else { return nil }
+        let m = Double(mantissa)
+        let v = exponent < 0 ? m / powersOfTen[-exponent] : m * powersOfTen[exponent]
+        return negative ? -v : v
+    }
+
+    static func scan(_ b: UnsafeBufferPointer<UInt8>) -> CanonicalReadingFields? {
         do {
             var i = 0
             let n = b.count
@@ -116,42 +202,56 @@ enum CanonicalReadingScanner {
                 }
                 return nil
             }
-            func digits() -> Bool {
+            /// Digits, accumulated into `mantissa` while it has at most 19 (`count` says how many).
+            func digits(_ mantissa: inout UInt64, _ count: inout Int) -> Bool {
                 let start = i
-                while i < n, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") { i += 1 }
+                while i < n, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") {
+                    if count < 19 { mantissa = mantissa &* 10 &+ UInt64(b[i] &- UInt8(ascii: "0")) }
+                    count += 1
+                    i += 1
+                }
                 return i > start
             }
-            /// Up to 18 digits with an optional minus, straight from the bytes (always fits Int64);
-            /// longer ones go through `Int64(String)`, which knows the exact bounds.
-            func integer(_ r: Range<Int>) -> Int64? {
-                var j = r.lowerBound
-                let negative = b[j] == UInt8(ascii: "-")
-                if negative { j += 1 }
-                guard r.upperBound - j <= 18 else { return nil }
-                var v: Int64 = 0
-                while j < r.upperBound { v = v * 10 + Int64(b[j] &- UInt8(ascii: "0")); j += 1 }
-                return negative ? -v : v
-            }
-            /// A number as JSONParser reads it: an integer when it fits Int64 and has no fraction or exponent.
+            /// A number as JSONParser reads it: an integer when it fits Int64 and has no fraction
+            /// or exponent. Up to 18 digits are read straight from the bytes, and a Double that
+            /// `exactDecimal` gives; anything else goes through `Int64(String)` or `Double(String)`.
             func number() -> (integer: Int64?, double: Double)? {
                 let start = i
                 var isInteger = true
-                _ = expect(UInt8(ascii: "-"))
-                if expect(UInt8(ascii: "0")) {} else if !digits() { return nil }
-                if expect(UInt8(ascii: ".")) { isInteger = false; guard digits() else { return nil } }
+                var mantissa: UInt64 = 0, count = 0, fractionDigits = 0, exponent = 0
+                let negative = expect(UInt8(ascii: "-"))
+                if expect(UInt8(ascii: "0")) { count = 1 } else if !digits(&mantissa, &count) { return nil }
+                if expect(UInt8(ascii: ".")) {
+                    isInteger = false
+                    let before = count
+                    guard digits(&mantissa, &count) else { return nil }
+                    fractionDigits = count - before
+                }
+                var exponentExact = true
                 if i < n, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
                     isInteger = false
                     i += 1
-                    if i < n, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
-                    guard digits() else { return nil }
+                    var negativeExponent = false
+                    if i < n, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { negativeExponent = b[i] == UInt8(ascii: "-"); i += 1 }
+                    var e: UInt64 = 0, eCount = 0
+                    guard digits(&e, &eCount) else { return nil }
+                    if eCount > 4 { exponentExact = false } else { exponent = negativeExponent ? -Int(e) : Int(e) }
                 }
-                if isInteger, let v = integer(start..<i) { return (v, Double(v)) }
+                if isInteger, count <= 18 {
+                    let v = Int64(mantissa)
+                    return negative ? (-v, Double(-v)) : (v, Double(v))
+                }
+                if !isInteger, count <= 19, exponentExact,
+                   let d = exactDecimal(mantissa: mantissa, exponent: exponent - fractionDigits, negative: negative) {
+                    return (nil, d)
+                }
                 let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
                 if isInteger, let v = Int64(text) { return (v, Double(v)) }
                 guard let d = Double(text), d.isFinite else { return nil }
                 return (nil, d)
             }
-            var site: String?, machine: String?, sensor: String?, unit: String?
+            var site: UnsafeBufferPointer<UInt8>?, machine: UnsafeBufferPointer<UInt8>?, sensor: UnsafeBufferPointer<UInt8>?
+            var unit: UnsafeBufferPointer<UInt8>?
             var ts: Int64?
             var value: Double?
             var seen = 0
@@ -170,12 +270,12 @@ enum CanonicalReadingScanner {
                 }
                 guard i < n else { return nil }
                 if b[i] == UInt8(ascii: "\"") {
-                    guard let raw = plainString(), let text = String(validating: raw, as: UTF8.self) else { return nil }
+                    guard let raw = plainString(), isValidUTF8(raw) else { return nil }
                     switch k {
-                    case 0: site = text
-                    case 1: machine = text
-                    case 2: sensor = text
-                    case 5: unit = text
+                    case 0: site = raw
+                    case 1: machine = raw
+                    case 2: sensor = raw
+                    case 5: unit = raw
                     case -1: break
                     default: return nil
                     }
@@ -195,7 +295,7 @@ enum CanonicalReadingScanner {
             }
             skipWhitespace()
             guard i == n, let site, let machine, let sensor, let ts, let value else { return nil }
-            return Reading(site: site, machine: machine, sensor: sensor, ts: ts, value: value, unit: unit)
+            return CanonicalReadingFields(site: site, machine: machine, sensor: sensor, unit: unit, ts: ts, value: value)
         }
     }
 }

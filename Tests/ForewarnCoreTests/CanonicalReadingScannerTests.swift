@@ -46,4 +46,69 @@ import Testing
         #expect(CanonicalReadingScanner.scan(bad) == nil)
         #expect(throws: PayloadRejection.self) { try Reading.decodeCanonical(bad) }
     }
+
+    /// The detector's path: the fields in place give the reading `decodeCanonical` gives, or the same error.
+    @Test(arguments: inputs)
+    func fieldsInPlaceAgreeWithTheReading(_ text: String) {
+        let bytes = Array(text.utf8)
+        let decoded = Result { () throws(PayloadRejection) in try Reading.decodeCanonical(bytes) }
+        let fields = bytes.withUnsafeBytes { raw in Result { () throws(PayloadRejection) in try Reading.withCanonicalFields(raw) { $0.reading } } }
+        #expect(fields == decoded, "\(text)")
+    }
+
+    /// `isValidUTF8` decides as `String(validating:as:)` does: every 1- and 2-byte sequence,
+    /// every 3-byte one whose last byte is at a boundary, 4-byte ones at the boundaries, and
+    /// random sequences.
+    @Test func validatesUTF8AsTheStandardLibraryDoes() {
+        func check(_ b: [UInt8]) -> Bool {
+            b.withUnsafeBufferPointer { CanonicalReadingScanner.isValidUTF8($0) } == (String(validating: b, as: UTF8.self) != nil)
+        }
+        var failures: [[UInt8]] = []
+        let edges: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]
+        for a in 0...255 {
+            if !check([UInt8(a)]) { failures.append([UInt8(a)]) }
+            for b in 0...255 {
+                if !check([UInt8(a), UInt8(b)]) { failures.append([UInt8(a), UInt8(b)]) }
+                guard a >= 0xC0 else { continue }
+                for c in edges {
+                    if !check([UInt8(a), UInt8(b), c]) { failures.append([UInt8(a), UInt8(b), c]) }
+                    guard a >= 0xF0 else { continue }
+                    for d in [0x7F, 0x80, 0xBF, 0xC0] as [UInt8] where !check([UInt8(a), UInt8(b), c, d]) { failures.append([UInt8(a), UInt8(b), c, d]) }
+                }
+            }
+        }
+        var rng = SystemRandomNumberGenerator()
+        let pool: [UInt8] = edges + [0x61, 0x62, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x98, 0x80]
+        for _ in 0..<100_000 {
+            let b = (0..<Int.random(in: 1...8, using: &rng)).map { _ in pool.randomElement(using: &rng)! }
+            if !check(b) { failures.append(b) }
+        }
+        #expect(failures.isEmpty, "\(failures.prefix(10))")
+    }
+
+    /// Numbers the scanner reads from the bytes are the Doubles the general parser gives for the
+    /// same text (`Double(String)`, or an integer's Double), bit for bit.
+    @Test func readsNumbersAsDoubleOfTheTextDoes() {
+        var rng = SystemRandomNumberGenerator()
+        var texts = ["0", "-0", "0.0", "-0.0", "1e5", "1E+5", "2.5e-3", "9007199254740993.0", "9007199254740992.5", "0.1", "0.30000000000000004",
+                     "1e22", "1e23", "1e-22", "1e-23", "123456789012345678.9", "1234567890123456789.0", "4.9406564584124654e-324",
+                     "1.7976931348623157e308", "0.000000000000000000000000001", "6.031", "2.153", "60.125", "-17.25e0", "1e0000", "5e-0022"]
+        for _ in 0..<20_000 {
+            texts.append(String(Double.random(in: -1e6...1e6, using: &rng)))
+            texts.append(String(Double(bitPattern: UInt64.random(in: 0...UInt64.max, using: &rng) & 0x7FEF_FFFF_FFFF_FFFF)))
+            let digits = String((0..<Int.random(in: 1...20, using: &rng)).map { _ in Character(String(Int.random(in: 0...9, using: &rng))) })
+            let intPart = digits.drop { $0 == "0" }
+            let mantissa = (intPart.isEmpty ? "0" : String(intPart)) + "." + String(Int.random(in: 0...999_999, using: &rng))
+            texts.append(mantissa + "e" + String(Int.random(in: -30...30, using: &rng)))
+            texts.append(mantissa)
+        }
+        var failures: [String] = []
+        for t in texts {
+            let json = Array(#"{"site":"s","machine":"m","sensor":"x","ts":1,"value":\#(t)}"#.utf8)
+            let fast = json.withUnsafeBufferPointer { CanonicalReadingScanner.scan($0)?.value }
+            let expected = try? Reading.decodeCanonicalTree(json).value
+            if fast?.bitPattern != expected?.bitPattern { failures.append(t) }
+        }
+        #expect(failures.isEmpty, "\(failures.prefix(10))")
+    }
 }
