@@ -237,7 +237,7 @@ public struct PCAMonitor: Codable, Sendable {
         var z = [Double](repeating: 0, count: d)
         for i in 0..<d { z[i] = (x[i] - mean[i]) / scale[i] - offset[i] }
         let (t2, q) = m.statistics(centred: z)
-        return max(params.t2Weight * t2 / rawT2Limit, params.qWeight * q / rawQLimit) >= 1
+        return limitRatio(t2: t2, q: q, t2Limit: rawT2Limit, qLimit: rawQLimit) >= 1
     }
 
     private mutating func score(_ x: [Double], ts: Int64, model m: PCAModel) -> PCAOutput {
@@ -264,7 +264,7 @@ public struct PCAMonitor: Codable, Sendable {
             z[i] = smoothed[i] - offset[i]
         }
         let (t2, q) = m.statistics(centred: z)
-        let r = max(params.t2Weight * t2 / t2Limit, params.qWeight * q / qLimit)
+        let r = limitRatio(t2: t2, q: q, t2Limit: t2Limit, qLimit: qLimit)
         smoothRatio += params.scoreSmoothingAlpha * (r - smoothRatio)
         settling.step(raw: smoothRatio, ts: ts)
         if recognise { advanceChangePhase(ts: ts, move: move) }
@@ -398,31 +398,40 @@ public struct PCAMonitor: Codable, Sendable {
         }
         smoothed = sm
         let fitted = PCAModel.fit(standardized: rows, mean: mu, scale: sd, varianceExplained: params.varianceExplained)
-        var t2s: [Double] = [], qs: [Double] = []
         // Skip the first rows: the EWMA is still settling there.
         let skip = min(Int(3 / max(a, 1e-3)), rows.count / 4)
-        for r in rows.dropFirst(skip) {
+        let centredSmoothed = rows.dropFirst(skip).lazy.map { (r: [Double]) -> [Double] in
             var z = r
             for i in 0..<d { z[i] = (r[i] * sd[i] + mu[i] - fitted.mean[i]) / sd[i] }
-            let (t2, q) = fitted.statistics(centred: z)
-            t2s.append(t2)
-            qs.append(q)
+            return z
         }
-        t2Limit = max(Stats.quantile(t2s, params.limitQuantile) * params.limitMargin, 1e-9)
-        qLimit = max(Stats.quantile(qs, params.limitQuantile) * params.limitMargin, 1e-9)
+        (t2Limit, qLimit) = limits(fitted, centredSmoothed)
         // The same limits for single unsmoothed vectors, which are noisier.
-        var rawT2s: [Double] = [], rawQs: [Double] = []
-        for r in warmupRows {
-            var z = [Double](repeating: 0, count: d)
+        let centredRaw = warmupRows.lazy.map { (r: [Double]) -> [Double] in
+            var z = r
             for i in 0..<d { z[i] = (r[i] - fitted.mean[i]) / sd[i] }
-            let (t2, q) = fitted.statistics(centred: z)
-            rawT2s.append(t2)
-            rawQs.append(q)
+            return z
         }
-        rawT2Limit = max(Stats.quantile(rawT2s, params.limitQuantile) * params.limitMargin, 1e-9)
-        rawQLimit = max(Stats.quantile(rawQs, params.limitQuantile) * params.limitMargin, 1e-9)
+        (rawT2Limit, rawQLimit) = limits(fitted, centredRaw)
         model = fitted
         offset = (0..<d).map { (fitted.mean[$0] - mu[$0]) / sd[$0] }
         warmupRows = []
+    }
+
+    /// T² and Q limits over centred warm-up vectors: their `limitQuantile`, times `limitMargin`.
+    private func limits(_ m: PCAModel, _ centred: some Sequence<[Double]>) -> (t2: Double, q: Double) {
+        var t2s: [Double] = [], qs: [Double] = []
+        for z in centred {
+            let (t2, q) = m.statistics(centred: z)
+            t2s.append(t2)
+            qs.append(q)
+        }
+        return (max(Stats.quantile(t2s, params.limitQuantile) * params.limitMargin, 1e-9),
+                max(Stats.quantile(qs, params.limitQuantile) * params.limitMargin, 1e-9))
+    }
+
+    /// The weighted ratio of T² and Q to their limits (1 = at a limit).
+    private func limitRatio(t2: Double, q: Double, t2Limit: Double, qLimit: Double) -> Double {
+        max(params.t2Weight * t2 / t2Limit, params.qWeight * q / qLimit)
     }
 }
