@@ -213,9 +213,11 @@ struct BenchCommand: ParsableCommand {
         --machines x --sensors pumps, one reading at a time, with and without the JSON decoding). \
         detector-load: writes that fleet's readings to --kafka in the gateway's record format, for \
         the end-to-end figure (scripts/bench-detector). intake: the gateway's topic match, payload \
-        parse and canonical JSON per message (--readings counts messages).
+        parse and canonical JSON per message (--readings counts messages). journal: the journal's \
+        append, commit, read and delete per entry (--entries, in --directory), against SQLite alone \
+        doing the same on a bare table in the same run.
         """)
-    @Argument(help: "What to measure: detector, detector-load, intake.") var what: String = "detector"
+    @Argument(help: "What to measure: detector, detector-load, intake, journal.") var what: String = "detector"
     @Option(help: "Readings to run (univariate chain).") var readings = 20_000_000
     @Option(help: "Fleet: machines.") var machines = 100
     @Option(help: "Fleet: sensors per machine.") var sensors = 4
@@ -223,8 +225,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Model files directory for the fleet (default ./models if present, else built-in).") var models: String?
     @Option(help: "detector-load: Kafka bootstrap servers.") var kafka: String?
     @Option(help: "detector-load: topic to write.") var topic = "forewarn.readings"
+    @Option(help: "journal: entries to append, read and delete.") var entries = 200_000
+    @Option(help: "journal: alternating runs of SQLite alone and the journal (medians are printed).") var repeats = 3
+    @Option(help: "journal: directory for the two databases, removed afterwards (default: a new one in the temporary directory).") var directory: String?
 
     func validate() throws {
+        guard entries > 0, repeats > 0 else { throw ValidationError("--entries and --repeats must be positive") }
         guard machines > 0, sensors > 0, perSensor > 0 else { throw ValidationError("--machines, --sensors and --per-sensor must be positive") }
         if what == "detector-load", kafka == nil { throw ValidationError("detector-load needs --kafka") }
     }
@@ -241,8 +247,10 @@ struct BenchCommand: ParsableCommand {
             try DetectorBenchmark.load(fleet, bootstrap: kafka!, topic: topic)
         case "intake":
             try IntakeBenchmark.run(messages: readings)
+        case "journal":
+            try JournalBenchmark.run(entries: entries, repeats: repeats, directory: directory)
         default:
-            throw ValidationError("unknown benchmark '\(what)' (allowed: detector, detector-load, intake)")
+            throw ValidationError("unknown benchmark '\(what)' (allowed: detector, detector-load, intake, journal)")
         }
     }
 }
