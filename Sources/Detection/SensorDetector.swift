@@ -184,8 +184,11 @@ public struct SensorDetector: Codable, Sendable {
         // up to two readings in a row never reach them, while a real step arrives two readings late.
         var value = value
         if p.impulseFilter {
-            recentRaw.append(value)
-            if recentRaw.count > 5 { recentRaw.removeFirst() }
+            // Shifted in place once full: `removeFirst` moved the buffer (memmove) per reading.
+            if recentRaw.count < 5 { recentRaw.append(value) } else {
+                for i in 1..<5 { recentRaw[i - 1] = recentRaw[i] }
+                recentRaw[4] = value
+            }
             if recentRaw.count == 5 { value = Self.medianOfFive(recentRaw) }
         }
         out.modelValue = value
