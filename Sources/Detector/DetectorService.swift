@@ -95,8 +95,8 @@ struct PartitionState: Codable, Sendable {
     /// de-duplicated by (gateway, seq), decoded, then fed to its machine's detector (created from
     /// `models` on the machine's first reading). In place.
     mutating func take(_ r: KafkaRecordView, models: MachineModels, modelTimer: Timer) -> Outcome {
-        let gateway = r.withHeader("gateway") { $0.map { String(decoding: $0, as: UTF8.self) } }
-        let seq = r.withHeader("seq") { $0.flatMap(Self.decimal) }
+        let gateway = r.withHeader(literal: "gateway") { $0.map { String(decoding: $0, as: UTF8.self) } }
+        let seq = r.withHeader(literal: "seq") { $0.flatMap(Self.decimal) }
         nextOffset = r.offset + 1
         dirty = true
         if let gateway, let seq, Self.isDuplicate(seq, last: &gatewaySeq[gateway]) { return .duplicate }
