@@ -95,9 +95,13 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
 
     /// The first remembered shape within `limit` of the current one (every value within it),
     /// the last match tried first. The hot loop of the test: raw buffers, no bounds checks.
-    private func firstWithin(_ limit: Double) -> Int? {
+    func firstWithin(_ limit: Double) -> Int? {
+        width == 4 ? firstWithin4(limit) : firstWithinScalar(limit)
+    }
+
+    /// `firstWithin` for any width (internal: tests compare it with `firstWithin4`).
+    func firstWithinScalar(_ limit: Double) -> Int? {
         let w = width, n = stored
-        if w == 4 { return firstWithin4(limit) }
         return shapes.withUnsafeBufferPointer { sp in
             recent.withUnsafeBufferPointer { rp -> Int? in
                 var j = lastMatch
@@ -115,7 +119,7 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
 
     /// `firstWithin` for the default width of 4: one shape is one SIMD4 compare, no inner loop.
     /// Same order and same test (a NaN difference matches nowhere, as in the scalar loop).
-    private func firstWithin4(_ limit: Double) -> Int? {
+    func firstWithin4(_ limit: Double) -> Int? {
         let n = stored
         guard n > 0 else { return nil }
         return shapes.withUnsafeBufferPointer { sp in
