@@ -240,8 +240,10 @@ public final class DetectorService: Service, @unchecked Sendable {
         // Catching up on a backlog, librdkafka 2.0.2's fetcher pauses whenever the consumer queue
         // holds `queued.min.messages` (default 100,000, counted over all partitions) and resumes
         // late: 200,000 took the detector from ~110k to ~200k readings/s catching up on 8
-        // partitions, for ~45 MiB more at the peak (docs/benchmarks.md, "Session 10").
-        var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000", "queued.min.messages": "200000"]
+        // partitions, for ~45 MiB more at the peak (docs/benchmarks.md, "Session 10"). At 200,000
+        // the loop still waited on the fetcher, not on its CPU: 400,000 took ~228k to ~290k, for
+        // more memory at the peak of a catch-up (Session 13).
+        var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000", "queued.min.messages": "400000"]
         consumerProperties.merge(settings.kafkaProperties) { _, configured in configured }
         consumer = try KafkaConsumer(bootstrap: settings.bootstrap, groupID: settings.group, properties: consumerProperties, logger: logger)
         producer = try KafkaProducer(bootstrap: settings.bootstrap, properties: settings.kafkaProperties, logger: logger)
