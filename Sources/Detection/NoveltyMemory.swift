@@ -95,7 +95,12 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
 
     /// The first remembered shape within `limit` of the current one (every value within it),
     /// the last match tried first. The hot loop of the test: raw buffers, no bounds checks.
-    private func firstWithin(_ limit: Double) -> Int? {
+    func firstWithin(_ limit: Double) -> Int? {
+        width == 4 ? firstWithin4(limit) : firstWithinScalar(limit)
+    }
+
+    /// `firstWithin` for any width (internal: tests compare it with `firstWithin4`).
+    func firstWithinScalar(_ limit: Double) -> Int? {
         let w = width, n = stored
         return shapes.withUnsafeBufferPointer { sp in
             recent.withUnsafeBufferPointer { rp -> Int? in
@@ -107,6 +112,28 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
                     if i == w { return j }
                     j = j + 1 == n ? 0 : j + 1
                 }
+                return nil
+            }
+        }
+    }
+
+    /// `firstWithin` for the default width of 4: one shape is one SIMD4 compare, no inner loop.
+    /// Same order and same test (a NaN difference matches nowhere, as in the scalar loop).
+    func firstWithin4(_ limit: Double) -> Int? {
+        let n = stored
+        guard n > 0 else { return nil }
+        return shapes.withUnsafeBufferPointer { sp in
+            recent.withUnsafeBufferPointer { rp -> Int? in
+                let raw = UnsafeRawPointer(sp.baseAddress!)
+                let r = SIMD4<Double>(rp[0], rp[1], rp[2], rp[3])
+                let lim = SIMD4<Double>(repeating: limit)
+                func matches(_ j: Int) -> Bool {
+                    let s = raw.loadUnaligned(fromByteOffset: j &* 32, as: SIMD4<Double>.self)
+                    let d = s - r
+                    return all((d .<= lim) .& (d .>= -lim))  // |d| <= limit, false for NaN
+                }
+                for j in lastMatch..<n where matches(j) { return j }
+                for j in 0..<Swift.min(lastMatch, n) where matches(j) { return j }
                 return nil
             }
         }

@@ -184,8 +184,11 @@ public struct SensorDetector: Codable, Sendable {
         // up to two readings in a row never reach them, while a real step arrives two readings late.
         var value = value
         if p.impulseFilter {
-            recentRaw.append(value)
-            if recentRaw.count > 5 { recentRaw.removeFirst() }
+            // Shifted in place once full: `removeFirst` moved the buffer (memmove) per reading.
+            if recentRaw.count < 5 { recentRaw.append(value) } else {
+                for i in 1..<5 { recentRaw[i - 1] = recentRaw[i] }
+                recentRaw[4] = value
+            }
             if recentRaw.count == 5 { value = Self.medianOfFive(recentRaw) }
         }
         out.modelValue = value
@@ -430,6 +433,14 @@ struct SeasonalProfile: Codable, Sendable {
     private var values: [Double]
     private var seen: [Bool]
     private var residualVar = 0.0
+    // The last bucket found and the reading times it spans: readings come every second or so
+    // and buckets last minutes, so most readings skip the two 64-bit divisions. Not
+    // checkpointed (recomputed on the first reading after a restore).
+    private var cachedBucket = 0
+    private var cachedStart = Int64.max
+    private var cachedEnd = Int64.min
+
+    private enum CodingKeys: String, CodingKey { case periodMs, values, seen, residualVar }
 
     init(periodMs: Int64, buckets: Int) {
         self.periodMs = Swift.max(periodMs, 1)
@@ -442,9 +453,7 @@ struct SeasonalProfile: Codable, Sendable {
     mutating func update(ts: Int64, value: Double, alpha: Double) -> Double? {
         let n = values.count
         guard n > 0 else { return nil }
-        var phase = ts % periodMs
-        if phase < 0 { phase += periodMs }
-        let b = Swift.min(Int(phase * Int64(n) / periodMs), n - 1)
+        let b = bucket(ts, buckets: n)
         guard seen[b] else {
             values[b] = value
             seen[b] = true
@@ -454,6 +463,39 @@ struct SeasonalProfile: Codable, Sendable {
         values[b] += alpha * r
         if residualVar == 0 { residualVar = r * r }
         return r
+    }
+
+    /// The bucket of `ts`: min(phase · n / period, n − 1) with phase = ts mod period, taken
+    /// from the cache while `ts` stays within the last bucket's span.
+    mutating func bucket(_ ts: Int64, buckets n: Int) -> Int {
+        if ts >= cachedStart && ts < cachedEnd { return cachedBucket }
+        let (b, phase) = Self.directBucket(ts, buckets: n, period: periodMs)
+        if let (start, end) = Self.span(bucket: b, buckets: n, period: periodMs, origin: ts - phase) {
+            (cachedBucket, cachedStart, cachedEnd) = (b, start, end)
+        }
+        return b
+    }
+
+    /// The bucket of `ts` and its phase, computed (what the cache must agree with).
+    static func directBucket(_ ts: Int64, buckets n: Int, period: Int64) -> (bucket: Int, phase: Int64) {
+        var phase = ts % period
+        if phase < 0 { phase += period }
+        return (Swift.min(Int(phase * Int64(n) / period), n - 1), phase)
+    }
+
+    /// The reading times of bucket `b` in the period starting at `origin`: it holds the phases
+    /// p with b · period <= p · n < (b + 1) · period. Nil on overflow (then nothing is cached).
+    private static func span(bucket b: Int, buckets n: Int, period: Int64, origin: Int64) -> (Int64, Int64)? {
+        let n64 = Int64(n)
+        func ceilPhase(_ k: Int64) -> Int64? {  // ceil(k · period / n)
+            let (m, o1) = k.multipliedReportingOverflow(by: period)
+            let (t, o2) = m.addingReportingOverflow(n64 - 1)
+            return o1 || o2 ? nil : t / n64
+        }
+        guard let lo = ceilPhase(Int64(b)), let hi = b == n - 1 ? period : ceilPhase(Int64(b) + 1) else { return nil }
+        let (start, o1) = origin.addingReportingOverflow(lo)
+        let (end, o2) = origin.addingReportingOverflow(hi)
+        return o1 || o2 ? nil : (start, end)
     }
 
     /// Current residual scale (standard deviation).

@@ -41,7 +41,8 @@ public struct RollingWindow: Codable, Sendable, Equatable {
             sum -= old
             sumSq -= old * old
         }
-        head = (head + 1) % capacity
+        head += 1  // no division per push: head < capacity always
+        if head == capacity { head = 0 }
         sum += x
         sumSq += x * x
         sinceRecompute += 1

@@ -80,23 +80,32 @@ final class JSONStreamWriter {
         return true
     }
 
+    /// The buffer is moved out for the loop and back after: each append to the class's
+    /// property was a dynamic exclusivity check (swift_beginAccess), most of a checkpoint's time.
     func numbers(_ values: [Double]) throws {
-        bytes.append(UInt8(ascii: "["))
+        var out: [UInt8] = []
+        swap(&out, &bytes)
+        defer { swap(&out, &bytes) }
+        out.append(UInt8(ascii: "["))
         for (k, v) in values.enumerated() {
-            if k > 0 { bytes.append(UInt8(ascii: ",")) }
-            try number(v)
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            try Self.number(v, text: nil, to: &out)
         }
-        bytes.append(UInt8(ascii: "]"))
+        out.append(UInt8(ascii: "]"))
         slotFilled = true
     }
 
     func bools(_ values: [Bool]) {
-        bytes.append(UInt8(ascii: "["))
+        var out: [UInt8] = []
+        swap(&out, &bytes)
+        defer { swap(&out, &bytes) }
+        out.append(UInt8(ascii: "["))
         for (k, v) in values.enumerated() {
-            if k > 0 { bytes.append(UInt8(ascii: ",")) }
-            literal(v ? "true" : "false")
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            let t: StaticString = v ? "true" : "false"
+            t.withUTF8Buffer { out.append(contentsOf: $0) }
         }
-        bytes.append(UInt8(ascii: "]"))
+        out.append(UInt8(ascii: "]"))
         slotFilled = true
     }
 
@@ -136,21 +145,41 @@ final class JSONStreamWriter {
         s.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    func number(_ v: Double, text: String? = nil) throws {
+    func number(_ v: Double, text: String? = nil) throws { try Self.number(v, text: text, to: &bytes) }
+
+    func integer<I: BinaryInteger>(_ v: I) { Self.integer(v, to: &bytes) }
+
+    static func number(_ v: Double, text: String?, to out: inout [UInt8]) throws {
         guard v.isFinite else { throw CheckpointEncodingError(description: "non-finite number \(v)") }
         // Whole numbers (empty buckets, counts) as integers, without a String of their own; not -0.
         if text == nil, v == v.rounded(.towardZero), abs(v) < 1e15, v != 0 || v.sign == .plus {
-            integer(Int64(v))
+            decimal(Int64(v), to: &out)
             return
         }
         var t = text ?? v.description
         // Swift prints 1e-05 and 1e+16, which JSON reads; "2.0" reads back as 2.0 too.
-        t.withUTF8 { bytes.append(contentsOf: $0) }
+        t.withUTF8 { out.append(contentsOf: $0) }
     }
 
-    func integer<I: BinaryInteger>(_ v: I) {
+    static func integer<I: BinaryInteger>(_ v: I, to out: inout [UInt8]) {
+        if let i = Int64(exactly: v) { decimal(i, to: &out); return }
         var t = String(v)
-        t.withUTF8 { bytes.append(contentsOf: $0) }
+        t.withUTF8 { out.append(contentsOf: $0) }
+    }
+
+    /// `String(v)`'s digits, written without making the String.
+    static func decimal(_ v: Int64, to out: inout [UInt8]) {
+        if v < 0 { out.append(UInt8(ascii: "-")) }
+        var m = v.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
+            var n = 0
+            repeat {
+                buf[19 - n] = UInt8(ascii: "0") + UInt8(m % 10)
+                m /= 10
+                n += 1
+            } while m > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[(20 - n)...]))
+        }
     }
 
     func string(_ s: String) { JSONWriter.appendQuoted(s, to: &bytes) }

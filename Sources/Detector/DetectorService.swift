@@ -18,6 +18,10 @@ struct PartitionState: Codable, Sendable {
     private(set) var entries: [MachineEntry] = []
     private var machineIndex = ByteKeyIndex()
     var dirty = false
+    /// Readings scored since the last one timed: one in `timedEvery` is timed (two clock reads
+    /// and a summary update per reading were ~4% of the loop thread's samples).
+    private var sinceTimed = 0
+    static let timedEvery = 16
 
     /// One machine: its detector, its sensors' names found by their bytes (made into Strings
     /// once, on a sensor's first reading), and the newest reading time seen (for the
@@ -91,8 +95,8 @@ struct PartitionState: Codable, Sendable {
     /// de-duplicated by (gateway, seq), decoded, then fed to its machine's detector (created from
     /// `models` on the machine's first reading). In place.
     mutating func take(_ r: KafkaRecordView, models: MachineModels, modelTimer: Timer) -> Outcome {
-        let gateway = r.withHeader("gateway") { $0.map { String(decoding: $0, as: UTF8.self) } }
-        let seq = r.withHeader("seq") { $0.flatMap(Self.decimal) }
+        let gateway = r.withHeader(literal: "gateway") { $0.map { String(decoding: $0, as: UTF8.self) } }
+        let seq = r.withHeader(literal: "seq") { $0.flatMap(Self.decimal) }
         nextOffset = r.offset + 1
         dirty = true
         if let gateway, let seq, Self.isDuplicate(seq, last: &gatewaySeq[gateway]) { return .duplicate }
@@ -114,7 +118,8 @@ struct PartitionState: Codable, Sendable {
     }
 
     private mutating func feed(_ f: CanonicalReadingFields, models: MachineModels, modelTimer: Timer) -> Outcome {
-        let start = ContinuousClock.now
+        sinceTimed = sinceTimed == 0 ? Self.timedEvery - 1 : sinceTimed - 1
+        let start: ContinuousClock.Instant? = sinceTimed == Self.timedEvery - 1 ? .now : nil
         let m: Int
         if let i = machineIndex.find(f.machine) { m = i } else {
             let id = String(decoding: f.machine, as: UTF8.self)
@@ -122,7 +127,7 @@ struct PartitionState: Codable, Sendable {
             entries.append(MachineEntry(id: id, detector: MachineDetector(config: models.configuration(machine: id, site: String(decoding: f.site, as: UTF8.self)))))
         }
         let events = entries[m].observe(f)
-        modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        if let start { modelTimer.recordNanoseconds((ContinuousClock.now - start).nanoseconds) }
         return .scored(events: events)
     }
 
@@ -235,8 +240,10 @@ public final class DetectorService: Service, @unchecked Sendable {
         // Catching up on a backlog, librdkafka 2.0.2's fetcher pauses whenever the consumer queue
         // holds `queued.min.messages` (default 100,000, counted over all partitions) and resumes
         // late: 200,000 took the detector from ~110k to ~200k readings/s catching up on 8
-        // partitions, for ~45 MiB more at the peak (docs/benchmarks.md, "Session 10").
-        var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000", "queued.min.messages": "200000"]
+        // partitions, for ~45 MiB more at the peak (docs/benchmarks.md, "Session 10"). At 200,000
+        // the loop still waited on the fetcher, not on its CPU: 400,000 took ~228k to ~290k, for
+        // more memory at the peak of a catch-up (Session 13).
+        var consumerProperties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000", "queued.min.messages": "400000"]
         consumerProperties.merge(settings.kafkaProperties) { _, configured in configured }
         consumer = try KafkaConsumer(bootstrap: settings.bootstrap, groupID: settings.group, properties: consumerProperties, logger: logger)
         producer = try KafkaProducer(bootstrap: settings.bootstrap, properties: settings.kafkaProperties, logger: logger)

@@ -309,6 +309,20 @@ public struct KafkaRecordView {
         return try body(UnsafeRawBufferPointer(start: val, count: val == nil ? 0 : size))
     }
 
+    /// `withHeader` for a literal name: passed to C as the literal's own bytes (a `String`
+    /// argument is copied into a new C string, a malloc and free per call).
+    public func withHeader<R>(literal name: StaticString, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        var hdrs: OpaquePointer?
+        var val: UnsafeRawPointer?
+        var size = 0
+        let found = name.utf8Start.withMemoryRebound(to: CChar.self, capacity: name.utf8CodeUnitCount + 1) { cName in
+            rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nil
+                && rd_kafka_header_get_last(hdrs, cName, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR
+        }
+        guard found else { return try body(nil) }
+        return try body(UnsafeRawBufferPointer(start: val, count: val == nil ? 0 : size))
+    }
+
     /// The record as a value that outlives the poll.
     public func copy() -> KafkaMessage {
         let m = msg.pointee

@@ -474,3 +474,22 @@ func aHeldRecurrenceThatPersistsIsRaised() {
     #expect(long.opened.count == 2, "the repeat that outlasts the hold is raised")
     #expect(long.resolved == 2 && long.life.recurrencesHeld == 1)
 }
+
+/// The seasonal profile's cached bucket agrees with the computed one for readings in order
+/// (1 s apart, with gaps), jumps back and forth, negative times and odd bucket counts.
+@Test func seasonalBucketCacheMatchesDivision() {
+    var rng = SplitMix64(seed: 13)
+    for (period, n) in [(Int64(86_400_000), 288), (604_800_000, 2016), (1000, 7), (999, 1000), (5, 3)] {
+        var profile = SeasonalProfile(periodMs: period, buckets: n)
+        var ts = Int64(rng.next() % 4_000_000_000_000) - 2_000_000_000_000
+        for _ in 0..<20_000 {
+            switch rng.next() % 10 {
+            case 0: ts = Int64(rng.next() % 4_000_000_000_000) - 2_000_000_000_000
+            case 1: ts -= Int64(rng.next() % 10_000)
+            case 2: ts += Int64(rng.next() % 1_000_000)
+            default: ts += Int64(rng.next() % 2000)
+            }
+            #expect(profile.bucket(ts, buckets: n) == SeasonalProfile.directBucket(ts, buckets: n, period: period).bucket, "ts \(ts)")
+        }
+    }
+}

@@ -95,6 +95,20 @@ import TestSupport
         #expect(try JSONDecoder().decode(AlertEvent.self, from: Data(streamed)) == event)
     }
 
+    @Test func integersAsStringWritesThem() {
+        var rng = SplitMix64(seed: 9)
+        var values: [Int64] = [0, 1, -1, 9, 10, -10, 99, 100, .max, .min, .max - 1, .min + 1, 999_999_999_999_999]
+        for _ in 0..<10_000 { values.append(Int64(bitPattern: rng.next()) >> (rng.next() % 64)) }
+        for v in values {
+            var out: [UInt8] = []
+            JSONStreamWriter.decimal(v, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == String(v))
+        }
+        var out: [UInt8] = []
+        JSONStreamWriter.integer(UInt64.max, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == String(UInt64.max))
+    }
+
     @Test func declinesWhatItCannotWrite() {
         #expect(throws: CheckpointEncodingError.self) { try CheckpointEncoder.encode([1.0, .infinity]) }
         #expect(throws: CheckpointEncodingError.self) { try CheckpointEncoder.encode(["at": Date()]) }
