@@ -301,25 +301,21 @@ public struct KafkaRecordView {
 
     /// The last header called `name`, for the duration of `body` (nil when there is none).
     public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
-        var hdrs: OpaquePointer?
-        var val: UnsafeRawPointer?
-        var size = 0
-        guard rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs,
-              rd_kafka_header_get_last(hdrs, name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return try body(nil) }
-        return try body(UnsafeRawBufferPointer(start: val, count: val == nil ? 0 : size))
+        try name.withCString { try withHeader(cName: $0, body) }
     }
 
     /// `withHeader` for a literal name: passed to C as the literal's own bytes (a `String`
     /// argument is copied into a new C string, a malloc and free per call).
     public func withHeader<R>(literal name: StaticString, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try name.utf8Start.withMemoryRebound(to: CChar.self, capacity: name.utf8CodeUnitCount + 1) { try withHeader(cName: $0, body) }
+    }
+
+    private func withHeader<R>(cName: UnsafePointer<CChar>, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
         var hdrs: OpaquePointer?
         var val: UnsafeRawPointer?
         var size = 0
-        let found = name.utf8Start.withMemoryRebound(to: CChar.self, capacity: name.utf8CodeUnitCount + 1) { cName in
-            rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nil
-                && rd_kafka_header_get_last(hdrs, cName, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR
-        }
-        guard found else { return try body(nil) }
+        guard rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs,
+              rd_kafka_header_get_last(hdrs, cName, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return try body(nil) }
         return try body(UnsafeRawBufferPointer(start: val, count: val == nil ? 0 : size))
     }
 
