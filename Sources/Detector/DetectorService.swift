@@ -118,8 +118,9 @@ struct PartitionState: Codable, Sendable {
     }
 
     private mutating func feed(_ f: CanonicalReadingFields, models: MachineModels, modelTimer: Timer) -> Outcome {
-        sinceTimed = sinceTimed == 0 ? Self.timedEvery - 1 : sinceTimed - 1
-        let start: ContinuousClock.Instant? = sinceTimed == Self.timedEvery - 1 ? .now : nil
+        let start: ContinuousClock.Instant? = sinceTimed == 0 ? .now : nil
+        sinceTimed += 1
+        if sinceTimed == Self.timedEvery { sinceTimed = 0 }
         let m: Int
         if let i = machineIndex.find(f.machine) { m = i } else {
             let id = String(decoding: f.machine, as: UTF8.self)
