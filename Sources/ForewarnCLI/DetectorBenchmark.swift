@@ -36,10 +36,7 @@ enum DetectorBenchmark {
         }
         let chain = clock.now - t1
 
-        func seconds(_ d: Duration) -> Double {
-            Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-        }
-        let bs = seconds(baseline), cs = seconds(chain)
+        let bs = baseline.inSeconds, cs = chain.inSeconds
         print("readings: \(n)")
         print("baseline loop: \(Int(Double(n) / bs)) readings/s (\(String(bs)) s) [\(acc)]")
         print("univariate chain: \(Int(Double(n) / cs)) readings/s (\(String(cs)) s) [\(sink > 0 ? "ok" : "?")]")
@@ -56,7 +53,7 @@ enum DetectorBenchmark {
             for (k, s) in names.enumerated() { vals[s] = data[(i * 8 + k) & mask] }
             events += md.observe(ts: Int64(i) * 1000, values: vals).count
         }
-        let full = seconds(clock.now - t2)
+        let full = (clock.now - t2).inSeconds
         print("machine pipeline (8 sensors/vector): \(Int(Double(m) / full)) vectors/s = \(Int(Double(m * 8) / full)) readings/s [events \(events)]")
     }
 
@@ -78,8 +75,7 @@ enum DetectorBenchmark {
                 events += machines[r.machine, default: MachineDetector(config: models.configuration(machine: r.machine, site: r.site))]
                     .observe(ts: r.ts, sensor: r.sensor, value: r.value).count
             }
-            let d = (clock.now - t0).components
-            return (Double(d.seconds) + Double(d.attoseconds) * 1e-18, events)
+            return ((clock.now - t0).inSeconds, events)
         }
         let shape = "\(fleet.machines) machines x \(fleet.sensors) sensors, \(fleet.count) readings, models \(modelsName)"
         let m = pass(decoding: false)
@@ -124,8 +120,7 @@ enum DetectorBenchmark {
         if let failed { throw ValidationError("detector-load: \(failed)") }
         guard delivered == seq else { throw ValidationError("detector-load: \(delivered) of \(seq) delivered within 120 s") }
         try checkRetained(seq, bootstrap: bootstrap, topic: topic)
-        let d = (clock.now - t0).components
-        print("loaded \(seq) readings (\(fleet.machines) machines x \(fleet.sensors) sensors x \(fleet.perSensor)) into \(topic) in \(String(format: "%.2f", Double(d.seconds) + Double(d.attoseconds) * 1e-18)) s")
+        print("loaded \(seq) readings (\(fleet.machines) machines x \(fleet.sensors) sensors x \(fleet.perSensor)) into \(topic) in \(String(format: "%.2f", (clock.now - t0).inSeconds)) s")
     }
 
     /// Every loaded record must still be in the topic: dev-kafka's mock broker keeps a bounded log

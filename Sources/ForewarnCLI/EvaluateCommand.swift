@@ -256,6 +256,11 @@ struct BenchCommand: ParsableCommand {
 }
 
 func pct(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
+
+extension Duration {
+    /// The duration in seconds, for rates and timings the benchmarks print.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
 func f3(_ x: Double) -> String { String(format: "%.3f", x) }
 
 extension EvaluateCommand {
@@ -282,7 +287,7 @@ extension EvaluateCommand {
             let began = clock.now
             let result = try FleetEvaluation.run(scenario: sc, models: machineModels, seed: seed ?? sc.seed ?? 1, durationMs: durationMs)
             let elapsed = clock.now - began
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.inSeconds
             let count = result.readings
             print("simulation \(sc.name): \(result.machines.count) machines, \(durationMs / 60_000) min simulated, \(count) readings in \(String(format: "%.1f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-9))) readings/s)")
             let start = result.start

@@ -41,7 +41,7 @@ enum IntakeBenchmark {
         let parse = clock.now - t2
 
         func line(_ name: String, _ d: Duration) -> String {
-            let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            let s = d.inSeconds
             return "\(name): \(Int(Double(n) / s)) messages/s, \(String(format: "%.0f", s / Double(n) * 1e9)) ns/message (\(String(format: "%.3f", s)) s)"
         }
         print("messages: \(n)")

@@ -73,8 +73,6 @@ enum JournalBenchmark {
 
         var batch = JournalBatch()
         var cursor: Int64 = 0
-        var seqs: [Int64] = []
-        seqs.reserveCapacity(n)
         let readStart = clock.now
         for _ in 0...(n / readBatch + 1) {
             try journal.readCommitted(after: cursor, limit: readBatch, into: &batch)
@@ -89,15 +87,11 @@ enum JournalBenchmark {
         t.read = clock.now - readStart
         // The seqs handed to the deletes are collected outside the timed read, as the forwarder
         // collects them from delivery reports.
-        var seq = cursor - Int64(t.rowsRead)
-        while seqs.count < t.rowsRead { seq += 1; seqs.append(seq) }
+        let seqs = Array(stride(from: cursor - Int64(t.rowsRead) + 1, through: cursor, by: 1))
 
         let deleteStart = clock.now
-        var i = 0
-        while i < seqs.count {
-            let end = min(i + deleteBatch, seqs.count)
-            try journal.markDelivered(Array(seqs[i..<end]))
-            i = end
+        for i in stride(from: 0, to: seqs.count, by: deleteBatch) {
+            try journal.markDelivered(Array(seqs[i..<min(i + deleteBatch, seqs.count)]))
         }
         try journal.commit()
         t.delete = clock.now - deleteStart
@@ -105,12 +99,8 @@ enum JournalBenchmark {
         return t
     }
 
-    private static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
-
     private static func line(_ name: String, _ n: Int, _ d: Duration, floor: Duration, floorName: String) -> String {
-        let s = seconds(d), f = seconds(floor)
+        let s = d.inSeconds, f = floor.inSeconds
         return "\(name): \(Int(Double(n) / s)) entries/s, \(String(format: "%.0f", s / Double(n) * 1e9)) ns/entry; "
             + "SQLite alone (\(floorName)): \(String(format: "%.0f", f / Double(n) * 1e9)) ns/entry; journal/SQLite \(String(format: "%.2f", s / f))x"
     }
