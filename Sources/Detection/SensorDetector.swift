@@ -428,19 +428,33 @@ public struct SensorDetector: Codable, Sendable {
 
 /// A time-of-period profile: one EWMA value per bucket of the period, and the EWMA scale of
 /// the residuals against it. O(1) per reading, memory O(buckets).
+///
+/// A bucket's value is learned from earlier periods only: the readings of the current visit to a
+/// bucket (one period, one bucket) are pooled, and their mean folds into the bucket when the
+/// readings move on. A stream sampled every second puts ~300 readings in each 5-minute bucket;
+/// folding each of them in at once made the "profile" a 5-reading moving average within the
+/// day, so one heavy-tailed outlier echoed through the next readings' residuals (docs/detection.md,
+/// "Heavy tails"). With one reading per bucket and period (NAB's 5-minute series), pooling
+/// changes nothing.
 struct SeasonalProfile: Codable, Sendable {
     let periodMs: Int64
     private var values: [Double]
     private var seen: [Bool]
     private var residualVar = 0.0
+    /// The visit being pooled: its bucket and period, and the sum and count of its readings.
+    private var poolBucket = -1
+    private var poolPeriod = Int64.min
+    private var poolSum = 0.0
+    private var poolCount = 0
     // The last bucket found and the reading times it spans: readings come every second or so
     // and buckets last minutes, so most readings skip the two 64-bit divisions. Not
     // checkpointed (recomputed on the first reading after a restore).
     private var cachedBucket = 0
+    private var cachedPeriod: Int64 = 0
     private var cachedStart = Int64.max
     private var cachedEnd = Int64.min
 
-    private enum CodingKeys: String, CodingKey { case periodMs, values, seen, residualVar }
+    private enum CodingKeys: String, CodingKey { case periodMs, values, seen, residualVar, poolBucket, poolPeriod, poolSum, poolCount }
 
     init(periodMs: Int64, buckets: Int) {
         self.periodMs = Swift.max(periodMs, 1)
@@ -448,32 +462,57 @@ struct SeasonalProfile: Codable, Sendable {
         seen = [Bool](repeating: false, count: Swift.max(0, buckets))
     }
 
-    /// Residual against the bucket for `ts` (nil while that bucket has no history, or with
-    /// no buckets), then folds the value into the bucket.
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        periodMs = try c.decode(Int64.self, forKey: .periodMs)
+        values = try c.decode([Double].self, forKey: .values)
+        seen = try c.decode([Bool].self, forKey: .seen)
+        residualVar = try c.decode(Double.self, forKey: .residualVar)
+        // Checkpoints written before pooling have no pool: the next reading starts one.
+        poolBucket = try c.decodeIfPresent(Int.self, forKey: .poolBucket) ?? -1
+        poolPeriod = try c.decodeIfPresent(Int64.self, forKey: .poolPeriod) ?? Int64.min
+        poolSum = try c.decodeIfPresent(Double.self, forKey: .poolSum) ?? 0
+        poolCount = try c.decodeIfPresent(Int.self, forKey: .poolCount) ?? 0
+    }
+
+    /// Residual against the bucket for `ts` as learned from earlier periods (nil while it has
+    /// none, or with no buckets); the value joins the current visit's pool.
     mutating func update(ts: Int64, value: Double, alpha: Double) -> Double? {
         let n = values.count
         guard n > 0 else { return nil }
-        let b = bucket(ts, buckets: n)
-        guard seen[b] else {
-            values[b] = value
-            seen[b] = true
-            return nil
+        let (b, period) = bucket(ts, buckets: n)
+        if b != poolBucket || period != poolPeriod {
+            foldPool(alpha: alpha)
+            (poolBucket, poolPeriod, poolSum, poolCount) = (b, period, 0, 0)
         }
+        poolSum += value
+        poolCount += 1
+        guard seen[b] else { return nil }
         let r = value - values[b]
-        values[b] += alpha * r
         if residualVar == 0 { residualVar = r * r }
         return r
     }
 
-    /// The bucket of `ts`: min(phase · n / period, n − 1) with phase = ts mod period, taken
-    /// from the cache while `ts` stays within the last bucket's span.
-    mutating func bucket(_ ts: Int64, buckets n: Int) -> Int {
-        if ts >= cachedStart && ts < cachedEnd { return cachedBucket }
-        let (b, phase) = Self.directBucket(ts, buckets: n, period: periodMs)
-        if let (start, end) = Self.span(bucket: b, buckets: n, period: periodMs, origin: ts - phase) {
-            (cachedBucket, cachedStart, cachedEnd) = (b, start, end)
+    /// Folds the pooled visit's mean into its bucket (the bucket's first visit sets it).
+    private mutating func foldPool(alpha: Double) {
+        guard poolCount > 0, poolBucket >= 0, poolBucket < values.count else { return }
+        let mean = poolSum / Double(poolCount)
+        if seen[poolBucket] { values[poolBucket] += alpha * (mean - values[poolBucket]) } else {
+            values[poolBucket] = mean
+            seen[poolBucket] = true
         }
-        return b
+    }
+
+    /// The bucket of `ts` and the index of its period (floor(ts / period)), taken from the
+    /// cache while `ts` stays within the last bucket's span.
+    mutating func bucket(_ ts: Int64, buckets n: Int) -> (bucket: Int, period: Int64) {
+        if ts >= cachedStart && ts < cachedEnd { return (cachedBucket, cachedPeriod) }
+        let (b, phase) = Self.directBucket(ts, buckets: n, period: periodMs)
+        let origin = ts - phase
+        if let (start, end) = Self.span(bucket: b, buckets: n, period: periodMs, origin: origin) {
+            (cachedBucket, cachedPeriod, cachedStart, cachedEnd) = (b, origin / periodMs, start, end)
+        }
+        return (b, origin / periodMs)
     }
 
     /// The bucket of `ts` and its phase, computed (what the cache must agree with).

@@ -475,6 +475,35 @@ func aHeldRecurrenceThatPersistsIsRaised() {
     #expect(long.resolved == 2 && long.life.recurrencesHeld == 1)
 }
 
+/// A bucket learns from earlier periods only. Within one visit (a 5-minute bucket read every
+/// second) the residuals are against the earlier days' value, so an outlier does not move the
+/// value the next readings of the same visit are judged against; the visit's mean folds in once
+/// the readings move on.
+@Test func seasonalProfileLearnsFromEarlierPeriodsOnly() {
+    let day: Int64 = 86_400_000
+    var profile = SeasonalProfile(periodMs: day, buckets: 288)
+    // Day 0, bucket 0: no earlier period, so no residual, however many readings.
+    for s in 0..<300 { #expect(profile.update(ts: Int64(s) * 1000, value: 10, alpha: 0.2) == nil) }
+    // Later in day 0: another bucket. Bucket 0's visit (mean 10) has been folded in.
+    #expect(profile.update(ts: 3_600_000, value: 99, alpha: 0.2) == nil)
+    // Day 1, bucket 0: judged against day 0's 10. An outlier of 50 leaves the next reading's
+    // residual against 10 too (folding each reading in at 0.2 had moved it to 18).
+    #expect(profile.update(ts: day, value: 50, alpha: 0.2) == 40)
+    #expect(profile.update(ts: day + 1000, value: 10, alpha: 0.2) == 0)
+    #expect(profile.update(ts: day + 2000, value: 12, alpha: 0.2) == 2)
+    // Day 2: day 1's visit (mean 24) folded in at 0.2: 10 + 0.2 * (24 - 10) = 12.8.
+    let r = profile.update(ts: 2 * day, value: 12.8, alpha: 0.2)
+    #expect(r.map { abs($0) < 1e-9 } == true, "residual \(String(describing: r))")
+}
+
+/// A checkpoint written before the profile pooled its visits decodes, and starts a new visit.
+@Test func seasonalProfileDecodesACheckpointWithoutAPool() throws {
+    let json = #"{"periodMs":1000,"values":[5,0],"seen":[true,false],"residualVar":1}"#
+    var profile = try JSONDecoder().decode(SeasonalProfile.self, from: Data(json.utf8))
+    #expect(profile.update(ts: 0, value: 7, alpha: 0.2) == 2)
+    #expect(profile.update(ts: 600, value: 3, alpha: 0.2) == nil)
+}
+
 /// The seasonal profile's cached bucket agrees with the computed one for readings in order
 /// (1 s apart, with gaps), jumps back and forth, negative times and odd bucket counts.
 @Test func seasonalBucketCacheMatchesDivision() {
@@ -489,7 +518,9 @@ func aHeldRecurrenceThatPersistsIsRaised() {
             case 2: ts += Int64(rng.next() % 1_000_000)
             default: ts += Int64(rng.next() % 2000)
             }
-            #expect(profile.bucket(ts, buckets: n) == SeasonalProfile.directBucket(ts, buckets: n, period: period).bucket, "ts \(ts)")
+            let direct = SeasonalProfile.directBucket(ts, buckets: n, period: period)
+            let found = profile.bucket(ts, buckets: n)
+            #expect(found.bucket == direct.bucket && found.period == (ts - direct.phase) / period, "ts \(ts)")
         }
     }
 }
