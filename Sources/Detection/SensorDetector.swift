@@ -297,9 +297,10 @@ public struct SensorDetector: Codable, Sendable {
         // several readings against the spread of such means, not of single readings).
         // The surprise is the smaller of the level residual and the seasonal one: a regular daily
         // swing is a large level residual but is predicted by the profile, so it is no surprise.
+        let logLimit = Self.logTailLimit(p, meanIntervalMs: meanIntervalMs)
         let surprise = Swift.min(Swift.abs(ez), seasonalSignal ? (seasonalZ ?? .infinity) : .infinity, 20)
         surpriseShort.push(surprise)
-        if let r = Self.tailRatio(short: surpriseShort, long: surpriseLong, tail: surpriseTail, params: p, warmupCount: warmupCount) { out.likelihoodRatio = r }
+        if let r = Self.tailRatio(short: surpriseShort, long: surpriseLong, tail: surpriseTail, params: p, warmupCount: warmupCount, logLimit: logLimit) { out.likelihoodRatio = r }
         surpriseLong.push(surpriseShort.mean)
         if p.calibratedTail { surpriseTail.push(surpriseShort.mean) }
 
@@ -309,7 +310,7 @@ public struct SensorDetector: Codable, Sendable {
         if let z = seasonalZ {
             let sz = Swift.min(z, 20)
             residualShort.push(sz)
-            if let r = Self.tailRatio(short: residualShort, long: residualLong, tail: residualTail, params: p, warmupCount: warmupCount) { out.seasonalRatio = r }
+            if let r = Self.tailRatio(short: residualShort, long: residualLong, tail: residualTail, params: p, warmupCount: warmupCount, logLimit: logLimit) { out.seasonalRatio = r }
             residualLong.push(residualShort.mean)
             if p.calibratedTail { residualTail.push(residualShort.mean) }
         }
@@ -349,22 +350,34 @@ public struct SensorDetector: Codable, Sendable {
     private var lastTrendTs: Int64? = nil
 
     /// Anomaly-likelihood ratio: how far the short-window mean of surprise sits in the upper tail
-    /// of the long window's history of such means (1 = at `likelihoodTailLimit`). Nil until the
+    /// of the long window's history of such means (1 = at the tail limit, whose log is
+    /// `logLimit`: see `logTailLimit`). Nil until the
     /// history is long enough, or when the recent mean is not above the historical one.
     /// Static, with the parameters passed in: a method of `self` given `self`'s windows copied
     /// the whole detector per reading (the optimiser cannot always prove the borrow safe).
-    static func tailRatio(short: RollingWindow, long: RollingWindow, tail: ScoreTail, params p: UnivariateParameters, warmupCount: Int) -> Double? {
+    static func tailRatio(short: RollingWindow, long: RollingWindow, tail: ScoreTail, params p: UnivariateParameters, warmupCount: Int,
+                          logLimit: Double) -> Double? {
         let needed = Swift.min(p.likelihoodMinHistory, long.capacity, p.learnDuringWarmup ? warmupCount : Int.max)
         guard long.count >= needed else { return nil }
         if p.calibratedTail {
             guard let pt = tail.tailProbability(short.mean), pt < 1 else { return nil }
-            return log(pt) / log(p.likelihoodTailLimit)
+            return log(pt) / logLimit
         }
         let ssd = Swift.max(long.variance.squareRoot(), p.likelihoodSpreadFloor)
         let lz = (short.mean - long.mean) / ssd
         guard lz > 0 else { return nil }
         let lt = Swift.max(0.5 * erfc(lz / 2.0.squareRoot()), 1e-300)
-        return log(lt) / log(p.likelihoodTailLimit)
+        return log(lt) / logLimit
+    }
+
+    /// The log of the likelihood tests' tail limit per reading. `likelihoodTailLimit` is stated
+    /// for a stream read every `likelihoodReferenceIntervalMs`; one read more often gets a
+    /// proportionally smaller limit, so it raises no more false alerts per day (a 1 s stream:
+    /// 1/300 of it). A slower stream keeps the limit. Before the interval is known, the limit.
+    static func logTailLimit(_ p: UnivariateParameters, meanIntervalMs: Double) -> Double {
+        let base = log(p.likelihoodTailLimit)
+        guard p.likelihoodReferenceIntervalMs > 0, meanIntervalMs > 0, meanIntervalMs < Double(p.likelihoodReferenceIntervalMs) else { return base }
+        return base + log(meanIntervalMs / Double(p.likelihoodReferenceIntervalMs))
     }
 
     /// Pushes one surprise value into a short window, and its short-window mean into the

@@ -524,3 +524,21 @@ func aHeldRecurrenceThatPersistsIsRaised() {
         }
     }
 }
+
+/// The likelihood tests' limit is stated per 5-minute reading: a stream read every second gets a
+/// limit 300 times smaller per reading (the same false alerts per day), a slower stream keeps it,
+/// and so does a stream whose interval is not known yet, or with the scaling off.
+@Test func theTailLimitIsABudgetPerFiveMinutesOfStream() {
+    let p = UnivariateParameters()
+    #expect(p.likelihoodTailLimit == 1e-6 && p.likelihoodReferenceIntervalMs == 300_000)
+    func limit(_ p: UnivariateParameters, _ intervalMs: Double) -> Double { exp(SensorDetector.logTailLimit(p, meanIntervalMs: intervalMs)) }
+    func near(_ a: Double, _ b: Double) -> Bool { abs(a / b - 1) < 1e-9 }
+    #expect(near(limit(p, 1000), 1e-6 / 300))
+    #expect(near(limit(p, 60_000), 1e-6 / 5))
+    #expect(near(limit(p, 300_000), 1e-6))
+    #expect(near(limit(p, 3_600_000), 1e-6))
+    #expect(near(limit(p, 0), 1e-6))
+    var off = p
+    off.likelihoodReferenceIntervalMs = 0
+    #expect(near(limit(off, 1000), 1e-6))
+}
