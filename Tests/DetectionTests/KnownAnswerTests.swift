@@ -61,9 +61,9 @@ struct KnownAnswerTests {
     }
 
     /// Known issue, measured: the anomaly likelihood judges the short-window mean of surprise
-    /// with a Gaussian tail, which heavy-tailed noise breaks. Today Student t (5 dof) opens 6
+    /// with a Gaussian tail, which heavy-tailed noise breaks. Today Student t (5 dof) opens 3
     /// alerts in 100,000 readings and Laplace noise none (10 and 1 before the spread floor, 7 before
-    /// the seasonal profile pooled its visits) (docs/detection.md, "Heavy tails"). The
+    /// the seasonal profile pooled its visits, 6 before the tail limit became a budget per 5 minutes) (docs/detection.md, "Heavy tails"). The
     /// known issue turns into a failure once it is fixed, so the test is then made strict.
     @Test("Heavy-tailed stationary noise (Laplace; Student t, 5 dof) gives no alert over 100,000 samples")
     func heavyTailedNoiseIsQuiet() {
