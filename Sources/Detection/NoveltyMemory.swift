@@ -23,6 +23,7 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
     private var enabled = true
 
     private var low = 0.0
+    private var constantWarmup = false
     private var range = 1.0
     private var recent: [Double] = []
     /// `capacity` shapes of `width` values, flattened; `stored` of them in use.
@@ -54,7 +55,29 @@ public struct NoveltyMemory: Codable, Sendable, Equatable {
         low = lo
         // A constant warm-up has no range: a tenth of its level, so any real change is novel.
         range = hi > lo ? hi - lo : Swift.max(Swift.abs(lo) * 0.1, 1e-9)
+        constantWarmup = hi == lo
         for v in w { _ = step(v, report: false) }
+    }
+
+    /// Whether more readings after the warm-up may still be learned (`learn(_:)`): not after a
+    /// constant warm-up, whose first change is what the test is for, nor when it is off.
+    public var learnsOn: Bool { enabled && !constantWarmup }
+
+    /// One reading that is still learned, not tested: the unit widens to the range seen so far
+    /// (the remembered shapes are re-expressed in it) and the shape is remembered; nothing is
+    /// reported.
+    public mutating func learn(_ value: Double) {
+        guard learnsOn else { return }
+        let high = low + range
+        if value < low || value > high {
+            let newLow = Swift.min(low, value)
+            let newRange = Swift.max(high, value) - newLow
+            let scale = range / newRange, shift = (low - newLow) / newRange
+            for i in shapes.indices { shapes[i] = shapes[i] * scale + shift }
+            for i in recent.indices { recent[i] = recent[i] * scale + shift }
+            (low, range) = (newLow, newRange)
+        }
+        _ = step(value, report: false)
     }
 
     /// One reading after the warm-up: the ratio (distance / vigilance, at least 1) while a

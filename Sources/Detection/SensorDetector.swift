@@ -124,6 +124,8 @@ public struct SensorDetector: Codable, Sendable {
     private var run = 0
     private var warmupMaxRun = 0
     private var lastTs: Int64? = nil
+    /// The first reading's time: novelty's learning span is measured from it.
+    private var firstTs: Int64? = nil
     private var meanIntervalMs = 0.0
 
     public init(spec: SensorSpec, params: UnivariateParameters = UnivariateParameters(), warmupCount: Int = 400) {
@@ -167,6 +169,7 @@ public struct SensorDetector: Codable, Sendable {
             }
         }
         lastTs = ts
+        if firstTs == nil { firstTs = ts }
 
         // Physically impossible values are sensor faults: report and keep them out of the models.
         if !value.isFinite || (spec.physicalMin.map { value < $0 } ?? false) || (spec.physicalMax.map { value > $0 } ?? false) {
@@ -272,7 +275,14 @@ public struct SensorDetector: Codable, Sendable {
         out.gaussianTailRatio = log(tail) / log(p.gaussianTailLimit)
         longWindow.push(value)
 
-        out.noveltyRatio = novelty.observe(value)
+        // Novelty learns over the warm-up's span of stream time at the reference interval, not
+        // over its readings alone: 400 readings of a 1 s stream are 7 minutes, too few to show
+        // its range, and heavy-tailed noise would then set "novel" records all day.
+        if novelty.learnsOn, ts - (firstTs ?? ts) < Int64(warmupCount - 1) * p.likelihoodReferenceIntervalMs {
+            novelty.learn(value)
+        } else {
+            out.noveltyRatio = novelty.observe(value)
+        }
 
         // Surprise against the seasonal profiles: the daily one, and the weekly one once this
         // time of week has history. A reading is only as surprising as the best of them says,

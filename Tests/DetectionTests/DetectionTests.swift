@@ -542,3 +542,25 @@ func aHeldRecurrenceThatPersistsIsRaised() {
     off.likelihoodReferenceIntervalMs = 0
     #expect(near(limit(off, 1000), 1e-6))
 }
+
+/// Novelty learns over the warm-up's span of stream time at the 5-minute reference (399 × 5 min):
+/// a stream read every 5 minutes is tested right after its 400-reading warm-up, one read every
+/// second only after as much stream time, so a spike 10 ranges out is novel at once in the first
+/// and is learned in the second until then.
+@Test func noveltyLearnsOverTheWarmupsSpanOfStreamTime() {
+    func noveltyAt(intervalMs: Int64, spikeAt: Int) -> Double {
+        var rng = SplitMix64(seed: 21)
+        var det = SensorDetector(spec: SensorSpec(name: "x"), warmupCount: 400)
+        var ratio = 0.0
+        for i in 0...spikeAt {
+            let out = det.observe(ts: Int64(i) * intervalMs, value: i == spikeAt ? 50 : 5 * rng.nextUnit())
+            if i == spikeAt { ratio = out.noveltyRatio }
+        }
+        return ratio
+    }
+    let span = 399 * 300
+    #expect(noveltyAt(intervalMs: 300_000, spikeAt: 450) > 1)
+    #expect(noveltyAt(intervalMs: 1000, spikeAt: 450) == 0)
+    #expect(noveltyAt(intervalMs: 1000, spikeAt: span - 1) == 0)
+    #expect(noveltyAt(intervalMs: 1000, spikeAt: span + 10) > 1)
+}
