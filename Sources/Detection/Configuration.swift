@@ -141,13 +141,14 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// window and minimum history below) that also keeps 100k readings of noise alert-free:
     /// averages of |z| are right-skewed, so the Gaussian tail needs a stricter limit than 1e-5.
     public var likelihoodTailLimit: Double = 1e-6
-    /// Anomaly likelihood (and seasonal): the reading interval `likelihoodTailLimit` is stated for
-    /// (default 5 minutes, NAB's, on which the limit was chosen). Operators count false alerts
+    /// The reading interval the likelihood tests' limit and the novelty test's warm-up are stated
+    /// for (default 5 minutes, NAB's, on which both were chosen). Operators count false alerts
     /// per machine and day, and a stream read every second makes 300 times as many tests a day as
-    /// one read every 5 minutes: its limit per reading is made 300 times smaller, so its false
-    /// alerts per day stay those of a 5-minute stream. Slower streams keep the limit; 0 = the
-    /// limit per reading whatever the interval (docs/detection.md, "A false-alert budget per day").
-    public var likelihoodReferenceIntervalMs: Int64 = 300_000
+    /// one read every 5 minutes: its `likelihoodTailLimit` per reading is made 300 times smaller,
+    /// so its false alerts per day stay those of a 5-minute stream, and novelty goes on learning
+    /// until the stream has run for the warm-up's span at this interval. Slower streams keep both;
+    /// 0 = per reading, whatever the interval (docs/detection.md, "A false-alert budget per day").
+    public var referenceIntervalMs: Int64 = 300_000
     /// Anomaly likelihood (and seasonal): the least spread (standard deviation) the history of
     /// averaged surprise is judged with (default 0.25, in units of surprise). A stream that has
     /// been quieter than white noise (a flat spell, a weekly profile that predicts well) has a

@@ -278,7 +278,7 @@ public struct SensorDetector: Codable, Sendable {
         // Novelty learns over the warm-up's span of stream time at the reference interval, not
         // over its readings alone: 400 readings of a 1 s stream are 7 minutes, too few to show
         // its range, and heavy-tailed noise would then set "novel" records all day.
-        if novelty.learnsOn, ts - (firstTs ?? ts) < Int64(warmupCount - 1) * p.likelihoodReferenceIntervalMs {
+        if novelty.learnsOn, ts - (firstTs ?? ts) < Int64(warmupCount - 1) * p.referenceIntervalMs {
             novelty.learn(value)
         } else {
             out.noveltyRatio = novelty.observe(value)
@@ -381,13 +381,13 @@ public struct SensorDetector: Codable, Sendable {
     }
 
     /// The log of the likelihood tests' tail limit per reading. `likelihoodTailLimit` is stated
-    /// for a stream read every `likelihoodReferenceIntervalMs`; one read more often gets a
+    /// for a stream read every `referenceIntervalMs`; one read more often gets a
     /// proportionally smaller limit, so it raises no more false alerts per day (a 1 s stream:
     /// 1/300 of it). A slower stream keeps the limit. Before the interval is known, the limit.
     static func logTailLimit(_ p: UnivariateParameters, meanIntervalMs: Double) -> Double {
         let base = log(p.likelihoodTailLimit)
-        guard p.likelihoodReferenceIntervalMs > 0, meanIntervalMs > 0, meanIntervalMs < Double(p.likelihoodReferenceIntervalMs) else { return base }
-        return base + log(meanIntervalMs / Double(p.likelihoodReferenceIntervalMs))
+        guard p.referenceIntervalMs > 0, meanIntervalMs > 0, meanIntervalMs < Double(p.referenceIntervalMs) else { return base }
+        return base + log(meanIntervalMs / Double(p.referenceIntervalMs))
     }
 
     /// Pushes one surprise value into a short window, and its short-window mean into the

@@ -530,7 +530,7 @@ func aHeldRecurrenceThatPersistsIsRaised() {
 /// and so does a stream whose interval is not known yet, or with the scaling off.
 @Test func theTailLimitIsABudgetPerFiveMinutesOfStream() {
     let p = UnivariateParameters()
-    #expect(p.likelihoodTailLimit == 1e-6 && p.likelihoodReferenceIntervalMs == 300_000)
+    #expect(p.likelihoodTailLimit == 1e-6 && p.referenceIntervalMs == 300_000)
     func limit(_ p: UnivariateParameters, _ intervalMs: Double) -> Double { exp(SensorDetector.logTailLimit(p, meanIntervalMs: intervalMs)) }
     func near(_ a: Double, _ b: Double) -> Bool { abs(a / b - 1) < 1e-9 }
     #expect(near(limit(p, 1000), 1e-6 / 300))
@@ -539,7 +539,7 @@ func aHeldRecurrenceThatPersistsIsRaised() {
     #expect(near(limit(p, 3_600_000), 1e-6))
     #expect(near(limit(p, 0), 1e-6))
     var off = p
-    off.likelihoodReferenceIntervalMs = 0
+    off.referenceIntervalMs = 0
     #expect(near(limit(off, 1000), 1e-6))
 }
 
