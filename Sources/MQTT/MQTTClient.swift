@@ -159,10 +159,15 @@ public final class MQTTClient: @unchecked Sendable {
             MQTTClient.from(obj).handlePublished(mid)
         }
         // Runs on the loop's own thread, like the callbacks above (mosquitto_loop calls it).
-        mosquitto_log_callback_set(mosq) { _, obj, level, text in
-            guard level & Int32(MOSQ_LOG_ERR) != 0, let text else { return }
-            let message = String(cString: text)
-            MQTTClient.from(obj).state.withLock { $0.libraryError = message }
+        // Only with TLS: libmosquitto 2.0.11 logs errors (OpenSSL's, certificate files) only
+        // there, bar an unknown packet type (MOSQ_ERR_PROTOCOL says as much), and with a log
+        // callback set it formats a debug line into a fresh buffer for every received message.
+        if options.tls {
+            mosquitto_log_callback_set(mosq) { _, obj, level, text in
+                guard level & Int32(MOSQ_LOG_ERR) != 0, let text else { return }
+                let message = String(cString: text)
+                MQTTClient.from(obj).state.withLock { $0.libraryError = message }
+            }
         }
     }
 
