@@ -101,6 +101,12 @@ public final class MQTTClient: @unchecked Sendable {
     }
     private let state = Mutex(State())
     private let inflightChanged = NSCondition()
+    /// The QoS of the last message delivered by a read; set and cleared on the loop thread only.
+    private let lastDelivered = Mutex<Int?>(nil)
+    /// True during a tick after which the burst reads again at once (loop thread only).
+    private let readsNext = Mutex(false)
+    /// Packets read back to back after one `mosquitto_loop` (see `ReadBurst`).
+    static let burstLimit = 64
 
     /// Called on the loop thread for every message, after libmosquitto has acknowledged it.
     /// Keep it short: it is the window between PUBACK and the journal.
@@ -153,10 +159,15 @@ public final class MQTTClient: @unchecked Sendable {
             MQTTClient.from(obj).handlePublished(mid)
         }
         // Runs on the loop's own thread, like the callbacks above (mosquitto_loop calls it).
-        mosquitto_log_callback_set(mosq) { _, obj, level, text in
-            guard level & Int32(MOSQ_LOG_ERR) != 0, let text else { return }
-            let message = String(cString: text)
-            MQTTClient.from(obj).state.withLock { $0.libraryError = message }
+        // Only with TLS: libmosquitto 2.0.11 logs errors (OpenSSL's, certificate files) only
+        // there, bar an unknown packet type (MOSQ_ERR_PROTOCOL says as much), and with a log
+        // callback set it formats a debug line into a fresh buffer for every received message.
+        if options.tls {
+            mosquitto_log_callback_set(mosq) { _, obj, level, text in
+                guard level & Int32(MOSQ_LOG_ERR) != 0, let text else { return }
+                let message = String(cString: text)
+                MQTTClient.from(obj).state.withLock { $0.libraryError = message }
+            }
         }
     }
 
@@ -198,8 +209,11 @@ public final class MQTTClient: @unchecked Sendable {
     /// nothing beyond it (without TLS), so false means the next message is not here yet. With TLS,
     /// records OpenSSL has already decrypted are not seen, so this can say false early; unknown
     /// (no socket) counts as true. Call it from the loop thread (callbacks, `onTick`).
+    /// In a tick after which a read burst reads again at once it is true without asking the
+    /// kernel: that read finds what is queued, and if nothing is, the tick after it asks.
     public var hasQueuedInput: Bool {
-        forewarn_socket_unread_bytes(mosquitto_socket(mosq)) != 0
+        if readsNext.withLock({ $0 }) { return true }
+        return forewarn_socket_unread_bytes(mosquitto_socket(mosq)) != 0
     }
 
     /// The longest the loop waits for network activity before the next `onTick` (1 ms ... 10 s,
@@ -252,8 +266,9 @@ public final class MQTTClient: @unchecked Sendable {
                     continue
                 }
             }
-            let rc = mosquitto_loop(mosq, tickMillis, 1)
-            onTick?()
+            lastDelivered.withLock { $0 = nil }
+            var rc = mosquitto_loop(mosq, tickMillis, 1)
+            if rc == MOSQ_ERR_SUCCESS.rawValue { rc = readBurst() } else { onTick?() }
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
                 let text = failureText(rc)
@@ -273,6 +288,24 @@ public final class MQTTClient: @unchecked Sendable {
         }
         state.withLock { $0.connected = false }
         inflightChanged.lock(); inflightChanged.broadcast(); inflightChanged.unlock()
+    }
+
+    /// Ticks after the loop's read and, while `ReadBurst` says so, reads on (a tick after each
+    /// read, as after a full loop). The next `mosquitto_loop` writes and checks the keepalive.
+    /// A read that fails closes the socket; its code is returned.
+    private func readBurst() -> Int32 {
+        var burst = ReadBurst(limit: Self.burstLimit)
+        while true {
+            let again = burst.readAgain(delivered: lastDelivered.withLock { d in defer { d = nil }; return d },
+                                        halted: state.withLock { $0.paused || $0.stop })
+            readsNext.withLock { $0 = again }
+            onTick?()
+            readsNext.withLock { $0 = false }
+            // A tick may pause intake (backpressure): the burst ends before the next read.
+            guard again, !state.withLock({ $0.paused || $0.stop }) else { return MOSQ_ERR_SUCCESS.rawValue }
+            let rc = mosquitto_loop_read(mosq, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
+        }
     }
 
     private func connect() -> Int32 {
@@ -336,6 +369,7 @@ public final class MQTTClient: @unchecked Sendable {
         let m = msg.pointee
         let payload = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(m.payloadlen))) } ?? []
         let topic = m.topic.map { String(cString: $0) } ?? ""
+        lastDelivered.withLock { $0 = Int(m.qos) }
         onMessage?(MQTTMessage(topic: topic, payload: payload, qos: Int(m.qos), retain: m.retain))
     }
 

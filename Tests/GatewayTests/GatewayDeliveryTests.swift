@@ -77,6 +77,26 @@ struct GatewayDeliveryTests {
         #expect(p.gateway!.metric("forewarn_gateway_readings_in_total") == 2000)
     }
 
+    @Test("QoS 0 readings, which the MQTT loop reads in bursts: each arrives once, in per-machine order")
+    func qos0Delivery() throws {
+        let p = try Pipeline("qos0")
+        defer { p.stop() }
+        try p.startGateway()
+        let publisher = try TestPublisher(url: p.broker.url)
+        var published = try publishReadings(publisher, count: 5000, machines: 20, qos: 0)
+        // A QoS 1 reading last: its PUBACK says the broker has every QoS 0 one before it.
+        published += try publishReadings(publisher, count: 1, machines: 1, startTs: 1_700_000_100_000)
+        #expect(publisher.finish())
+
+        let messages = try consumeAll(bootstrap: p.kafka.bootstrap, topic: "forewarn.readings", expect: 5001, timeout: 60)
+        let received = parseReceived(messages)
+        #expect(received.count == 5001)
+        #expect(missing(published, received) == 0)
+        #expect(Set(received.map(\.seq)).count == 5001)
+        #expect(perMachineOrderViolations(received).isEmpty)
+        #expect(p.gateway!.metric("forewarn_gateway_readings_in_total") == 5001)
+    }
+
     @Test("Kafka down for seconds while publishing continues: nothing lost, per-machine order kept")
     func kafkaOutage() throws {
         try outage(settings: [], checkOrder: true)

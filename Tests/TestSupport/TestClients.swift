@@ -24,8 +24,8 @@ public final class TestPublisher: @unchecked Sendable {
         guard client.isConnected else { throw TestFailure("test publisher could not connect to \(url): \(client.lastError ?? "")") }
     }
 
-    public func publish(_ topic: String, _ payload: String) throws {
-        try client.publish(topic: topic, payload: Array(payload.utf8), qos: 1, timeout: .seconds(30))
+    public func publish(_ topic: String, _ payload: String, qos: Int = 1) throws {
+        try client.publish(topic: topic, payload: Array(payload.utf8), qos: qos, timeout: .seconds(30))
     }
 
     public func publish(_ topic: String, bytes: [UInt8]) throws {
@@ -77,16 +77,16 @@ public struct PublishedReading: Hashable, Sendable {
 }
 
 /// Publishes `count` JSON readings round-robin over `machines` machines with rising ts.
-/// Returns what was published (each PUBACKed by the broker).
+/// Returns what was published (at QoS 1 each PUBACKed by the broker).
 @discardableResult
 public func publishReadings(_ publisher: TestPublisher, count: Int, machines: Int, startTs: Int64 = 1_700_000_000_000,
-                            every: ((Int) -> Void)? = nil) throws -> [PublishedReading] {
+                            qos: Int = 1, every: ((Int) -> Void)? = nil) throws -> [PublishedReading] {
     var out: [PublishedReading] = []
     out.reserveCapacity(count)
     for i in 0..<count {
         let machine = String(format: "m%03d", i % machines)
         let ts = startTs + Int64(i)
-        try publisher.publish("factory/s1/\(machine)/vib_rms", "{\"ts\": \(ts), \"value\": \(Double(i % 100) / 10), \"unit\": \"mm/s\", \"seq\": \(i)}")
+        try publisher.publish("factory/s1/\(machine)/vib_rms", "{\"ts\": \(ts), \"value\": \(Double(i % 100) / 10), \"unit\": \"mm/s\", \"seq\": \(i)}", qos: qos)
         out.append(PublishedReading(machine: machine, ts: ts))
         every?(i)
     }
