@@ -228,7 +228,7 @@ public final class Journal: Sendable {
     public let options: JournalOptions
     private let policy: CommitPolicy
     private let logger: Logger
-    private let inner: Mutex<Inner>
+    private let inner: SleepingLock<Inner>
     /// Called after every successful commit (under the journal lock: keep it short and never
     /// call back into the journal). The forwarder uses it to wake up at once.
     private let commitObserver = CommitObserverSlot()
@@ -373,7 +373,7 @@ public final class Journal: Sendable {
         inner.lastInsertedSeq = inner.committedSeq
         logger.info("journal opened", metadata: ["path": "\(options.path)", "entries": "\(inner.entries)", "bytes": "\(inner.bytes)",
                                                  "checked_in_ms": "\((ContinuousClock.now - opened).milliseconds)"])
-        self.inner = Mutex(inner)
+        self.inner = SleepingLock(inner)
     }
 
     /// Sets up a new journal under a temporary name and renames it into place, so a journal
