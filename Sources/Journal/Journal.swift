@@ -314,8 +314,6 @@ public final class Journal: Sendable {
     /// interior pages and the leaves in use; at the 1,000,000-entry drain's peak it is part of
     /// the gateway's RSS (docs/benchmarks.md, session 11).
     static let pageCacheKiB = 1024
-    /// Deletes in one `markDelivered` call from which it commits them itself.
-    static let batchCommitMin = 1024
     /// How many stamped-message fingerprints are remembered (covers the broker's in-flight window).
     static let recentCapacity = 4096
     /// Deletes per transaction while draining: about 256 WAL bytes each, so one transaction fits
@@ -639,11 +637,6 @@ public final class Journal: Sendable {
                         // steps, so draining a full journal never needs more than the reserve.
                         if s.kept.deleteCount >= deletesPerCommit { try commit(&s) }
                     }
-                    // A drain's batch commits here, before the lock goes: otherwise the ingest
-                    // thread's next group commit (every few ms under live traffic) wrote the pages
-                    // these deletes dirtied, and ran the checkpoints, in many small transactions.
-                    // A few deletes (steady live traffic) still ride on the next group commit.
-                    if s.kept.deleteCount >= Self.batchCommitMin { try commit(&s) }
                     return
                 } catch { fail(&s, error) }
             }

@@ -116,24 +116,6 @@ struct JournalTests {
         #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.seq) == Array(21...29) + Array(31...40))
     }
 
-    @Test("a drain-sized batch of deletes is durable when markDelivered returns; a few ride on the next group commit")
-    func largeDeleteBatchCommitsItself() throws {
-        let p = path()
-        let j = try Journal(options: JournalOptions(path: p, commitEvery: 10_000, commitInterval: .seconds(60)), logger: logger)
-        try j.append((0..<3000).map { entry("m\($0 % 4)", $0) })
-        try j.commit()
-        try j.markDelivered(Array(1...10))
-        try j.append([entry("m1", 3000)])   // an open group, as under live traffic
-        // Another connection (as after a crash) sees only what is committed.
-        let small = try Journal(options: JournalOptions(path: p), logger: logger)
-        #expect(small.stats.entries == 3000, "10 deletes wait for the next commit")
-        try j.markDelivered(Array(11...2000))
-        let large = try Journal(options: JournalOptions(path: p), logger: logger)
-        #expect(large.stats.entries == 1001, "1,990 deletes committed themselves, and the open group with them")
-        #expect(try large.readCommitted(after: 0, limit: 5000).map(\.seq) == Array(2001...3001))
-        #expect(j.stats.uncommitted == 0)
-    }
-
     @Test func deliveredRunsSplitSortAndCap() {
         #expect(DeliveredRuns([], maxRun: 4).runs.isEmpty)
         #expect(DeliveredRuns([5, 3, 4, 9, 4, 1], maxRun: 100).runs == [1...1, 3...5, 9...9])
