@@ -132,9 +132,18 @@ public final class ForwarderService: Service, @unchecked Sendable {
         // A crash before the delete means a re-send with the same seq, as an uncommitted delete does.
         var pendingDeletes: [Int64] = []
         var pendingSince = ContinuousClock.now
+        // The top of the last flush that formed no runs yet (`DeleteTail`): deleted with the next.
+        var heldDeletes: [Int64] = []
         // The deletes run on the journal-deletes thread, while this one reads and produces the
         // next entries (in a drain they were ~40% of this thread's time, on the critical path).
-        func flushDeletes() {
+        // `force`: hold nothing back (nothing else in flight, a rewind, the stop).
+        func flushDeletes(force: Bool) {
+            if force {
+                pendingDeletes.append(contentsOf: heldDeletes)
+                heldDeletes.removeAll(keepingCapacity: true)
+            } else if !pendingDeletes.isEmpty {
+                (pendingDeletes, heldDeletes) = DeleteTail.split(fresh: pendingDeletes, held: heldDeletes)
+            }
             guard !pendingDeletes.isEmpty else { return }
             deletes.enqueue(&pendingDeletes)
         }
@@ -155,7 +164,7 @@ public final class ForwarderService: Service, @unchecked Sendable {
             }
             if kafkaSeen, !rewinding, now >= retryAfter,
                ReadGate.mayRead(inFlight: outstanding.count, maxInFlight: config.kafka.maxInFlight,
-                                deletesWaiting: deletes.waiting + pendingDeletes.count, maxDeletesWaiting: Self.maxDeletesWaiting) {
+                                deletesWaiting: deletes.waiting + pendingDeletes.count + heldDeletes.count, maxDeletesWaiting: Self.maxDeletesWaiting) {
                 let limit = min(2000, config.kafka.maxInFlight - outstanding.count)
                 journalCall { try journal.readCommitted(after: cursor, limit: limit, into: &batch) }
                 batch.forEach { row in
@@ -223,8 +232,9 @@ public final class ForwarderService: Service, @unchecked Sendable {
             }
             // Before a rewind reads the journal again, and whenever nothing is in flight (the
             // journal then empties at once), the gathered deletes go to the journal.
-            if pendingDeletes.count >= Self.deleteBatch || now - pendingSince >= Self.deleteDelay || outstanding.isEmpty || rewinding || stopping != nil {
-                flushDeletes()
+            let forceDeletes = outstanding.isEmpty || rewinding || stopping != nil
+            if pendingDeletes.count >= Self.deleteBatch || now - pendingSince >= Self.deleteDelay || forceDeletes {
+                flushDeletes(force: forceDeletes)
             }
             if rewinding && outstanding.isEmpty {
                 deletes.waitUntilDone()   // the journal read again from the start must not hold what was delivered
@@ -324,6 +334,32 @@ enum ReadGate {
     /// are not `maxDeletesWaiting` behind.
     static func mayRead(inFlight: Int, maxInFlight: Int, deletesWaiting: Int, maxDeletesWaiting: Int) -> Bool {
         inFlight < maxInFlight && deletesWaiting < maxDeletesWaiting
+    }
+}
+
+/// Delivered seqs at the top of a flush that form no runs yet: the partitions' delivery reports
+/// reach different seqs, so above the slowest partition only every few seqs is delivered, and
+/// those were deleted one row at a time (12-14 % of the delete thread in a drain, docs/benchmarks.md
+/// session 14). Held for one more flush, most of them join a range. Delaying a delete is always
+/// safe: a crash before it is a re-send with the same seq.
+enum DeleteTail {
+    /// This flush's seqs (`fresh`) and the last flush's tail (`held`) as the seqs to delete now and
+    /// the new tail: the fresh seqs above the last run of at least `DeliveredRuns.rangeMin`
+    /// consecutive seqs of both together. A held seq is never held again.
+    static func split(fresh: [Int64], held: [Int64]) -> (now: [Int64], hold: [Int64]) {
+        let all = (fresh + held).sorted()
+        var cut = Int64.min   // the top of the last long run
+        var start = 0
+        for i in all.indices where i + 1 == all.count || all[i + 1] != all[i] + 1 {
+            if i - start + 1 >= DeliveredRuns.rangeMin { cut = all[i] }
+            start = i + 1
+        }
+        var now = held
+        var hold: [Int64] = []
+        for seq in fresh {
+            if seq > cut { hold.append(seq) } else { now.append(seq) }
+        }
+        return (now, hold)
     }
 }
 

@@ -184,10 +184,22 @@ public final class StopFlag: @unchecked Sendable {
 public func runOnDedicatedThread(name: String, _ body: @escaping @Sendable () -> Void) async {
     await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
         let thread = Thread {
+            setKernelThreadName(name)
             body()
             cont.resume()
         }
         thread.name = name
         thread.start()
     }
+}
+
+/// Names the calling thread for the kernel (top -H, `perf report --sort comm`, /proc/PID/task/*/comm;
+/// at most 15 bytes): Foundation's `Thread.name` set before `start` does not reach it on Linux,
+/// and Glibc's `pthread_setname_np` is not visible to Swift without _GNU_SOURCE.
+func setKernelThreadName(_ name: String) {
+    let fd = open("/proc/thread-self/comm", O_WRONLY)
+    guard fd >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
 }

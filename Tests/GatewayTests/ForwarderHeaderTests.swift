@@ -36,6 +36,27 @@ struct ForwarderDeleteQueueTests {
         #expect(ReadGate.mayRead(inFlight: 9, maxInFlight: 10, deletesWaiting: 4, maxDeletesWaiting: 5))
     }
 
+    @Test("the fragmented top of a flush waits one flush, then joins a range; nothing is held twice or lost")
+    func deleteTailHeldOnce() {
+        // Four partitions' reports: 1...20 complete, above it only one partition's seqs (every 4th).
+        let fresh: [Int64] = Array(1...20) + [24, 28, 32]
+        let first = DeleteTail.split(fresh: fresh.shuffled(), held: [])
+        #expect(first.now.sorted() == Array(1...20))
+        #expect(first.hold.sorted() == [24, 28, 32])
+        // The next flush fills the gaps: the held seqs go, inside a run now.
+        let next: [Int64] = (21...40).filter { ![24, 28, 32].contains($0) }
+        let second = DeleteTail.split(fresh: next, held: first.hold)
+        #expect(second.now.sorted() == Array(21...40) && second.hold.isEmpty)
+        // A held seq goes with the next flush even if it is still alone; fresh ones above wait.
+        let third = DeleteTail.split(fresh: [60, 70], held: [50])
+        #expect(third.now == [50] && third.hold.sorted() == [60, 70])
+        // Short runs below the last long run are deleted now (they have nothing to wait for).
+        let fourth = DeleteTail.split(fresh: [3, 5] + Array(10...17), held: [])
+        #expect(fourth.now.sorted() == [3, 5] + Array(10...17) && fourth.hold.isEmpty)
+        let empty = DeleteTail.split(fresh: [], held: [])
+        #expect(empty.now.isEmpty && empty.hold.isEmpty)
+    }
+
     @Test("every queued seq is deleted once, in queue order, before waitUntilDone returns and before the thread ends")
     func queueDeletesEverything() async {
         let q = DeleteQueue()
