@@ -485,19 +485,6 @@ struct SeasonalProfile: Codable, Sendable {
         seen = [Bool](repeating: false, count: Swift.max(0, buckets))
     }
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        periodMs = try c.decode(Int64.self, forKey: .periodMs)
-        values = try c.decode([Double].self, forKey: .values)
-        seen = try c.decode([Bool].self, forKey: .seen)
-        residualVar = try c.decode(Double.self, forKey: .residualVar)
-        // Checkpoints written before pooling have no pool: the next reading starts one.
-        poolBucket = try c.decodeIfPresent(Int.self, forKey: .poolBucket) ?? -1
-        poolPeriod = try c.decodeIfPresent(Int64.self, forKey: .poolPeriod) ?? Int64.min
-        poolSum = try c.decodeIfPresent(Double.self, forKey: .poolSum) ?? 0
-        poolCount = try c.decodeIfPresent(Int.self, forKey: .poolCount) ?? 0
-    }
-
     /// Residual against the bucket for `ts` as learned from earlier periods (nil while it has
     /// none, or with no buckets); the value joins the current visit's pool.
     mutating func update(ts: Int64, value: Double, alpha: Double) -> Double? {

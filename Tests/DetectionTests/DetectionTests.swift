@@ -496,12 +496,23 @@ func aHeldRecurrenceThatPersistsIsRaised() {
     #expect(r.map { abs($0) < 1e-9 } == true, "residual \(String(describing: r))")
 }
 
-/// A checkpoint written before the profile pooled its visits decodes, and starts a new visit.
-@Test func seasonalProfileDecodesACheckpointWithoutAPool() throws {
-    let json = #"{"periodMs":1000,"values":[5,0],"seen":[true,false],"residualVar":1}"#
-    var profile = try JSONDecoder().decode(SeasonalProfile.self, from: Data(json.utf8))
-    #expect(profile.update(ts: 0, value: 7, alpha: 0.2) == 2)
-    #expect(profile.update(ts: 600, value: 3, alpha: 0.2) == nil)
+/// A sensor's checkpoint from before session 14 (no reference interval in its parameters, no
+/// pooled visit, no first reading time, no constant-warm-up flag) is refused, so the detector
+/// warms that machine up again rather than half-restoring it; today's checkpoint reads back.
+@Test func aSensorCheckpointFromBeforeTheStreamTimeChangesIsRefused() throws {
+    var det = SensorDetector(spec: SensorSpec(name: "x"), warmupCount: 50)
+    var rng = SplitMix64(seed: 8)
+    for i in 0..<200 { _ = det.observe(ts: Int64(i) * 1000, value: rng.nextGaussian()) }
+    let current = try JSONEncoder().encode(det)
+    _ = try JSONDecoder().decode(SensorDetector.self, from: current)
+    let added: Set<String> = ["referenceIntervalMs", "poolBucket", "poolPeriod", "poolSum", "poolCount", "firstTs", "constantWarmup"]
+    func strip(_ v: Any) -> Any {
+        if let d = v as? [String: Any] { return d.filter { !added.contains($0.key) }.mapValues(strip) }
+        if let a = v as? [Any] { return a.map(strip) }
+        return v
+    }
+    let old = try JSONSerialization.data(withJSONObject: strip(JSONSerialization.jsonObject(with: current)))
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode(SensorDetector.self, from: old) }
 }
 
 /// The seasonal profile's cached bucket agrees with the computed one for readings in order
