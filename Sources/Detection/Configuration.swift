@@ -212,6 +212,15 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// sensors whose single-sample glitches are noise; wrong where a one-sample spike is the
     /// anomaly itself (as in NAB's spike series).
     public var impulseFilter: Bool = false
+    /// On a stream read so often that five readings span at most `referenceIntervalMs`, a reading
+    /// further than `residualClamp` standard deviations from the median of the last five reaches
+    /// the statistical models as that median (default true; a Hampel filter). There one or two
+    /// such readings are a transient shorter than the time scale the models' limits were chosen on,
+    /// and heavy-tailed noise read every second makes them every hour; a step passes two readings
+    /// late. Slower streams keep every reading (NAB's one-reading spikes are its anomalies); the
+    /// static limits and the PCA monitor (which has its own glitch gate) see the raw value.
+    /// docs/detection.md, "Heavy tails".
+    public var impulseFilterFastStreams: Bool = true
 
     public init() {}
 }

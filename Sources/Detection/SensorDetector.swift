@@ -186,14 +186,12 @@ public struct SensorDetector: Codable, Sendable {
         // Impulse filter: the models see the median of the last five readings, so glitches of
         // up to two readings in a row never reach them, while a real step arrives two readings late.
         var value = value
-        if p.impulseFilter {
-            // Shifted in place once full: `removeFirst` moved the buffer (memmove) per reading.
-            if recentRaw.count < 5 { recentRaw.append(value) } else {
-                for i in 1..<5 { recentRaw[i - 1] = recentRaw[i] }
-                recentRaw[4] = value
-            }
-            if recentRaw.count == 5 { value = Self.medianOfFive(recentRaw) }
+        // Shifted in place once full: `removeFirst` moved the buffer (memmove) per reading.
+        if recentRaw.count < 5 { recentRaw.append(value) } else {
+            for i in 1..<5 { recentRaw[i - 1] = recentRaw[i] }
+            recentRaw[4] = value
         }
+        if p.impulseFilter, recentRaw.count == 5 { value = Self.medianOfFive(recentRaw) }
         out.modelValue = value
 
         // Static limits apply from the first reading; they need no baseline.
@@ -206,6 +204,13 @@ public struct SensorDetector: Codable, Sendable {
                 if out.limitSeverity.map({ sev > $0 }) ?? true { out.limitSeverity = sev }
                 out.limitRatio = Swift.max(out.limitRatio, sev == .critical ? 2.5 : 1.2)
             }
+        }
+
+        // The static limits and the PCA monitor (`modelValue`, with its own glitch gate) judge the
+        // raw value; the statistical models judge a fast stream's lone outlier as a transient.
+        if !p.impulseFilter, warmup == nil, recentRaw.count == 5, Self.isFastStream(p, meanIntervalMs: meanIntervalMs) {
+            let limit = p.residualClamp * Swift.max(ewmaVar.squareRoot(), sigmaFloor)
+            if Self.isBeyondMedianOfFive(recentRaw, limit: limit) { value = Self.medianOfFive(recentRaw) }
         }
 
         updateTrend(ts: ts, value: value, out: &out)
@@ -388,6 +393,30 @@ public struct SensorDetector: Codable, Sendable {
         let base = log(p.likelihoodTailLimit)
         guard p.referenceIntervalMs > 0, meanIntervalMs > 0, meanIntervalMs < Double(p.referenceIntervalMs) else { return base }
         return base + log(meanIntervalMs / Double(p.referenceIntervalMs))
+    }
+
+    /// True when five readings of the stream span at most the reference interval, so one or two
+    /// of them are a transient shorter than the time scale the models' limits were chosen on
+    /// (`impulseFilterFastStreams`).
+    static func isFastStream(_ p: UnivariateParameters, meanIntervalMs: Double) -> Bool {
+        p.impulseFilterFastStreams && p.referenceIntervalMs > 0 && meanIntervalMs > 0
+            && 5 * meanIntervalMs <= Double(p.referenceIntervalMs)
+    }
+
+    /// True when the newest of five readings (`w[4]`) is further than `limit` from their median:
+    /// an outlier on its own (the readings around it do not follow it), which the models then see
+    /// as the median. A step moves the median with it by its third reading, so it passes two
+    /// readings late; ordinary readings pass unchanged, so the noise the models learn keeps its
+    /// spread and its independence. Without sorting: the median is below `v - limit` exactly when
+    /// three of the five are, and `v` is not, so three of the other four must be (and above alike).
+    @inline(__always)
+    static func isBeyondMedianOfFive(_ w: [Double], limit: Double) -> Bool {
+        let v = w[4], lo = v - limit, hi = v + limit
+        var below = 0, above = 0
+        for i in 0..<4 {
+            if w[i] < lo { below += 1 } else if w[i] > hi { above += 1 }
+        }
+        return below >= 3 || above >= 3
     }
 
     /// Pushes one surprise value into a short window, and its short-window mean into the
