@@ -133,6 +133,9 @@ public struct MachineModels: Sendable {
             case "impulse-filter":
                 guard let b = v.scalar.flatMap({ Bool($0.string) }) else { throw ConfigError(key: key(kk), "must be true or false (in \(path))") }
                 c.univariate.impulseFilter = b
+            case "fast-stream-filter":
+                guard let b = v.scalar.flatMap({ Bool($0.string) }) else { throw ConfigError(key: key(kk), "must be true or false (in \(path))") }
+                c.univariate.impulseFilterFastStreams = b
             case "trend-horizon":
                 c.univariate.rulHorizonSeconds = Double(try positiveMillis(v, kk)) / 1000
             case "trend-persistence":
@@ -240,7 +243,7 @@ public struct MachineModels: Sendable {
                     }
                 }
             default:
-                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, trend-horizon, trend-persistence, drift-memory, operating-changes, models, sensors, lifecycle)")
+                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, fast-stream-filter, trend-horizon, trend-persistence, drift-memory, operating-changes, models, sensors, lifecycle)")
             }
         }
         // After the loop: the rate depends on `bucket`, which may come later in the file.

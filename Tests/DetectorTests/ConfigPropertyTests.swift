@@ -173,7 +173,7 @@ private func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'
 /// A complete model file in which one key can be set to any value.
 enum ModelFile {
     static let keys = [
-        "machines", "warmup-readings", "bucket", "impulse-filter", "trend-horizon", "trend-persistence", "drift-memory",
+        "machines", "warmup-readings", "bucket", "impulse-filter", "fast-stream-filter", "trend-horizon", "trend-persistence", "drift-memory",
         "operating-changes.min-rate", "operating-changes.dominance", "operating-changes.max-duration", "operating-changes.slow-change-memory",
         "novelty.vigilance", "novelty.width", "novelty.memory", "novelty.rest", "novelty.min-levels",
         "models", "sensors.unit", "sensors.physical-min", "sensors.physical-max", "sensors.failure-threshold",
@@ -191,6 +191,7 @@ enum ModelFile {
             warmup-readings: \(val("warmup-readings", "20"))
             bucket: \(val("bucket", "1s"))
             impulse-filter: \(val("impulse-filter", "true"))
+            fast-stream-filter: \(val("fast-stream-filter", "true"))
             trend-horizon: \(val("trend-horizon", "2h"))
             trend-persistence: \(val("trend-persistence", "30s"))
             drift-memory: \(val("drift-memory", "5m"))
@@ -252,5 +253,17 @@ struct NoveltyModelFileTests {
             #expect(e?.key == key, "\(text): \(String(describing: e))")
             #expect(e.map { "\($0)" }?.contains(message) == true, "\(text): \(String(describing: e))")
         }
+    }
+}
+
+struct FastStreamFilterModelFileTests {
+    @Test("A model file's fast-stream-filter turns the fast-stream outlier filter off or on; a bad value is refused naming its key")
+    func fastStreamFilterKey() throws {
+        #expect(try MachineModels.parse(text: "type: pump\n", path: "/models/pump.yaml").template.univariate.impulseFilterFastStreams)
+        let off = try MachineModels.parse(text: "fast-stream-filter: false\n", path: "/models/pump.yaml")
+        #expect(!off.template.univariate.impulseFilterFastStreams)
+        let e = #expect(throws: ConfigError.self) { try MachineModels.parse(text: "fast-stream-filter: sometimes\n", path: "/models/pump.yaml") }
+        #expect(e?.key == "pump.fast-stream-filter", "\(String(describing: e))")
+        #expect(e.map { "\($0)" }?.contains("must be true or false") == true, "\(String(describing: e))")
     }
 }
