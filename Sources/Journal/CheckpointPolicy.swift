@@ -13,10 +13,11 @@
 //     checkpointer has copied the rest): checkpoint that tail in the commit, so the WAL restarts;
 //   - `wakeFrames` or more are still to copy: wake the checkpointer;
 //   - else nothing.
-// The checkpointer goes on checkpointing while more than `tailFrames` are still to copy.
-// The budget (`Journal.walBudgetBytes`, a quarter of `journal.min-free-bytes`) bounds the
-// fallback. The checkpointer is woken where the commit used to checkpoint (at most 1,000
-// pages), or at half the budget where that is the whole budget (small reserves).
+// The fallback is at the WAL's budget (`Journal.walBudgetBytes`, a quarter of
+// `journal.min-free-bytes`, in pages). The checkpointer is woken where the commit used to
+// checkpoint (at most 1,000 pages), or at half the budget where that is the whole budget
+// (small reserves). In steady traffic the tail rule restarts the WAL at ~1,000 pages; in a
+// drain, whose delete commits add hundreds of frames each, the fallback does, at the budget.
 
 public struct CheckpointPolicy: Sendable, Equatable {
     public enum Decision: Sendable, Equatable {
@@ -38,10 +39,10 @@ public struct CheckpointPolicy: Sendable, Equatable {
         self.inCommitFrames = inCommitFrames
     }
 
-    /// With a checkpointer: woken at `autocheckpointFrames`, the commit's fallback at twice
-    /// that, both within `budgetFrames` (the fallback at the budget, the wake-up at half of it at most).
+    /// With a checkpointer: woken at `autocheckpointFrames` (at most half the budget), the
+    /// commit's fallback at `budgetFrames`.
     public init(budgetFrames: Int32, autocheckpointFrames: Int32) {
-        let inCommit = max(2, min(budgetFrames, 2 * autocheckpointFrames))
+        let inCommit = max(2, budgetFrames)
         let wake = max(1, min(autocheckpointFrames, inCommit / 2))
         self.init(wakeFrames: wake, tailFrames: wake / 16, inCommitFrames: inCommit)
     }
@@ -58,9 +59,6 @@ public struct CheckpointPolicy: Sendable, Equatable {
         if pendingFrames >= wakeFrames { return .wakeCheckpointer }
         return .none
     }
-
-    /// After one of the checkpointer's checkpoints: true to run another at once.
-    public func checkpointerContinues(pendingFrames: Int32) -> Bool { pendingFrames > tailFrames }
 }
 
 /// The WAL's frames, and those no checkpoint has copied into the database file yet, from what the

@@ -42,9 +42,11 @@ final class SQLiteConnection {
             case .wakeCheckpointer: frames.signal?.wake()
             case .checkpointInCommit:
                 var log: Int32 = 0, copied: Int32 = 0
-                // Errors are not the commit's (it is durable): the journal's own checkpoints report
-                // them. SQLITE_BUSY: the checkpointer is checkpointing; the next commit tries again.
-                if sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) == SQLITE_OK {
+                // After the checkpointer's checkpoint, if one is running (the gate): SQLite would
+                // refuse this one as busy, and the WAL would grow past its budget meanwhile.
+                // Errors are not the commit's (it is durable): the journal's own checkpoints report them.
+                let rc = frames.gate.withLock { _ in sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) }
+                if rc == SQLITE_OK {
                     frames.checkpointed(inLog: log, copied: copied, concurrently: false)
                     frames.countInCommit()
                 }

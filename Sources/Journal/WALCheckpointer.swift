@@ -40,9 +40,6 @@ final class WALCheckpointer: @unchecked Sendable {
     private var frames: WALFrames?
     private var thread: pthread_t?
     private var lastFailure: JournalError.Kind?
-    /// Checkpoints per wake-up at most: each copies what the commits added during the last.
-    static let maxRounds = 4
-
     /// Opens the checkpointer's connection to the journal at `path` (already in WAL mode); its
     /// checkpoints sync as the journal's commits do (`synchronous`).
     init(path: String, synchronous: JournalSynchronous, walBudgetBytes: Int64, logger: Logger) throws(JournalError) {
@@ -84,28 +81,25 @@ final class WALCheckpointer: @unchecked Sendable {
         while true {
             signal.wait()
             if stopping.load(ordering: .acquiring) { return }
-            checkpointUntilCaughtUp()
+            checkpoint()
         }
     }
 
-    /// PASSIVE checkpoints until the frames still to copy are the policy's tail (or `maxRounds`).
-    private func checkpointUntilCaughtUp() {
+    /// One PASSIVE checkpoint: it copies what the WAL holds when it starts (frames committed
+    /// meanwhile wait for the next wake-up, or for the commit's tail).
+    private func checkpoint() {
         guard let frames else { return }
-        for _ in 0..<Self.maxRounds {
-            do throws(JournalError) {
-                let done = try frames.gate.withLock { (_: inout Void) throws(JournalError) in try conn.checkpointPassive() }
-                guard let done else { return }   // not in WAL mode
-                frames.checkpointed(inLog: done.log, copied: done.copied, concurrently: true)
-                if lastFailure != nil { logger.notice("journal WAL checkpointer: checkpoints succeed again") }
-                lastFailure = nil
-            } catch {
-                // Not the commits' error: they are durable. The WAL grows until the commit's
-                // fallback checkpoints it, or the journal's own checkpoints report the cause.
-                if lastFailure != error.kind { logger.warning("journal WAL checkpointer: checkpoint failed: \(error)") }
-                lastFailure = error.kind
-                return
-            }
-            if !frames.policy.checkpointerContinues(pendingFrames: frames.pending) { return }
+        do throws(JournalError) {
+            let done = try frames.gate.withLock { (_: inout Void) throws(JournalError) in try conn.checkpointPassive() }
+            guard let done else { return }   // busy, or not in WAL mode
+            frames.checkpointed(inLog: done.log, copied: done.copied, concurrently: true)
+            if lastFailure != nil { logger.notice("journal WAL checkpointer: checkpoints succeed again") }
+            lastFailure = nil
+        } catch {
+            // Not the commits' error: they are durable. The WAL grows until the commit's
+            // fallback checkpoints it, or the journal's own checkpoints report the cause.
+            if lastFailure != error.kind { logger.warning("journal WAL checkpointer: checkpoint failed: \(error)") }
+            lastFailure = error.kind
         }
     }
 
