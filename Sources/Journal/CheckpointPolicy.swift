@@ -75,9 +75,11 @@ public struct WALFrameCount: Sendable, Equatable {
 
     public init() {}
 
-    /// Frames a checkpoint has yet to copy: exact, except after a complete checkpoint and a
-    /// commit, when all `inLog` are counted (an overestimate by at most what was copied), and
-    /// while the checkpointer's report races a commit (off by that commit's frames).
+    /// Frames a checkpoint has yet to copy: exact, except after a complete checkpoint in a
+    /// commit and the next commit, when all `inLog` are counted (an overestimate by at most what
+    /// was copied); while the checkpointer's report races a commit (off by that commit's
+    /// frames); and after a complete checkpoint of the checkpointer's, a restart of the WAL and
+    /// one commit longer than the WAL was (counted as appended: short by what was copied).
     public var pending: Int32 {
         committedSinceCheckpoint && mayHaveRestarted ? inLog : Swift.max(0, inLog - copied)
     }
@@ -102,7 +104,11 @@ public struct WALFrameCount: Sendable, Equatable {
         }
         inLog = frames
         copied = done
-        mayHaveRestarted = frames > 0 && done == frames
+        // After a complete checkpoint in a commit the writer's next transaction restarts the WAL.
+        // After the checkpointer's it rarely can (that transaction has usually begun already):
+        // the next commit's frames count as appended, or every commit until the WAL restarted
+        // would count the whole WAL and wake the checkpointer for one commit's frames.
+        mayHaveRestarted = !concurrently && frames > 0 && done == frames
         committedSinceCheckpoint = false
     }
 }

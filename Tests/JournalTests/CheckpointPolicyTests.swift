@@ -81,6 +81,16 @@ struct WALFrameCountTests {
         #expect(c.pending == 10 && c.inLog == 1010)
     }
 
+    @Test func afterTheCheckpointersCompleteCheckpointTheNextCommitCountsOnlyItsFrames() {
+        var c = WALFrameCount()
+        c.committed(inLog: 1000)
+        c.checkpointed(inLog: 1000, copied: 1000, concurrently: true)
+        c.committed(inLog: 1512)   // the writer's transaction had begun: the WAL did not restart
+        #expect(c.pending == 512, "not the whole WAL, which would wake the checkpointer for every commit")
+        c.committed(inLog: 40)     // restarted later
+        #expect(c.pending == 40)
+    }
+
     @Test func aTruncateCheckpointEmptiesTheWAL() {
         var c = WALFrameCount()
         c.committed(inLog: 500)
