@@ -237,11 +237,6 @@ public final class Journal: Sendable {
     /// (device, inode) of the journal file when it was opened: a different or missing file at
     /// the path means the state directory was removed or unmounted under us.
     private let identity: FileIdentity?
-    /// Checkpoints the WAL on its own thread and connection (nil if it could not be started:
-    /// then the commits checkpoint, as SQLite's automatic checkpoint does).
-    private let checkpointer: WALCheckpointer?
-    /// The WAL's frames, shared with the checkpointer.
-    private let walFrames: WALFrames
 
     /// Everything behind the lock: the connection, its statements and the counters.
     final class Inner {
@@ -347,8 +342,6 @@ public final class Journal: Sendable {
         deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
         let opened = ContinuousClock.now
         let conn: SQLiteConnection
-        let frames: WALFrames
-        var checkpointer: WALCheckpointer?
         do {
             if Self.fileIdentity(options.path) == nil { try Self.create(options) }
             try Self.inspectFiles(options.path)
@@ -359,11 +352,9 @@ public final class Journal: Sendable {
             try conn.exec("PRAGMA busy_timeout=5000")
             try conn.exec("PRAGMA cache_size=-\(Self.pageCacheKiB)")
             // Keep the WAL inside the free-space reserve, so deletes and checkpoints always have room.
-            // The WAL hook counts the frames a checkpoint has yet to copy and wakes the checkpointer
-            // (or checkpoints in the commit: CheckpointPolicy).
+            // The WAL hook runs the automatic checkpoint and counts the frames it has yet to copy.
+            conn.trackWAL(autocheckpointFrames: Int32(min(1000, max(16, walBudget / 4096))))
             try conn.exec("PRAGMA journal_size_limit=\(walBudget)")
-            frames = Self.walFrames(options, walBudget: walBudget, checkpointer: &checkpointer, logger: logger)
-            conn.trackWAL(frames)
         } catch let e where e.kind != .corrupt && e.kind != .schema && Self.isOnReadOnlyFileSystem(options.path) {
             throw JournalError(.readOnly, path: options.path, e.detail)
         } catch let e where e.kind == .other {
@@ -383,34 +374,7 @@ public final class Journal: Sendable {
         logger.info("journal opened", metadata: ["path": "\(options.path)", "entries": "\(inner.entries)", "bytes": "\(inner.bytes)",
                                                  "checked_in_ms": "\((ContinuousClock.now - opened).milliseconds)"])
         self.inner = SleepingLock(inner)
-        walFrames = frames
-        self.checkpointer = checkpointer
-        do { try checkpointer?.start(frames: frames) } catch {
-            // Not started: the policy's fallback (in the commit, at twice the usual size) keeps the WAL bounded.
-            logger.warning("journal WAL checkpointer: \(error); the commits checkpoint instead")
-        }
     }
-
-    deinit { checkpointer?.stop() }
-
-    /// The checkpointer's connection, and the policy for the frames it is woken at; without one
-    /// (it could not be opened), the commits checkpoint at the usual size.
-    private static func walFrames(_ options: JournalOptions, walBudget: Int64, checkpointer: inout WALCheckpointer?,
-                                  logger: Logger) -> WALFrames {
-        let autocheckpoint = Int32(min(1000, max(16, walBudget / 4096)))
-        do {
-            let c = try WALCheckpointer(path: options.path, synchronous: options.synchronous, walBudgetBytes: walBudget, logger: logger)
-            checkpointer = c
-            let budgetFrames = Int32(min(Int64(Int32.max), max(16, walBudget / 4096)))
-            return WALFrames(policy: CheckpointPolicy(budgetFrames: budgetFrames, autocheckpointFrames: autocheckpoint), signal: c.signal)
-        } catch {
-            logger.warning("journal WAL checkpointer: \(error); the commits checkpoint instead")
-            return WALFrames(policy: .inCommitOnly(frames: autocheckpoint), signal: nil)
-        }
-    }
-
-    /// Checkpoints run so far inside commits and by the checkpointer (tests, benchmarks).
-    var walCheckpoints: (inCommit: Int, checkpointer: Int) { walFrames.checkpoints }
 
     /// Sets up a new journal under a temporary name and renames it into place, so a journal
     /// file at the path is never empty or half set up (an empty one means it was truncated).

@@ -1,5 +1,4 @@
 import CSQLite
-import Synchronization
 
 /// A minimal SQLite connection and prepared statements. Raw pointers stay in this file.
 final class SQLiteConnection {
@@ -28,53 +27,35 @@ final class SQLiteConnection {
     /// The WAL's frames, as the WAL hook and the checkpoints count them (nil until `trackWAL`).
     private(set) var walFrames: WALFrames?
 
-    /// Counts the WAL's frames after every commit, and acts on `frames.policy` (CheckpointPolicy):
-    /// wakes the checkpointer, or checkpoints (PASSIVE) itself. A WAL hook replaces SQLite's
-    /// automatic checkpoint. The hook runs inside the committing `sqlite3_step`, on the caller's
-    /// thread, after the transaction has ended.
-    func trackWAL(_ frames: WALFrames) {
+    /// Counts the WAL's frames after every commit. A WAL hook replaces SQLite's automatic
+    /// checkpoint, so the hook runs it too: PASSIVE, once the WAL holds `autocheckpointFrames`,
+    /// as `PRAGMA wal_autocheckpoint` does. The hook runs inside the committing `sqlite3_step`,
+    /// on the caller's thread, so it is guarded by whatever guards this connection.
+    func trackWAL(autocheckpointFrames: Int32) {
+        let frames = WALFrames(autocheckpointFrames: autocheckpointFrames)
         walFrames = frames
         sqlite3_wal_hook(db, { context, db, name, inLog in
             guard let context else { return SQLITE_OK }
             let frames = Unmanaged<WALFrames>.fromOpaque(context).takeUnretainedValue()
-            switch frames.committed(inLog: inLog) {
-            case .none: break
-            case .wakeCheckpointer: frames.signal?.wake()
-            case .checkpointInCommit:
+            frames.committed(inLog: inLog)
+            if inLog >= frames.autocheckpointFrames {
                 var log: Int32 = 0, copied: Int32 = 0
-                // After the checkpointer's checkpoint, if one is running (the gate): SQLite would
-                // refuse this one as busy, and the WAL would grow past its budget meanwhile.
                 // Errors are not the commit's (it is durable): the journal's own checkpoints report them.
-                let rc = frames.gate.withLock { _ in sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) }
-                if rc == SQLITE_OK {
-                    frames.checkpointed(inLog: log, copied: copied, concurrently: false)
-                    frames.countInCommit()
+                if sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) == SQLITE_OK {
+                    frames.checkpointed(inLog: log, copied: copied)
                 }
             }
             return SQLITE_OK
         }, Unmanaged.passUnretained(frames).toOpaque())
     }
 
-    /// The checkpointer's PASSIVE checkpoint: (frames in the WAL, frames copied), nil when the
-    /// database is not in WAL mode. SQLITE_BUSY (another checkpoint is running) copies nothing new.
-    func checkpointPassive() throws(JournalError) -> (log: Int32, copied: Int32)? {
-        var log: Int32 = 0, copied: Int32 = 0
-        let rc = sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
-        if rc == SQLITE_BUSY { return nil }
-        guard rc == SQLITE_OK else { throw JournalError(code: rc, path: path, "\(errorMessage) (in: wal_checkpoint, the checkpointer's)") }
-        return log < 0 ? nil : (log, copied)
-    }
-
     /// Checkpoints the WAL (`.truncate`: all of it, then truncates the file). A checkpoint that
     /// a reader keeps from finishing is not an error: what it copied is counted.
-    /// Waits for a checkpoint of the checkpointer's (`WALFrames.gate`), which would make this one busy.
     func checkpoint(truncate: Bool) throws(JournalError) {
         var log: Int32 = 0, copied: Int32 = 0
-        let mode = truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE
-        let rc = walFrames?.gate.withLock { _ in sqlite3_wal_checkpoint_v2(db, nil, mode, &log, &copied) }
-            ?? sqlite3_wal_checkpoint_v2(db, nil, mode, &log, &copied)
+        let rc = sqlite3_wal_checkpoint_v2(db, nil, truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
         if rc == SQLITE_OK || rc == SQLITE_BUSY {
-            walFrames?.checkpointed(inLog: log, copied: copied, concurrently: false)
+            walFrames?.checkpointed(inLog: log, copied: copied)
             return
         }
         throw JournalError(code: rc, path: path, "\(errorMessage) (in: wal_checkpoint\(truncate ? "(TRUNCATE)" : ""))")
@@ -105,45 +86,39 @@ final class SQLiteConnection {
     var errorMessage: String { String(cString: sqlite3_errmsg(db)) }
 }
 
-/// The WAL's frame count (`WALFrameCount`) and the policy acting on it, shared by the committing
-/// connection's WAL hook (under the journal lock) and the checkpointer's thread (without it).
-final class WALFrames: Sendable {
-    let policy: CheckpointPolicy
-    /// Wakes the checkpointer (nil without one).
-    let signal: CheckpointSignal?
-    /// Held by the checkpointer's checkpoints and the journal's TRUNCATE checkpoints, so that
-    /// those wait for the other instead of failing busy. Lock order: the journal lock, then this.
-    let gate = SleepingLock(())
-    private let count = Mutex(WALFrameCount())
-    private let inCommitCheckpoints = Atomic<Int>(0)
-    private let checkpointerCheckpoints = Atomic<Int>(0)
+/// The WAL's frames that no checkpoint has copied into the database file yet. Updated by the
+/// connection's WAL hook and its checkpoints, only while its owner holds the connection.
+final class WALFrames {
+    let autocheckpointFrames: Int32
+    /// Frames in the WAL since it last restarted (the hook's count after the last commit).
+    private var inLog: Int32 = 0
+    /// Of those, the frames the last checkpoint had copied.
+    private var copied: Int32 = 0
+    /// The last checkpoint copied every frame, so a commit since may have restarted the WAL from
+    /// its start (then `inLog` counts only new frames) or appended to it; the hook cannot tell.
+    private var mayHaveRestarted = false
+    private var committedSinceCheckpoint = false
 
-    init(policy: CheckpointPolicy, signal: CheckpointSignal?) {
-        self.policy = policy
-        self.signal = signal
+    init(autocheckpointFrames: Int32) { self.autocheckpointFrames = autocheckpointFrames }
+
+    /// Frames a checkpoint has yet to copy: exact, except after a complete checkpoint and a
+    /// commit, when all `inLog` are counted (an overestimate by at most what was copied).
+    var pending: Int32 {
+        committedSinceCheckpoint && mayHaveRestarted ? inLog : Swift.max(0, inLog - copied)
     }
 
-    /// Frames a checkpoint has yet to copy (`WALFrameCount.pending`).
-    var pending: Int32 { count.withLock { $0.pending } }
-
-    /// The WAL hook, after a commit: what the policy says to do.
-    func committed(inLog frames: Int32) -> CheckpointPolicy.Decision {
-        count.withLock { c in
-            c.committed(inLog: frames)
-            return policy.decide(walFrames: c.inLog, pendingFrames: c.pending)
-        }
+    func committed(inLog frames: Int32) {
+        if frames < inLog { copied = 0; mayHaveRestarted = false }   // the WAL restarted
+        inLog = frames
+        committedSinceCheckpoint = true
     }
 
-    func checkpointed(inLog frames: Int32, copied: Int32, concurrently: Bool) {
-        count.withLock { $0.checkpointed(inLog: frames, copied: copied, concurrently: concurrently) }
-        if concurrently { checkpointerCheckpoints.add(1, ordering: .relaxed) }
-    }
-
-    func countInCommit() { inCommitCheckpoints.add(1, ordering: .relaxed) }
-
-    /// Checkpoints run so far: inside commits, and by the checkpointer.
-    var checkpoints: (inCommit: Int, checkpointer: Int) {
-        (inCommitCheckpoints.load(ordering: .relaxed), checkpointerCheckpoints.load(ordering: .relaxed))
+    func checkpointed(inLog frames: Int32, copied done: Int32) {
+        guard frames >= 0, done >= 0 else { return }   // -1: not in WAL mode
+        inLog = frames
+        copied = done
+        mayHaveRestarted = frames > 0 && done == frames
+        committedSinceCheckpoint = false
     }
 }
 
