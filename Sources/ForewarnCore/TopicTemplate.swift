@@ -89,7 +89,10 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
                 case "sensor": sensor = value
                 default: continue
                 }
-                do { try Identifier.validate(value, field: name) } catch { return .failure(error) }
+                guard Identifier.isValid(part) else {
+                    do { try Identifier.validate(value, field: name) } catch { return .failure(error) }
+                    continue
+                }
             }
         }
         return .success(Fields(site: site, machine: machine!, sensor: sensor))
@@ -108,6 +111,13 @@ public enum Identifier {
               value.utf8.allSatisfy({ isAllowed($0) }) else {
             throw PayloadRejection(.invalidIdentifier, "\(field) '\(value.prefix(80))' must be 1-64 characters of A-Z a-z 0-9 _ - .")
         }
+    }
+
+    /// `validate`'s test on the bytes in place (the topic's segments, once per message).
+    static func isValid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= 64 else { return false }
+        for c in bytes where !isAllowed(c) { return false }
+        return true
     }
 
     static func isAllowed(_ c: UInt8) -> Bool {
