@@ -115,10 +115,6 @@ public final class IngestService: Service, @unchecked Sendable {
         logger.info("ingest stopped; journal committed")
     }
 
-    func handle(_ msg: MQTTMessage) {
-        msg.payload.withUnsafeBytes { handle(MQTTMessageView(topic: msg.topic, payload: $0, qos: msg.qos, retain: msg.retain)) }
-    }
-
     /// One message, its payload read in libmosquitto's buffer: copied only into a dead letter.
     func handle(_ msg: MQTTMessageView) {
         messagesIn.increment()
