@@ -282,8 +282,26 @@ public struct JSONWriter {
     /// Writes a finite number in its shortest round-trip form; non-finite numbers become null.
     public mutating func number(_ v: Double) { separator(); Self.appendNumber(v, to: &bytes) }
 
-    /// Appends `v` in decimal (its String is small enough to stay off the heap; no Array copy).
-    public static func appendInteger(_ v: Int64, to bytes: inout [UInt8]) { bytes.append(contentsOf: String(v).utf8) }
+    /// Appends `v` in decimal, the bytes of `String(v)`, written in place (no String, no generic append).
+    public static func appendInteger(_ v: Int64, to bytes: inout [UInt8]) {
+        if v < 0 { bytes.append(UInt8(ascii: "-")) }
+        var m = v.magnitude
+        var count = 1
+        var rest = m
+        while rest >= 10 { rest /= 10; count += 1 }
+        var k = bytes.count + count
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: count))
+        repeat {
+            k -= 1
+            bytes[k] = UInt8(ascii: "0") + UInt8(m % 10)
+            m /= 10
+        } while m > 0
+    }
+
+    /// Appends a literal's bytes (a copy, not a walk through a String's UTF-8 view).
+    public static func appendLiteral(_ s: StaticString, to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
 
     /// Appends a finite number in its shortest round-trip form (an integral one without ".0");
     /// a non-finite number becomes null.
@@ -311,6 +329,13 @@ public struct JSONWriter {
     /// escaped). Shared by every JSON writer in the project.
     public static func appendQuoted(_ s: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
+        // Identifiers and units need no escape: one copy instead of a switch per byte.
+        let copied = s.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            for c in utf8 where c < 0x20 || c == 0x22 || c == 0x5C { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if copied == true { bytes.append(UInt8(ascii: "\"")); return }
         for c in s.utf8 {
             switch c {
             case 0x22: bytes.append(0x5C); bytes.append(0x22)

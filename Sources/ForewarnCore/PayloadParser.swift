@@ -29,6 +29,40 @@ public struct PayloadParser: Sendable {
 
     public func parseMessage(topic: String, payload: [UInt8], receivedAt: Int64) throws(PayloadRejection) -> ParsedMessage {
         let fields = try template.match(topic)
+        if let quick = payload.withUnsafeBufferPointer({ quickMessage(fields, $0, receivedAt: receivedAt) }) { return quick }
+        return try parseTree(topic: topic, fields: fields, payload: payload, receivedAt: receivedAt)
+    }
+
+    /// The same, from a payload borrowed for the call (libmosquitto's buffer): the usual payloads
+    /// are read in place; only one `PayloadScanner` declines is copied for the general path.
+    public func parseMessage(topic: String, payload: UnsafeRawBufferPointer, receivedAt: Int64) throws(PayloadRejection) -> ParsedMessage {
+        let fields = try template.match(topic)
+        if let quick = quickMessage(fields, payload.assumingMemoryBound(to: UInt8.self), receivedAt: receivedAt) { return quick }
+        return try parseTree(topic: topic, fields: fields, payload: Array(payload), receivedAt: receivedAt)
+    }
+
+    /// The general path alone, without `PayloadScanner`: what the fuzz target compares it with.
+    public func parseMessageWithoutScanner(topic: String, payload: [UInt8], receivedAt: Int64) throws(PayloadRejection) -> ParsedMessage {
+        try parseTree(topic: topic, fields: try template.match(topic), payload: payload, receivedAt: receivedAt)
+    }
+
+    /// A single reading that `PayloadScanner` reads in place, or nil: the general path decides.
+    private func quickMessage(_ fields: TopicTemplate.Fields, _ payload: UnsafeBufferPointer<UInt8>, receivedAt: Int64) -> ParsedMessage? {
+        guard !payload.isEmpty, payload.count <= maxPayloadBytes, let sensor = fields.sensor else { return nil }
+        let site = fields.site ?? defaultSite
+        let first = payload.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D })
+        if first != UInt8(ascii: "{") {
+            guard let v = PayloadScanner.plainNumber(payload) else { return nil }
+            return ParsedMessage(readings: [Reading(site: site, machine: fields.machine, sensor: sensor, ts: receivedAt, value: v)], stamped: false)
+        }
+        guard let s = PayloadScanner.object(payload) else { return nil }
+        let unit = s.unit.map { String(decoding: $0, as: UTF8.self) }
+        let reading = Reading(site: site, machine: fields.machine, sensor: sensor, ts: s.ts ?? receivedAt, value: s.value, unit: unit)
+        return ParsedMessage(readings: [reading], stamped: s.ts != nil)
+    }
+
+    /// Every form, through a `JSONValue` tree; every rejection is made here.
+    private func parseTree(topic: String, fields: TopicTemplate.Fields, payload: [UInt8], receivedAt: Int64) throws(PayloadRejection) -> ParsedMessage {
         let site = fields.site ?? defaultSite
         guard !payload.isEmpty else { throw PayloadRejection(.emptyPayload, "payload is empty") }
         guard payload.count <= maxPayloadBytes else {
@@ -129,6 +163,11 @@ public struct PayloadParser: Sendable {
 
 /// FNV-1a, 64 bits: a cheap fingerprint of a message (topic and payload) for redelivery checks.
 public func messageDigest(topic: String, payload: [UInt8]) -> Int64 {
+    payload.withUnsafeBytes { messageDigest(topic: topic, payload: $0) }
+}
+
+/// The same, of a payload borrowed for the call.
+public func messageDigest(topic: String, payload: UnsafeRawBufferPointer) -> Int64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for b in topic.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
     h = (h ^ 0xFF) &* 0x100_0000_01b3

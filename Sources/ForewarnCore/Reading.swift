@@ -24,18 +24,18 @@ public struct Reading: Sendable, Equatable, Hashable {
     public func canonicalJSON() -> [UInt8] {
         var b: [UInt8] = []
         b.reserveCapacity(80 + site.utf8.count + machine.utf8.count + sensor.utf8.count + (unit?.utf8.count ?? 0))
-        b.append(contentsOf: #"{"site":"#.utf8)
+        JSONWriter.appendLiteral(#"{"site":"#, to: &b)
         JSONWriter.appendQuoted(site, to: &b)
-        b.append(contentsOf: #","machine":"#.utf8)
+        JSONWriter.appendLiteral(#","machine":"#, to: &b)
         JSONWriter.appendQuoted(machine, to: &b)
-        b.append(contentsOf: #","sensor":"#.utf8)
+        JSONWriter.appendLiteral(#","sensor":"#, to: &b)
         JSONWriter.appendQuoted(sensor, to: &b)
-        b.append(contentsOf: #","ts":"#.utf8)
+        JSONWriter.appendLiteral(#","ts":"#, to: &b)
         JSONWriter.appendInteger(ts, to: &b)
-        b.append(contentsOf: #","value":"#.utf8)
+        JSONWriter.appendLiteral(#","value":"#, to: &b)
         JSONWriter.appendNumber(value, to: &b)
         if let unit {
-            b.append(contentsOf: #","unit":"#.utf8)
+            JSONWriter.appendLiteral(#","unit":"#, to: &b)
             JSONWriter.appendQuoted(unit, to: &b)
         }
         b.append(UInt8(ascii: "}"))

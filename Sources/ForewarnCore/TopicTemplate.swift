@@ -12,6 +12,30 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
 
     let segments: [Segment]
     public let description: String
+    /// The segments as `match` reads them: a literal's bytes, and which field a name is.
+    private let roles: [Role]
+
+    private enum Role: Sendable, Equatable {
+        case literal([UInt8])
+        case site, machine, sensor
+        /// Another named segment: matches anything, ignored.
+        case ignored
+
+        var fieldName: String {
+            switch self {
+            case .site: "site"
+            case .machine: "machine"
+            case .sensor: "sensor"
+            case .literal, .ignored: ""
+            }
+        }
+    }
+
+    private static func equal(_ part: UnsafeBufferPointer<UInt8>, _ literal: [UInt8]) -> Bool {
+        guard part.count == literal.count else { return false }
+        for k in 0..<part.count where part[k] != literal[k] { return false }
+        return true
+    }
 
     public struct Fields: Sendable, Equatable {
         public var site: String?
@@ -50,6 +74,15 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
             throw InvalidTemplate(description: "'\(template)' names a segment twice")
         }
         segments = segs
+        roles = segs.map { seg in
+            switch seg {
+            case let .literal(l): .literal(Array(l.utf8))
+            case .field("site"): .site
+            case .field("machine"): .machine
+            case .field("sensor"): .sensor
+            case .field: .ignored
+            }
+        }
     }
 
     /// The MQTT subscription filter: each named segment becomes `+`.
@@ -70,26 +103,23 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
     private func matchFields(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<Fields, PayloadRejection> {
         var site: String?, machine: String?, sensor: String?
         var start = 0
-        for (index, seg) in segments.enumerated() {
+        for (index, role) in roles.enumerated() {
             // This segment runs to the next '/' (or the end, for the last one).
             var end = start
             while end < bytes.count, bytes[end] != UInt8(ascii: "/") { end += 1 }
-            let isLast = index == segments.count - 1
+            let isLast = index == roles.count - 1
             guard isLast == (end == bytes.count) else { return .failure(mismatch(bytes)) }
             let part = UnsafeBufferPointer(rebasing: bytes[start..<end])
             defer { start = end + 1 }
-            switch seg {
+            switch role {
             case let .literal(l):
-                guard part.elementsEqual(l.utf8) else { return .failure(mismatch(bytes)) }
-            case let .field(name):
+                guard Self.equal(part, l) else { return .failure(mismatch(bytes)) }
+            case .ignored:
+                continue
+            case .site, .machine, .sensor:
                 let value = String(decoding: part, as: UTF8.self)
-                switch name {
-                case "site": site = value
-                case "machine": machine = value
-                case "sensor": sensor = value
-                default: continue
-                }
-                do { try Identifier.validate(value, field: name) } catch { return .failure(error) }
+                guard Identifier.isValid(part) else { return .failure(Identifier.rejection(value, field: role.fieldName)) }
+                if role == .site { site = value } else if role == .machine { machine = value } else { sensor = value }
             }
         }
         return .success(Fields(site: site, machine: machine!, sensor: sensor))
@@ -106,8 +136,19 @@ public enum Identifier {
     public static func validate(_ value: String, field: String) throws(PayloadRejection) {
         guard !value.isEmpty, value.utf8.count <= 64,
               value.utf8.allSatisfy({ isAllowed($0) }) else {
-            throw PayloadRejection(.invalidIdentifier, "\(field) '\(value.prefix(80))' must be 1-64 characters of A-Z a-z 0-9 _ - .")
+            throw rejection(value, field: field)
         }
+    }
+
+    static func rejection(_ value: String, field: String) -> PayloadRejection {
+        PayloadRejection(.invalidIdentifier, "\(field) '\(value.prefix(80))' must be 1-64 characters of A-Z a-z 0-9 _ - .")
+    }
+
+    /// `validate`'s test on the bytes in place (the topic's segments, once per message).
+    static func isValid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= 64 else { return false }
+        for c in bytes where !isAllowed(c) { return false }
+        return true
     }
 
     static func isAllowed(_ c: UInt8) -> Bool {

@@ -51,6 +51,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         let body = Array(cut < rest.endIndex ? rest[(cut + 1)...] : [])
         guard let template = try? TopicTemplate(templates[Int(selector) % templates.count]) else { return }
         let parser = PayloadParser(template: template)
+        comparePaths(parser, topic: topic, payload: body)
         guard let readings = try? parser.parse(topic: topic, payload: body, receivedAt: 1_700_000_000_000) else { return }
         for r in readings {
             precondition(r.value.isFinite, "accepted a non-finite value: \(r)")
@@ -58,6 +59,21 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             let back = try? Reading.decodeCanonical(r.canonicalJSON())
             precondition(back == r, "canonical round trip changed \(r) into \(String(describing: back))")
         }
+    }
+
+    /// The parse with `PayloadScanner` (from an array and from borrowed bytes) gives what the
+    /// general path alone gives: the same readings and stamp, or the same rejection.
+    static func comparePaths(_ parser: PayloadParser, topic: String, payload: [UInt8]) {
+        func outcome(_ parse: () throws(PayloadRejection) -> PayloadParser.ParsedMessage) -> Result<PayloadParser.ParsedMessage, PayloadRejection> {
+            do { return .success(try parse()) } catch { return .failure(error) }
+        }
+        let t: Int64 = 1_700_000_000_000
+        let general = outcome { () throws(PayloadRejection) in try parser.parseMessageWithoutScanner(topic: topic, payload: payload, receivedAt: t) }
+        let array = outcome { () throws(PayloadRejection) in try parser.parseMessage(topic: topic, payload: payload, receivedAt: t) }
+        let borrowed = payload.withUnsafeBytes { bytes in
+            outcome { () throws(PayloadRejection) in try parser.parseMessage(topic: topic, payload: bytes, receivedAt: t) }
+        }
+        precondition(array == general && borrowed == general, "the scanner's parse \(array) differs from the general path's \(general)")
     }
 
     /// Lines `key=value`: the first byte says where they go (flags, environment, YAML text).

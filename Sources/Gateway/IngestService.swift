@@ -91,7 +91,7 @@ public final class IngestService: Service, @unchecked Sendable {
         client.subscribe(m.topicTemplate.subscriptionFilter, qos: 1)
         reserveGauge.record(config.journal.minFreeBytes)
         for gauge in reasonGauges.values { gauge.record(0) }
-        client.onMessage = { [unowned self] msg in self.handle(msg) }
+        client.onMessageView = { [unowned self] msg in self.handle(msg) }
         client.onTick = { [unowned self] in self.tick() }
         client.onConnectStart = { [heartbeat] in heartbeat.suspend() }
         client.onConnectionChange = { [unowned self] up, error in
@@ -115,7 +115,8 @@ public final class IngestService: Service, @unchecked Sendable {
         logger.info("ingest stopped; journal committed")
     }
 
-    func handle(_ msg: MQTTMessage) {
+    /// One message, its payload read in libmosquitto's buffer: copied only into a dead letter.
+    func handle(_ msg: MQTTMessageView) {
         messagesIn.increment()
         let now = epochMillis()
         var entries: [NewJournalEntry]
@@ -144,13 +145,12 @@ public final class IngestService: Service, @unchecked Sendable {
         stamped && (qos > 0 || retain)
     }
 
-    private func deadLetter(_ msg: MQTTMessage, _ rejection: PayloadRejection, now: Int64) -> NewJournalEntry {
+    private func deadLetter(_ msg: MQTTMessageView, _ rejection: PayloadRejection, now: Int64) -> NewJournalEntry {
         // Keep the key per machine where the topic names one, so dead letters stay in machine order too.
         let machine = (try? parser.template.match(msg.topic).machine) ?? msg.topic
-        var payload = msg.payload
+        let payload = Array(msg.payload.prefix(config.mqtt.maxPayloadBytes))
         var reason = rejection.description
-        if payload.count > config.mqtt.maxPayloadBytes {
-            payload = Array(payload.prefix(config.mqtt.maxPayloadBytes))
+        if msg.payload.count > config.mqtt.maxPayloadBytes {
             reason += " (dead letter truncated to \(config.mqtt.maxPayloadBytes) of \(msg.payload.count) bytes)"
         }
         return NewJournalEntry(kind: .deadLetter, machine: machine, mqttTopic: msg.topic, receivedAt: now, payload: payload, reason: reason)

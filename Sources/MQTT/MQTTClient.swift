@@ -75,8 +75,30 @@ public struct MQTTMessage: Sendable {
     public var retain: Bool
 }
 
+/// A received message whose payload is libmosquitto's buffer, lent for one `onMessageView` call:
+/// read it there, copy what must outlive the call (`message` copies it all).
+public struct MQTTMessageView {
+    public let topic: String
+    public let payload: UnsafeRawBufferPointer
+    public let qos: Int
+    public let retain: Bool
+
+    public init(topic: String, payload: UnsafeRawBufferPointer, qos: Int, retain: Bool) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+    }
+
+    public var message: MQTTMessage { MQTTMessage(topic: topic, payload: Array(payload), qos: qos, retain: retain) }
+}
+
 private let libraryInit: Void = { mosquitto_lib_init(); return () }()
 
+// @unchecked: `state` is behind a Mutex, `tickMillis` is an atomic, `mosq` is libmosquitto's
+// (it locks internally), the callbacks are set before `run()`, and `lastDelivered` and
+// `readsNext` are plain fields that only the loop thread (`run()` and the callbacks and ticks
+// it makes) reads or writes.
 public final class MQTTClient: @unchecked Sendable {
     // `mosq` is used from the loop thread, and from publishers (libmosquitto locks internally).
     private let mosq: OpaquePointer
@@ -96,21 +118,24 @@ public final class MQTTClient: @unchecked Sendable {
         /// The last error libmosquitto logged (OpenSSL's reason for a failed handshake, say),
         /// added to the next connect or connection-lost message, then cleared.
         var libraryError: String?
-        /// How long one loop iteration waits for network activity before `onTick`, in ms.
-        var tickMillis: Int32 = 10
     }
     private let state = Mutex(State())
     private let inflightChanged = NSCondition()
+    /// How long one loop iteration waits for network activity before `onTick`, in ms. An
+    /// atomic: the loop's own tick sets it after every packet, and a lock cost more.
+    private let tickMillis = Atomic<Int32>(10)
     /// The QoS of the last message delivered by a read; set and cleared on the loop thread only.
-    private let lastDelivered = Mutex<Int?>(nil)
+    private var lastDelivered: Int?
     /// True during a tick after which the burst reads again at once (loop thread only).
-    private let readsNext = Mutex(false)
+    private var readsNext = false
     /// Packets read back to back after one `mosquitto_loop` (see `ReadBurst`).
     static let burstLimit = 64
 
     /// Called on the loop thread for every message, after libmosquitto has acknowledged it.
     /// Keep it short: it is the window between PUBACK and the journal.
     public var onMessage: (@Sendable (MQTTMessage) -> Void)?
+    /// The same, with the payload lent rather than copied; when set, `onMessage` is not called.
+    public var onMessageView: (@Sendable (MQTTMessageView) -> Void)?
     /// Called on the loop thread when the connection comes up (true) or goes down (false).
     public var onConnectionChange: (@Sendable (Bool, String?) -> Void)?
     /// Called on the loop thread after every loop iteration: after each packet read, and after
@@ -212,7 +237,7 @@ public final class MQTTClient: @unchecked Sendable {
     /// In a tick after which a read burst reads again at once it is true without asking the
     /// kernel: that read finds what is queued, and if nothing is, the tick after it asks.
     public var hasQueuedInput: Bool {
-        if readsNext.withLock({ $0 }) { return true }
+        if readsNext { return true }
         return forewarn_socket_unread_bytes(mosquitto_socket(mosq)) != 0
     }
 
@@ -220,7 +245,7 @@ public final class MQTTClient: @unchecked Sendable {
     /// whole milliseconds; default 10 ms). A caller with work due soon (a deferred commit) shortens it.
     public func setTickInterval(_ d: Duration) {
         let ms = Int32(clamping: max(1, min(10_000, d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)))
-        state.withLock { $0.tickMillis = ms }
+        tickMillis.store(ms, ordering: .relaxed)
     }
 
     /// Ends `run()` soon, from any thread.
@@ -237,7 +262,7 @@ public final class MQTTClient: @unchecked Sendable {
         var nextAttempt = ContinuousClock.now
         var socketOpen = false
         while true {
-            let (stop, paused, connected, tickMillis) = state.withLock { ($0.stop, $0.paused, $0.connected, $0.tickMillis) }
+            let (stop, paused, connected) = state.withLock { ($0.stop, $0.paused, $0.connected) }
             if stop { break }
             if paused {
                 if socketOpen {
@@ -266,8 +291,8 @@ public final class MQTTClient: @unchecked Sendable {
                     continue
                 }
             }
-            lastDelivered.withLock { $0 = nil }
-            var rc = mosquitto_loop(mosq, tickMillis, 1)
+            lastDelivered = nil
+            var rc = mosquitto_loop(mosq, tickMillis.load(ordering: .relaxed), 1)
             if rc == MOSQ_ERR_SUCCESS.rawValue { rc = readBurst() } else { onTick?() }
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 socketOpen = false
@@ -296,11 +321,12 @@ public final class MQTTClient: @unchecked Sendable {
     private func readBurst() -> Int32 {
         var burst = ReadBurst(limit: Self.burstLimit)
         while true {
-            let again = burst.readAgain(delivered: lastDelivered.withLock { d in defer { d = nil }; return d },
-                                        halted: state.withLock { $0.paused || $0.stop })
-            readsNext.withLock { $0 = again }
+            let delivered = lastDelivered
+            lastDelivered = nil
+            let again = burst.readAgain(delivered: delivered, halted: state.withLock { $0.paused || $0.stop })
+            readsNext = again
             onTick?()
-            readsNext.withLock { $0 = false }
+            readsNext = false
             // A tick may pause intake (backpressure): the burst ends before the next read.
             guard again, !state.withLock({ $0.paused || $0.stop }) else { return MOSQ_ERR_SUCCESS.rawValue }
             let rc = mosquitto_loop_read(mosq, 1)
@@ -367,10 +393,11 @@ public final class MQTTClient: @unchecked Sendable {
 
     private func handleMessage(_ msg: UnsafePointer<mosquitto_message>) {
         let m = msg.pointee
-        let payload = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(m.payloadlen))) } ?? []
         let topic = m.topic.map { String(cString: $0) } ?? ""
-        lastDelivered.withLock { $0 = Int(m.qos) }
-        onMessage?(MQTTMessage(topic: topic, payload: payload, qos: Int(m.qos), retain: m.retain))
+        lastDelivered = Int(m.qos)
+        let view = MQTTMessageView(topic: topic, payload: UnsafeRawBufferPointer(start: m.payload, count: m.payload == nil ? 0 : Int(m.payloadlen)),
+                                   qos: Int(m.qos), retain: m.retain)
+        if let onMessageView { onMessageView(view) } else { onMessage?(view.message) }
     }
 
     private func handlePublished(_ mid: Int32) {

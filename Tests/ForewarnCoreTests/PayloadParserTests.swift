@@ -98,11 +98,53 @@ struct PayloadParserTests {
         #expect(w.string == "[61,0.1,null,-42]")
     }
 
+    static let scannerCases: [String] = [
+        // Read in place by PayloadScanner.
+        "3.2", " -4 ", "0", "-0", "1e3", "2.5E-3", "123456789012345678", "1234567890123456789012",
+        #"{"ts": 1700000000123, "value": 3.2, "unit": "mm/s", "seq": 17}"#, #"{"value":1}"#, #"{"value": -0.0}"#,
+        #"{"ts": null, "value": 7, "unit": null}"#, #" {"other": "x", "n": 1.5, "z": null, "value": 2} "#,
+        #"{"ts": 0, "value": 1}"#, #"{"ts": 4102444800000, "value": 1}"#, #"{"value": 1, "unit": "ünit"}"#,
+        #"{"value": 1, "other": 1, "other": "again"}"#, #"{"value": 12345678901234567890123}"#,
+        // Left to the general path, which accepts or rejects them.
+        "", "   ", "nan", "Infinity", "01", "1.", "-", "1e400", "true", #""3""#, "[1]",
+        #"{}"#, #"{"value": 1,}"#, #"{"value": "3"}"#, #"{"value": null}"#, #"{"value": nan}"#, #"{"value": 1e999}"#,
+        #"{"ts": 1.5, "value": 1}"#, #"{"ts": -1, "value": 1}"#, #"{"ts": 4102444800001, "value": 1}"#, #"{"ts": "5", "value": 1}"#,
+        #"{"ts": 99999999999999999999, "value": 1}"#, #"{"ts": 1, "ts": 2, "value": 1}"#, #"{"value": 1, "value": 2}"#,
+        #"{"value": 1, "unit": "0123456789012345678901234567890123"}"#, #"{"value": 1, "unit": 5}"#, #"{"value": 1, "seq": 1.5}"#,
+        #"{"value": 1, "seq": null}"#, #"{"value": 1, "unit": "a\"b"}"#, #"{"val\u0075e": 1}"#, #"{"value": 1, "x": true}"#,
+        #"{"value": 1, "x": {"y": 1}}"#, #"{"value": 1, "x": [1]}"#, #"{"ts": 5, "values": {"a": 1}}"#, #"{"values": 1, "value": 2}"#,
+        #"{"value": 1} x"#, #"{"value" 1}"#, #"{"value": 1"#, #"{"value": 1, "unit": "mm/s}"#, "{\"value\": 1, \"u\": \"a\u{1}\"}",
+    ]
+
+    @Test("the scanner reads what the general path reads, or leaves the payload to it", arguments: scannerCases)
+    func scannerAgreesWithTheGeneralPath(_ payload: String) {
+        for topic in ["factory/s1/m7/vib_rms", "factory/s1/m7/bad topic"] {
+            let general = Result { () throws(PayloadRejection) in try parser.parseMessageWithoutScanner(topic: topic, payload: Array(payload.utf8), receivedAt: 9) }
+            let array = Result { () throws(PayloadRejection) in try parser.parseMessage(topic: topic, payload: Array(payload.utf8), receivedAt: 9) }
+            let borrowed = Array(payload.utf8).withUnsafeBytes { b in
+                Result { () throws(PayloadRejection) in try parser.parseMessage(topic: topic, payload: b, receivedAt: 9) }
+            }
+            #expect(array == general)
+            #expect(borrowed == general)
+        }
+    }
+
+    @Test func scannerLeavesInvalidUTF8ToTheGeneralPath() {
+        for payload: [UInt8] in [[0x7B, 0x22, 0x76, 0x61, 0x6C, 0x75, 0x65, 0x22, 0x3A, 0x31, 0x2C, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D],
+                                 Array(#"{"value":1,"unit":""#.utf8) + [0xC0, 0x80] + Array(#""}"#.utf8)] {
+            let general = Result { () throws(PayloadRejection) in try parser.parseMessageWithoutScanner(topic: "factory/s1/m7/v", payload: payload, receivedAt: 9) }
+            let quick = Result { () throws(PayloadRejection) in try parser.parseMessage(topic: "factory/s1/m7/v", payload: payload, receivedAt: 9) }
+            #expect(quick == general)
+            #expect(throws: PayloadRejection.self) { try general.get() }
+        }
+    }
+
     @Test func messageDigestDependsOnTopicAndPayload() {
         let a = messageDigest(topic: "t/1", payload: Array("x".utf8))
         #expect(a == messageDigest(topic: "t/1", payload: Array("x".utf8)))
         #expect(a != messageDigest(topic: "t/2", payload: Array("x".utf8)))
         #expect(a != messageDigest(topic: "t/1", payload: Array("y".utf8)))
+        #expect(Array("x".utf8).withUnsafeBytes { messageDigest(topic: "t/1", payload: $0) } == a)
     }
 }
 
@@ -139,6 +181,22 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse("01") }
         #expect(throws: JSONParseError.self) { try JSONParser.parse("1.") }
         #expect(throws: JSONParseError.self) { try JSONParser.parse(#""unterminated"#) }
+    }
+
+    @Test func integersAreWrittenAsTheirStrings() {
+        for v: Int64 in [0, 1, -1, 9, 10, -10, 99, 100, 1_796_000_000_123, .max, .min, .max - 1, .min + 1] {
+            var b: [UInt8] = [0x41]
+            JSONWriter.appendInteger(v, to: &b)
+            #expect(b == [0x41] + Array(String(v).utf8))
+        }
+    }
+
+    @Test func quotedStringsWithoutEscapesAreCopied() {
+        for s in ["m7", "ünit", "", "a b/c", "\u{7F}"] {
+            var b: [UInt8] = []
+            JSONWriter.appendQuoted(s, to: &b)
+            #expect(b == Array("\"\(s)\"".utf8))
+        }
     }
 
     @Test func writerEscapes() {
