@@ -180,123 +180,56 @@ enum CanonicalReadingScanner {
         return negative ? -v : v
     }
 
+    /// The primitives (whitespace, strings without escapes, numbers as `JSONParser` reads them)
+    /// are `JSONCursor`'s, which the gateway's `PayloadScanner` reads payloads with too.
     static func scan(_ b: UnsafeBufferPointer<UInt8>) -> CanonicalReadingFields? {
-        do {
-            var i = 0
-            let n = b.count
-            func skipWhitespace() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
-            func expect(_ c: UInt8) -> Bool {
-                guard i < n, b[i] == c else { return false }
-                i += 1
-                return true
+        var c = JSONCursor(b)
+        var site: UnsafeBufferPointer<UInt8>?, machine: UnsafeBufferPointer<UInt8>?, sensor: UnsafeBufferPointer<UInt8>?
+        var unit: UnsafeBufferPointer<UInt8>?
+        var ts: Int64?
+        var value: Double?
+        var seen = 0
+        c.skipWhitespace()
+        guard c.expect(UInt8(ascii: "{")) else { return nil }
+        while true {
+            c.skipWhitespace()
+            guard let key = c.plainString() else { return nil }
+            c.skipWhitespace()
+            guard c.expect(UInt8(ascii: ":")) else { return nil }
+            c.skipWhitespace()
+            let k = keyIndex(key)
+            if k >= 0 {
+                if seen & (1 << k) != 0 { return nil }
+                seen |= 1 << k
             }
-            /// The bytes of a string without escapes (the quotes consumed).
-            func plainString() -> UnsafeBufferPointer<UInt8>? {
-                guard expect(UInt8(ascii: "\"")) else { return nil }
-                let start = i
-                while i < n {
-                    let c = b[i]
-                    if c == UInt8(ascii: "\"") { i += 1; return UnsafeBufferPointer(rebasing: b[start..<(i - 1)]) }
-                    if c == UInt8(ascii: "\\") || c < 0x20 { return nil }
-                    i += 1
+            guard let next = c.peek else { return nil }
+            if next == UInt8(ascii: "\"") {
+                guard let raw = c.plainString(), isValidUTF8(raw) else { return nil }
+                switch k {
+                case 0: site = raw
+                case 1: machine = raw
+                case 2: sensor = raw
+                case 5: unit = raw
+                case -1: break
+                default: return nil
                 }
-                return nil
+            } else {
+                guard let v = c.number() else { return nil }
+                switch k {
+                case 3: guard let t = v.integer else { return nil }; ts = t
+                case 4: value = v.double
+                case -1: break
+                default: return nil
+                }
             }
-            /// Digits, accumulated into `mantissa` while it has at most 19 (`count` says how many).
-            func digits(_ mantissa: inout UInt64, _ count: inout Int) -> Bool {
-                let start = i
-                while i < n, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") {
-                    if count < 19 { mantissa = mantissa &* 10 &+ UInt64(b[i] &- UInt8(ascii: "0")) }
-                    count += 1
-                    i += 1
-                }
-                return i > start
-            }
-            /// A number as JSONParser reads it: an integer when it fits Int64 and has no fraction
-            /// or exponent. Up to 18 digits are read straight from the bytes, and a Double that
-            /// `exactDecimal` gives; anything else goes through `Int64(String)` or `Double(String)`.
-            func number() -> (integer: Int64?, double: Double)? {
-                let start = i
-                var isInteger = true
-                var mantissa: UInt64 = 0, count = 0, fractionDigits = 0, exponent = 0
-                let negative = expect(UInt8(ascii: "-"))
-                if expect(UInt8(ascii: "0")) { count = 1 } else if !digits(&mantissa, &count) { return nil }
-                if expect(UInt8(ascii: ".")) {
-                    isInteger = false
-                    let before = count
-                    guard digits(&mantissa, &count) else { return nil }
-                    fractionDigits = count - before
-                }
-                var exponentExact = true
-                if i < n, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
-                    isInteger = false
-                    i += 1
-                    var negativeExponent = false
-                    if i < n, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { negativeExponent = b[i] == UInt8(ascii: "-"); i += 1 }
-                    var e: UInt64 = 0, eCount = 0
-                    guard digits(&e, &eCount) else { return nil }
-                    if eCount > 4 { exponentExact = false } else { exponent = negativeExponent ? -Int(e) : Int(e) }
-                }
-                if isInteger, count <= 18 {
-                    let v = Int64(mantissa)
-                    return negative ? (-v, Double(-v)) : (v, Double(v))
-                }
-                if !isInteger, count <= 19, exponentExact,
-                   let d = exactDecimal(mantissa: mantissa, exponent: exponent - fractionDigits, negative: negative) {
-                    return (nil, d)
-                }
-                let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
-                if isInteger, let v = Int64(text) { return (v, Double(v)) }
-                guard let d = Double(text), d.isFinite else { return nil }
-                return (nil, d)
-            }
-            var site: UnsafeBufferPointer<UInt8>?, machine: UnsafeBufferPointer<UInt8>?, sensor: UnsafeBufferPointer<UInt8>?
-            var unit: UnsafeBufferPointer<UInt8>?
-            var ts: Int64?
-            var value: Double?
-            var seen = 0
-            skipWhitespace()
-            guard expect(UInt8(ascii: "{")) else { return nil }
-            while true {
-                skipWhitespace()
-                guard let key = plainString() else { return nil }
-                skipWhitespace()
-                guard expect(UInt8(ascii: ":")) else { return nil }
-                skipWhitespace()
-                let k = keyIndex(key)
-                if k >= 0 {
-                    if seen & (1 << k) != 0 { return nil }
-                    seen |= 1 << k
-                }
-                guard i < n else { return nil }
-                if b[i] == UInt8(ascii: "\"") {
-                    guard let raw = plainString(), isValidUTF8(raw) else { return nil }
-                    switch k {
-                    case 0: site = raw
-                    case 1: machine = raw
-                    case 2: sensor = raw
-                    case 5: unit = raw
-                    case -1: break
-                    default: return nil
-                    }
-                } else {
-                    guard let v = number() else { return nil }
-                    switch k {
-                    case 3: guard let t = v.integer else { return nil }; ts = t
-                    case 4: value = v.double
-                    case -1: break
-                    default: return nil
-                    }
-                }
-                skipWhitespace()
-                if expect(UInt8(ascii: ",")) { continue }
-                guard expect(UInt8(ascii: "}")) else { return nil }
-                break
-            }
-            skipWhitespace()
-            guard i == n, let site, let machine, let sensor, let ts, let value else { return nil }
-            return CanonicalReadingFields(site: site, machine: machine, sensor: sensor, unit: unit, ts: ts, value: value)
+            c.skipWhitespace()
+            if c.expect(UInt8(ascii: ",")) { continue }
+            guard c.expect(UInt8(ascii: "}")) else { return nil }
+            break
         }
+        c.skipWhitespace()
+        guard c.atEnd, let site, let machine, let sensor, let ts, let value else { return nil }
+        return CanonicalReadingFields(site: site, machine: machine, sensor: sensor, unit: unit, ts: ts, value: value)
     }
 }
 
