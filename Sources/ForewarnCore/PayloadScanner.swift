@@ -30,11 +30,7 @@ enum PayloadScanner {
     }
 
     private static func key(_ k: UnsafeBufferPointer<UInt8>) -> Key? {
-        func equals(_ name: StaticString) -> Bool {
-            let p = name.utf8Start
-            for j in 0..<k.count where p[j] != k[j] { return false }
-            return true
-        }
+        func equals(_ name: StaticString) -> Bool { JSONCursor.bytes(k, equal: name) }
         switch k.count {
         case 2: return equals("ts") ? .ts : nil
         case 3: return equals("seq") ? .seq : nil
@@ -140,6 +136,28 @@ struct JSONCursor {
         return nil
     }
 
+    /// Whether `bytes` are a key's text (the callers switch on the count first).
+    static func bytes(_ bytes: UnsafeBufferPointer<UInt8>, equal name: StaticString) -> Bool {
+        guard bytes.count == name.utf8CodeUnitCount else { return false }
+        let p = name.utf8Start
+        for j in 0..<bytes.count where p[j] != bytes[j] { return false }
+        return true
+    }
+
+    /// Exact powers of ten as Doubles (10^22 is the largest one a Double holds exactly).
+    private static let powersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0) { x, _ in x * 10 } }
+
+    /// A decimal `mantissa` × 10^`exponent` when both are exact in a Double (mantissa < 2^53,
+    /// |exponent| ≤ 22): one IEEE multiplication or division of two exact values is correctly
+    /// rounded, so this is the Double `strtod` (and `Double(String)`) gives for the same text.
+    /// Nil otherwise.
+    static func exactDecimal(mantissa: UInt64, exponent: Int, negative: Bool) -> Double? {
+        guard mantissa < (1 << 53), exponent >= -22, exponent <= 22 else { return nil }
+        let m = Double(mantissa)
+        let v = exponent < 0 ? m / powersOfTen[-exponent] : m * powersOfTen[exponent]
+        return negative ? -v : v
+    }
+
     /// Digits, accumulated into `mantissa` while it has at most 19 (`count` says how many).
     private mutating func digits(_ mantissa: inout UInt64, _ count: inout Int) -> Bool {
         let start = i
@@ -181,7 +199,7 @@ struct JSONCursor {
             return negative ? (-v, Double(-v)) : (v, Double(v))
         }
         if !isInteger, count <= 19, exponentExact,
-           let d = CanonicalReadingScanner.exactDecimal(mantissa: mantissa, exponent: exponent - fractionDigits, negative: negative) {
+           let d = Self.exactDecimal(mantissa: mantissa, exponent: exponent - fractionDigits, negative: negative) {
             return (nil, d)
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)

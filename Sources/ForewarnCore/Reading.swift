@@ -123,11 +123,7 @@ enum CanonicalReadingScanner {
     /// bytes, by length first (a generic `elementsEqual` looked up type metadata on every call,
     /// and a loop over an array of names retained it).
     private static func keyIndex(_ key: UnsafeBufferPointer<UInt8>) -> Int {
-        func equals(_ name: StaticString) -> Bool {
-            let p = name.utf8Start
-            for j in 0..<key.count where p[j] != key[j] { return false }
-            return true
-        }
+        func equals(_ name: StaticString) -> Bool { JSONCursor.bytes(key, equal: name) }
         switch key.count {
         case 2: return equals("ts") ? 3 : -1
         case 4: return equals("site") ? 0 : equals("unit") ? 5 : -1
@@ -164,20 +160,6 @@ enum CanonicalReadingScanner {
             }
         }
         return true
-    }
-
-    /// Exact powers of ten as Doubles (10^22 is the largest one a Double holds exactly).
-    private static let powersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0) { x, _ in x * 10 } }
-
-    /// A decimal `mantissa` × 10^`exponent` when both are exact in a Double (mantissa < 2^53,
-    /// |exponent| ≤ 22): one IEEE multiplication or division of two exact values is correctly
-    /// rounded, so this is the Double `strtod` (and `Double(String)`) gives for the same text.
-    /// Nil otherwise.
-    static func exactDecimal(mantissa: UInt64, exponent: Int, negative: Bool) -> Double? {
-        guard mantissa < (1 << 53), exponent >= -22, exponent <= 22 else { return nil }
-        let m = Double(mantissa)
-        let v = exponent < 0 ? m / powersOfTen[-exponent] : m * powersOfTen[exponent]
-        return negative ? -v : v
     }
 
     /// The primitives (whitespace, strings without escapes, numbers as `JSONParser` reads them)

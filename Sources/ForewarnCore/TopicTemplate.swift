@@ -134,10 +134,8 @@ public struct TopicTemplate: Sendable, Equatable, CustomStringConvertible {
 /// as Kafka keys, metric labels and file names.
 public enum Identifier {
     public static func validate(_ value: String, field: String) throws(PayloadRejection) {
-        guard !value.isEmpty, value.utf8.count <= 64,
-              value.utf8.allSatisfy({ isAllowed($0) }) else {
-            throw rejection(value, field: field)
-        }
+        var bytes = value
+        guard bytes.withUTF8({ isValid($0) }) else { throw rejection(value, field: field) }
     }
 
     static func rejection(_ value: String, field: String) -> PayloadRejection {
