@@ -237,6 +237,17 @@ public final class Journal: Sendable {
     /// (device, inode) of the journal file when it was opened: a different or missing file at
     /// the path means the state directory was removed or unmounted under us.
     private let identity: FileIdentity?
+    /// The forwarder's own connection for reading committed entries, so a read does not wait
+    /// for the journal lock while a group commit or a batch of deletes holds it (WAL lets a reader
+    /// run beside the writer). Nil after `deinit` has closed it, before the writer.
+    private let reader: Mutex<CommittedReader?>
+    /// `Inner.committedSeq`, for reads on the reader's connection.
+    private let committedSeqForReads = Atomic<Int64>(0)
+    /// The highest seq ever deleted or dropped (kept deletes included), never lowered. A read
+    /// after a seq at or above it cannot meet an entry whose delete is not committed yet, so it
+    /// needs no look at `KeptWrites` and takes the reader's connection; any other read (after a
+    /// rewind, after drops ahead of the forwarder) goes under the lock, as before.
+    private let highestDeletedSeq = Atomic<Int64>(0)
 
     /// Everything behind the lock: the connection, its statements and the counters.
     final class Inner {
@@ -371,9 +382,17 @@ public final class Journal: Sendable {
         inner.bytes = bytes
         inner.committedSeq = lastSeq
         inner.lastInsertedSeq = inner.committedSeq
+        committedSeqForReads.store(lastSeq, ordering: .releasing)
+        reader = Mutex(try CommittedReader(path: options.path))
         logger.info("journal opened", metadata: ["path": "\(options.path)", "entries": "\(inner.entries)", "bytes": "\(inner.bytes)",
                                                  "checked_in_ms": "\((ContinuousClock.now - opened).milliseconds)"])
         self.inner = SleepingLock(inner)
+    }
+
+    deinit {
+        // The reader first: the connection that closes last folds the WAL into the file and
+        // removes it, and that must be the writer (the reader is query-only).
+        reader.withLock { $0 = nil }
     }
 
     /// Sets up a new journal under a temporary name and renames it into place, so a journal
@@ -596,9 +615,21 @@ public final class Journal: Sendable {
 
     /// The entries `readCommitted` returns, copied into `batch` (emptied first): one buffer the
     /// caller reuses, so a drained entry costs no Strings or arrays of its own (they were a
-    /// third of the drain's allocations), and the lock is held for the copy only.
+    /// third of the drain's allocations). A read after every delete so far (the forwarder's
+    /// reads as it moves forward) runs on the reader's connection, without the journal lock;
+    /// others (a rewind, drops ahead of `after`) run under the lock and skip the kept deletes.
     public func readCommitted(after: Int64, limit: Int, into batch: inout JournalBatch) throws(JournalError) {
         batch.removeAll()
+        if after >= highestDeletedSeq.load(ordering: .acquiring) {
+            let upTo = committedSeqForReads.load(ordering: .acquiring)
+            if upTo <= after { return }
+            let read = try reader.withLock { (r: inout CommittedReader?) throws(JournalError) -> Bool in
+                guard let r else { return false }
+                try r.read(after: after, upTo: upTo, limit: limit, into: &batch)
+                return true
+            }
+            if read { return }
+        }
         try inner.withLock { (s: inout Inner) throws(JournalError) in
             let q = s.selectAfter
             var from = after
@@ -790,6 +821,8 @@ public final class Journal: Sendable {
         try s.conn.exec("COMMIT")
         s.inTransaction = false
         s.lastCommit = .now
+        // Before the observer wakes the forwarder: its read must see what this commit made durable.
+        committedSeqForReads.store(s.lastInsertedSeq, ordering: .releasing)
         commitObserver.notify()
     }
 
@@ -925,6 +958,7 @@ public final class Journal: Sendable {
         guard try q.step() else { q.reset(); return false }
         let size = q.int64(0)
         q.reset()
+        recordDelete(upTo: seq)
         let d = s.deleteOne
         d.reset()
         d.bind(1, seq)
@@ -946,6 +980,7 @@ public final class Journal: Sendable {
         let (count, size) = (q.int64(0), q.int64(1))
         q.reset()
         guard count > 0 else { return }
+        recordDelete(upTo: range.upperBound)
         let d = s.deleteRange
         d.reset()
         d.bind(1, range.lowerBound)
@@ -954,6 +989,11 @@ public final class Journal: Sendable {
         s.entries -= Int(count)
         s.bytes -= size
         s.kept.delete(range: range)
+    }
+
+    /// Raises `highestDeletedSeq` before a delete, so reads after it go under the lock.
+    private func recordDelete(upTo seq: Int64) {
+        _ = highestDeletedSeq.max(seq, ordering: .acquiringAndReleasing)
     }
 
     /// Writes a kept delete again (already counted).
@@ -971,6 +1011,7 @@ public final class Journal: Sendable {
         defer { q.reset() }
         q.bind(1, seq)
         guard (try? q.step()) == true else { return }  // not journaled (or unreadable): nothing to delete
+        recordDelete(upTo: seq)
         s.kept.delete(seq)
         s.entries -= 1
         s.bytes -= q.int64(0)

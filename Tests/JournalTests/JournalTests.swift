@@ -2,6 +2,7 @@ import ForewarnCore
 import Foundation
 import Journal
 import Logging
+import Synchronization
 import Testing
 
 struct JournalTests {
@@ -114,6 +115,64 @@ struct JournalTests {
         }
         let reopened = try Journal(options: JournalOptions(path: p), logger: logger)
         #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.seq) == Array(21...29) + Array(31...40))
+    }
+
+    @Test("reads after the forwarder's cursor see committed entries only, while deletes and appends wait in the open transaction")
+    func readsAfterTheCursorBesideAnOpenTransaction() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1000, commitInterval: .seconds(60)), logger: logger)
+        try j.append((0..<10).map { entry("m1", $0) })
+        try j.commit()
+        try j.markDelivered(Array(1...5))                  // deletes in the open transaction
+        try j.append((10..<15).map { entry("m1", $0) })    // appends in the same transaction
+        #expect(try j.readCommitted(after: 5, limit: 100).map(\.seq) == Array(6...10))
+        #expect(try j.readCommitted(after: 0, limit: 100).map(\.seq) == Array(6...10), "a rewind skips the deletes not committed yet")
+        #expect(try j.readCommitted(after: 7, limit: 2).map(\.seq) == [8, 9])
+        try j.commit()
+        #expect(try j.readCommitted(after: 5, limit: 100).map(\.seq) == Array(6...15))
+        #expect(try j.readCommitted(after: 0, limit: 100).map(\.seq) == Array(6...15))
+    }
+
+    @Test("entries dropped ahead of the cursor are not read while their deletes are uncommitted")
+    func dropsAheadOfTheCursorAreNotRead() throws {
+        // Each entry accounts 84 bytes; 10 fit in 850. Commits only when asked.
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1000, commitInterval: .seconds(60), maxBytes: 850,
+                                                    fullPolicy: .dropOldest), logger: logger)
+        try j.append((0..<10).map { entry("m0", $0) })
+        try j.commit()
+        try j.markDelivered([1, 2])
+        try j.commit()
+        #expect(try j.readCommitted(after: 2, limit: 100).map(\.seq) == Array(3...10))
+        // Four new entries need room for two more than the two deleted: seqs 3 and 4 go, above the cursor.
+        let dropped = try j.append((10..<14).map { entry("m0", $0) })
+        #expect(dropped.count == 2)
+        #expect(try j.readCommitted(after: 2, limit: 100).map(\.seq) == Array(5...10), "3 and 4 were dropped; 11-14 are not committed")
+        try j.commit()
+        #expect(try j.readCommitted(after: 2, limit: 100).map(\.seq) == Array(5...14))
+    }
+
+    @Test("a read after the cursor does not wait while a commit holds the journal lock")
+    func readsDoNotWaitForTheJournalLock() throws {
+        let j = try Journal(options: JournalOptions(path: path(), commitEvery: 1000, commitInterval: .seconds(60)), logger: logger)
+        try j.append((0..<10).map { entry("m1", $0) })
+        try j.commit()
+        let seen = Mutex<[Int64]?>(nil)
+        let holding = Mutex(true)
+        // The observer runs under the journal lock: it waits (bounded) for a read on another thread.
+        j.onCommit {
+            guard holding.withLock({ $0 }) else { return }
+            holding.withLock { $0 = false }
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                let read = (try? j.readCommitted(after: 10, limit: 100))?.map(\.seq)
+                seen.withLock { $0 = read }
+                done.signal()
+            }
+            _ = done.wait(timeout: .now() + 5)
+            #expect(seen.withLock { $0 } == [11, 12], "the read finished while the commit held the lock")
+        }
+        try j.append([entry("m1", 10), entry("m1", 11)])
+        try j.commit()
+        #expect(seen.withLock { $0 } == [11, 12])
     }
 
     @Test func deliveredRunsSplitSortAndCap() {

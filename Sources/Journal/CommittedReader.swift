@@ -1,0 +1,40 @@
+// CommittedReader owns the journal's second SQLite connection: query-only, used by the
+// forwarder to read committed entries while the writer connection commits and deletes.
+import CSQLite
+
+/// Reads committed entries in seq order on a connection of its own. In WAL mode a reader sees
+/// the last commit before its statement started and never waits for the writer, so a drain's
+/// reads no longer queue behind group commits and batches of deletes on the journal lock
+/// (docs/benchmarks.md, session 16). It knows nothing of deletes not yet committed: `Journal`
+/// sends a read here only when none can be above its start.
+final class CommittedReader {
+    let conn: SQLiteConnection
+    private let selectAfter: SQLiteStatement
+    /// Its own page cache, in KiB: reads move forward through the table, so a few interior pages
+    /// and the leaves in use are all it keeps (the writer's cache is `Journal.pageCacheKiB`).
+    static let pageCacheKiB = 256
+
+    init(path: String) throws(JournalError) {
+        conn = try SQLiteConnection(path: path, create: false)
+        try conn.exec("PRAGMA query_only=1")
+        try conn.exec("PRAGMA busy_timeout=5000")
+        try conn.exec("PRAGMA cache_size=-\(Self.pageCacheKiB)")
+        selectAfter = try conn.prepare("SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?")
+    }
+
+    /// Appends the entries with `after < seq <= upTo`, at most `limit`, to `batch`. The statement
+    /// is reset before returning: one left on a row would hold its snapshot and keep checkpoints
+    /// from copying past it.
+    func read(after: Int64, upTo: Int64, limit: Int, into batch: inout JournalBatch) throws(JournalError) {
+        let q = selectAfter
+        q.reset()
+        defer { q.reset() }
+        q.bind(1, after)
+        q.bind(2, upTo)
+        q.bind(3, Int64(limit))
+        while try q.step() {
+            batch.append(seq: q.int64(0), kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading, machine: q.bytes(2),
+                         mqttTopic: q.bytes(3), receivedAt: q.int64(4), payload: q.bytes(5), reason: q.isNull(6) ? nil : q.bytes(6))
+        }
+    }
+}
