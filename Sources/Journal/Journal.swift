@@ -248,6 +248,13 @@ public final class Journal: Sendable {
     /// needs no look at `KeptWrites` and takes the reader's connection; any other read (after a
     /// rewind, after drops ahead of the forwarder) goes under the lock, as before.
     private let highestDeletedSeq = Atomic<Int64>(0)
+    /// Set after a commit that leaves the WAL at or past its checkpoint size: until the WAL
+    /// restarts from its start, reads go under the lock. A reader's snapshot keeps a checkpoint
+    /// from finishing and the WAL from restarting, and a drain that read beside the writer all
+    /// the time grew the WAL past the free-space reserve on a small disk (GatewayDiskFullTests).
+    private let walAwaitsRestart = Atomic<Bool>(false)
+    /// The WAL length at which the connection's hook checkpoints (`trackWAL`).
+    private let autocheckpointFrames: Int32
 
     /// Everything behind the lock: the connection, its statements and the counters.
     final class Inner {
@@ -351,6 +358,7 @@ public final class Journal: Sendable {
         let walBudget = max(options.minFreeBytes / 4, 64 << 10)
         walBudgetBytes = walBudget
         deletesPerCommit = Int(min(8192, max(256, walBudget / 256)))
+        autocheckpointFrames = Int32(min(1000, max(16, walBudget / 4096)))
         let opened = ContinuousClock.now
         let conn: SQLiteConnection
         do {
@@ -364,7 +372,7 @@ public final class Journal: Sendable {
             try conn.exec("PRAGMA cache_size=-\(Self.pageCacheKiB)")
             // Keep the WAL inside the free-space reserve, so deletes and checkpoints always have room.
             // The WAL hook runs the automatic checkpoint and counts the frames it has yet to copy.
-            conn.trackWAL(autocheckpointFrames: Int32(min(1000, max(16, walBudget / 4096))))
+            conn.trackWAL(autocheckpointFrames: autocheckpointFrames)
             try conn.exec("PRAGMA journal_size_limit=\(walBudget)")
         } catch let e where e.kind != .corrupt && e.kind != .schema && Self.isOnReadOnlyFileSystem(options.path) {
             throw JournalError(.readOnly, path: options.path, e.detail)
@@ -620,7 +628,7 @@ public final class Journal: Sendable {
     /// others (a rewind, drops ahead of `after`) run under the lock and skip the kept deletes.
     public func readCommitted(after: Int64, limit: Int, into batch: inout JournalBatch) throws(JournalError) {
         batch.removeAll()
-        if after >= highestDeletedSeq.load(ordering: .acquiring) {
+        if after >= highestDeletedSeq.load(ordering: .acquiring), !walAwaitsRestart.load(ordering: .acquiring) {
             let upTo = committedSeqForReads.load(ordering: .acquiring)
             if upTo <= after { return }
             let read = try reader.withLock { (r: inout CommittedReader?) throws(JournalError) -> Bool in
@@ -823,6 +831,7 @@ public final class Journal: Sendable {
         s.lastCommit = .now
         // Before the observer wakes the forwarder: its read must see what this commit made durable.
         committedSeqForReads.store(s.lastInsertedSeq, ordering: .releasing)
+        walAwaitsRestart.store((s.conn.walFrames?.length ?? 0) >= autocheckpointFrames, ordering: .releasing)
         commitObserver.notify()
     }
 
@@ -894,6 +903,7 @@ public final class Journal: Sendable {
     private func checkpointTruncate(_ s: inout Inner) -> Bool {
         do {
             try s.conn.checkpoint(truncate: true)
+            walAwaitsRestart.store((s.conn.walFrames?.length ?? 0) >= autocheckpointFrames, ordering: .releasing)
             s.checkpointFailedFull = false
             return true
         } catch {

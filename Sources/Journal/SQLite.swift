@@ -101,6 +101,9 @@ final class WALFrames {
 
     init(autocheckpointFrames: Int32) { self.autocheckpointFrames = autocheckpointFrames }
 
+    /// Frames in the WAL since it last restarted from its start (its length, in pages).
+    var length: Int32 { inLog }
+
     /// Frames a checkpoint has yet to copy: exact, except after a complete checkpoint and a
     /// commit, when all `inLog` are counted (an overestimate by at most what was copied).
     var pending: Int32 {
