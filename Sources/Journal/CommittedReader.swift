@@ -38,3 +38,20 @@ final class CommittedReader {
         }
     }
 }
+
+/// Where a read of committed entries runs: the decision, apart from the I/O.
+enum CommittedReadRoute: Equatable {
+    /// On `CommittedReader`'s connection, without the journal lock.
+    case reader
+    /// On the writer's connection under the lock, skipping deletes kept in memory.
+    case underLock
+
+    /// `after`: the read's start; `highestDeleted`: the highest seq ever deleted or dropped;
+    /// `walLength`: the WAL's frames since it last restarted, after the last commit.
+    /// The reader cannot see deletes that are kept or not committed, so it may only read above
+    /// all of them; and it stays away while the WAL is due to restart, since its snapshot would
+    /// keep the WAL from restarting and let it grow past its budget.
+    static func choose(after: Int64, highestDeleted: Int64, walLength: Int32, autocheckpointFrames: Int32) -> CommittedReadRoute {
+        after >= highestDeleted && walLength < autocheckpointFrames ? .reader : .underLock
+    }
+}

@@ -248,11 +248,11 @@ public final class Journal: Sendable {
     /// needs no look at `KeptWrites` and takes the reader's connection; any other read (after a
     /// rewind, after drops ahead of the forwarder) goes under the lock, as before.
     private let highestDeletedSeq = Atomic<Int64>(0)
-    /// Set after a commit that leaves the WAL at or past its checkpoint size: until the WAL
-    /// restarts from its start, reads go under the lock. A reader's snapshot keeps a checkpoint
-    /// from finishing and the WAL from restarting, and a drain that read beside the writer all
-    /// the time grew the WAL past the free-space reserve on a small disk (GatewayDiskFullTests).
-    private let walAwaitsRestart = Atomic<Bool>(false)
+    /// The WAL's length after the last commit or checkpoint, for `CommittedReadRoute`: at or past
+    /// its checkpoint size, reads go under the lock until it restarts. A reader's snapshot keeps a
+    /// checkpoint from finishing and the WAL from restarting, and a drain that read beside the
+    /// writer all the time grew the WAL past the free-space reserve on a small disk (GatewayDiskFullTests).
+    private let walLength = Atomic<Int32>(0)
     /// The WAL length at which the connection's hook checkpoints (`trackWAL`).
     private let autocheckpointFrames: Int32
 
@@ -628,7 +628,9 @@ public final class Journal: Sendable {
     /// others (a rewind, drops ahead of `after`) run under the lock and skip the kept deletes.
     public func readCommitted(after: Int64, limit: Int, into batch: inout JournalBatch) throws(JournalError) {
         batch.removeAll()
-        if after >= highestDeletedSeq.load(ordering: .acquiring), !walAwaitsRestart.load(ordering: .acquiring) {
+        let route = CommittedReadRoute.choose(after: after, highestDeleted: highestDeletedSeq.load(ordering: .acquiring),
+                                              walLength: walLength.load(ordering: .acquiring), autocheckpointFrames: autocheckpointFrames)
+        if route == .reader {
             let upTo = committedSeqForReads.load(ordering: .acquiring)
             if upTo <= after { return }
             let read = try reader.withLock { (r: inout CommittedReader?) throws(JournalError) -> Bool in
@@ -831,7 +833,7 @@ public final class Journal: Sendable {
         s.lastCommit = .now
         // Before the observer wakes the forwarder: its read must see what this commit made durable.
         committedSeqForReads.store(s.lastInsertedSeq, ordering: .releasing)
-        walAwaitsRestart.store((s.conn.walFrames?.length ?? 0) >= autocheckpointFrames, ordering: .releasing)
+        walLength.store(s.conn.walFrames?.length ?? 0, ordering: .releasing)
         commitObserver.notify()
     }
 
@@ -903,7 +905,7 @@ public final class Journal: Sendable {
     private func checkpointTruncate(_ s: inout Inner) -> Bool {
         do {
             try s.conn.checkpoint(truncate: true)
-            walAwaitsRestart.store((s.conn.walFrames?.length ?? 0) >= autocheckpointFrames, ordering: .releasing)
+            walLength.store(s.conn.walFrames?.length ?? 0, ordering: .releasing)
             s.checkpointFailedFull = false
             return true
         } catch {

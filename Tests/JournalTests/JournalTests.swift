@@ -266,3 +266,4 @@ struct JournalTests {
         #expect(try reopened.readCommitted(after: 0, limit: 10).map(\.seq) == [seed, seed + 1, seed + 2, seed + 3])
     }
 }
+
