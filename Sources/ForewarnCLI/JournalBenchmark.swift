@@ -2,7 +2,7 @@
 // group transaction), commit (a group of 200, `journal.synchronous=full`), read in order
 // (2,000 at a time, into a reused batch, as the forwarder reads) and delete (runs of 8,192
 // delivered seqs, as the delete thread hands them over). Against, in the same run, SQLite alone
-// doing the same work on the same table and index with the same durability (`SQLiteFloor`), so
+// doing the same work on the same table with the same durability (`SQLiteFloor`), so
 // the ratio is what the journal's own bookkeeping adds, and machine noise affects both alike.
 import ArgumentParser
 import ForewarnCore

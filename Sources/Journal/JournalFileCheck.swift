@@ -8,7 +8,7 @@
 // and it cannot see a damaged WAL at all: SQLite ends a WAL at its first frame with a wrong
 // checksum and silently drops every commit after it. So the check here is the header, the WAL's
 // checksum chain and the schema; the pages themselves are checked by the scan that counts the
-// entries at open (it reads every page of the entries table and its index).
+// entries at open (it reads every page of the entries table).
 
 /// What is wrong with a journal file: the kind (for tests and metrics) and a sentence naming it.
 public struct JournalDamage: Error, Sendable, Equatable, CustomStringConvertible {
@@ -136,18 +136,26 @@ public enum JournalFileCheck {
         return report
     }
 
+    /// The tables and indexes of a journal of schema `version`. Version 1 (and 0, the same
+    /// tables) had the index `entries_received` on `received_ms`, for `journal.max-age`; version
+    /// 2 dropped it (max-age walks from the lowest seq), and `Journal` migrates a version-1 file on open.
+    public static func objects(version: Int64) -> Set<String> {
+        version <= 1 ? ["entries", "entries_received", "recent_messages"] : ["entries", "recent_messages"]
+    }
+
     /// The schema: the names of the tables and indexes (sqlite_* excluded), the columns of
-    /// `entries` if it exists, and `user_version`.
+    /// `entries` if it exists, and `user_version`. A version newer than `understood` is refused
+    /// as newer whatever its tables (a later version may change them), once it holds `entries`.
     public static func schema(objects: Set<String>, entriesColumns: [String], userVersion: Int64, understood: Int64) -> JournalSchemaVerdict {
-        let expected: Set<String> = ["entries", "entries_received", "recent_messages"]
+        let expected = Self.objects(version: userVersion)
         let columns = ["seq", "kind", "machine", "mqtt_topic", "received_ms", "payload", "reason", "size"]
         if objects.isEmpty && userVersion == 0 { return .fresh }
-        if objects != expected || entriesColumns != columns {
-            let holds = objects.isEmpty ? "no tables" : objects.sorted().joined(separator: ", ")
-            return .damage(JournalDamage(.foreign, "it is an SQLite database but not a forewarn journal: it holds \(holds)\(objects.contains("entries") && entriesColumns != columns ? " (entries has columns \(entriesColumns.joined(separator: ",")))" : ""), user_version \(userVersion); a journal holds entries, entries_received and recent_messages"))
-        }
-        if userVersion > understood {
+        if userVersion > understood && objects.contains("entries") {
             return .damage(JournalDamage(.newerSchema, "schema version \(userVersion) is newer than this forewarn understands (\(understood)); refusing to touch it"))
+        }
+        if objects != expected || entriesColumns != columns || userVersion > understood {
+            let holds = objects.isEmpty ? "no tables" : objects.sorted().joined(separator: ", ")
+            return .damage(JournalDamage(.foreign, "it is an SQLite database but not a forewarn journal: it holds \(holds)\(objects.contains("entries") && entriesColumns != columns ? " (entries has columns \(entriesColumns.joined(separator: ",")))" : ""), user_version \(userVersion); a journal holds entries and recent_messages (and the index entries_received up to version 1)"))
         }
         return .journal
     }

@@ -57,25 +57,37 @@ struct JournalFileCheckTests {
         #expect(damage(JournalFileCheck.header(header(pageSize: 1000, pages: 1), fileSize: 1000, walHasCommits: false))?.kind == .damagedHeader)
     }
 
-    @Test func theSchemaVerdict() {
-        let ours: Set<String> = ["entries", "entries_received", "recent_messages"]
+    @Test("the schema verdict: versions 0 and 1 with the received_ms index, 2 without it; anything else is foreign, a newer version is newer")
+    func theSchemaVerdict() {
+        let v1: Set<String> = ["entries", "entries_received", "recent_messages"]
+        let v2: Set<String> = ["entries", "recent_messages"]
+        #expect(JournalFileCheck.objects(version: 1) == v1 && JournalFileCheck.objects(version: 0) == v1 && JournalFileCheck.objects(version: 2) == v2)
         let columns = ["seq", "kind", "machine", "mqtt_topic", "received_ms", "payload", "reason", "size"]
-        #expect(JournalFileCheck.schema(objects: ours, entriesColumns: columns, userVersion: 1, understood: 1) == .journal)
-        #expect(JournalFileCheck.schema(objects: ours, entriesColumns: columns, userVersion: 0, understood: 1) == .journal)
-        #expect(JournalFileCheck.schema(objects: [], entriesColumns: [], userVersion: 0, understood: 1) == .fresh)
-        guard case let .damage(foreign) = JournalFileCheck.schema(objects: ["orders"], entriesColumns: [], userVersion: 0, understood: 1) else {
+        #expect(JournalFileCheck.schema(objects: v2, entriesColumns: columns, userVersion: 2, understood: 2) == .journal)
+        #expect(JournalFileCheck.schema(objects: v1, entriesColumns: columns, userVersion: 1, understood: 2) == .journal, "migrated on open")
+        #expect(JournalFileCheck.schema(objects: v1, entriesColumns: columns, userVersion: 0, understood: 2) == .journal)
+        #expect(JournalFileCheck.schema(objects: [], entriesColumns: [], userVersion: 0, understood: 2) == .fresh)
+        guard case let .damage(foreign) = JournalFileCheck.schema(objects: ["orders"], entriesColumns: [], userVersion: 0, understood: 2) else {
             Issue.record("a foreign schema must be refused"); return
         }
         #expect(foreign.kind == .foreign)
         #expect(foreign.detail.contains("it holds orders, user_version 0"))
-        guard case let .damage(extra) = JournalFileCheck.schema(objects: ours.union(["orders"]), entriesColumns: columns, userVersion: 1, understood: 1),
-              case let .damage(columnsDiffer) = JournalFileCheck.schema(objects: ours, entriesColumns: ["seq", "body"], userVersion: 1, understood: 1),
-              case let .damage(newer) = JournalFileCheck.schema(objects: ours, entriesColumns: columns, userVersion: 2, understood: 1) else {
-            Issue.record("an extra table, other columns and a newer version must be refused"); return
+        guard case let .damage(extra) = JournalFileCheck.schema(objects: v2.union(["orders"]), entriesColumns: columns, userVersion: 2, understood: 2),
+              case let .damage(columnsDiffer) = JournalFileCheck.schema(objects: v2, entriesColumns: ["seq", "body"], userVersion: 2, understood: 2),
+              case let .damage(v1WithoutIndex) = JournalFileCheck.schema(objects: v2, entriesColumns: columns, userVersion: 1, understood: 2),
+              case let .damage(v2WithIndex) = JournalFileCheck.schema(objects: v1, entriesColumns: columns, userVersion: 2, understood: 2),
+              case let .damage(newer) = JournalFileCheck.schema(objects: v2, entriesColumns: columns, userVersion: 3, understood: 2),
+              case let .damage(newerOtherTables) = JournalFileCheck.schema(objects: v2.union(["acks"]), entriesColumns: columns, userVersion: 3, understood: 2),
+              case let .damage(v2ForAnOldBuild) = JournalFileCheck.schema(objects: v2, entriesColumns: columns, userVersion: 2, understood: 1) else {
+            Issue.record("an extra table, other columns, the other version's tables and a newer version must be refused"); return
         }
         #expect(extra.kind == .foreign)
         #expect(columnsDiffer.detail.contains("entries has columns seq,body"))
-        #expect(newer.kind == .newerSchema)
+        #expect(v1WithoutIndex.kind == .foreign && v1WithoutIndex.detail.contains("it holds entries, recent_messages, user_version 1"))
+        #expect(v2WithIndex.kind == .foreign)
+        #expect(newer.kind == .newerSchema && newer.detail == "schema version 3 is newer than this forewarn understands (2); refusing to touch it")
+        #expect(newerOtherTables.kind == .newerSchema)
+        #expect(v2ForAnOldBuild.kind == .newerSchema)
     }
 
     @Test func walHeadersThatAreNotSQLitesAreDamage() {

@@ -1,0 +1,341 @@
+// Schema version 2 (no index on received_ms): a version-1 journal, written with the old schema
+// through SQLite itself, is migrated on open without losing or reordering anything; a newer file
+// is refused; and max-age, which now walks from the lowest seq, drops exactly the old entries.
+import Foundation
+import Journal
+import Logging
+import Synchronization
+import Testing
+import TestSupport
+
+/// Keeps every log event's message and metadata, to count what the journal logged.
+final class LogRecords: Sendable {
+    struct Record: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+    private let records = Mutex<[Record]>([])
+
+    var all: [Record] { records.withLock { $0 } }
+    func append(_ r: Record) { records.withLock { $0.append(r) } }
+
+    var logger: Logger { Logger(label: "test.schema") { _ in RecordingLogHandler(records: self) } }
+}
+
+struct RecordingLogHandler: LogHandler {
+    let records: LogRecords
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        records.append(.init(level: event.level, message: "\(event.message)",
+                             metadata: (event.metadata ?? [:]).mapValues { "\($0)" }))
+    }
+}
+
+/// Runs a python3 script (SQLite as another program sees the file) with `input` on its stdin,
+/// and returns its stdout.
+func python(_ script: String, _ args: String..., input: Data = Data()) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", "-c", script] + args
+    let out = Pipe(), stdin = Pipe()
+    p.standardOutput = out
+    p.standardInput = stdin
+    try p.run()
+    // The script reads all of stdin before it writes: no pipe fills while the other waits.
+    stdin.fileHandleForWriting.write(input)
+    try stdin.fileHandleForWriting.close()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw TestFailure("python3 exited \(p.terminationStatus)") }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// A journal file exactly as a binary before schema version 2 wrote it: `Journal.create`'s
+/// schema of version 1 (with the index entries_received), rows inserted by SQLite and some
+/// deleted (delivered), the WAL checkpointed into the file.
+enum Version1Journal {
+    struct Row {
+        var kind: JournalEntryKind
+        var machine: String
+        var topic: String
+        var receivedAt: Int64
+        var payload: String
+        var reason: String?
+        /// As `NewJournalEntry.accountedSize` counts it.
+        var size: Int64 { Int64(payload.utf8.count + machine.utf8.count + topic.utf8.count + (reason?.utf8.count ?? 0) + 48) }
+    }
+
+    static let schema = """
+        CREATE TABLE entries(
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          kind INTEGER NOT NULL,
+          machine TEXT NOT NULL,
+          mqtt_topic TEXT NOT NULL,
+          received_ms INTEGER NOT NULL,
+          payload BLOB NOT NULL,
+          reason TEXT,
+          size INTEGER NOT NULL);
+        CREATE INDEX entries_received ON entries(received_ms);
+        CREATE TABLE recent_messages(
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          digest INTEGER NOT NULL);
+        """
+
+    /// Writes `rows` (seqs from `firstSeq`), deletes `delivered`, remembers `digests`.
+    static func write(_ path: String, rows: [Row], firstSeq: Int64, delivered: [Int64], digests: [Int64], userVersion: Int64 = 1,
+                      schema: String = schema) throws {
+        let json = try JSONSerialization.data(withJSONObject: [
+            "rows": rows.map { [$0.kind.rawValue, $0.machine, $0.topic, $0.receivedAt, $0.payload, $0.reason ?? NSNull(), $0.size] as [Any] },
+            "first": firstSeq, "delivered": delivered, "digests": digests, "version": userVersion, "schema": schema,
+        ])
+        _ = try python("""
+            import json, sqlite3, sys
+            spec = json.loads(sys.stdin.read())
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.executescript("BEGIN;" + spec["schema"] + ";INSERT INTO sqlite_sequence(name, seq) VALUES ('entries', %d);PRAGMA user_version=%d;COMMIT;"
+                            % (spec["first"] - 1, spec["version"]))
+            c.execute("BEGIN")
+            for kind, machine, topic, received, payload, reason, size in spec["rows"]:
+                c.execute("INSERT INTO entries(kind, machine, mqtt_topic, received_ms, payload, reason, size) VALUES (?,?,?,?,?,?,?)",
+                          (kind, machine, topic, received, payload.encode(), reason, size))
+            c.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in spec["delivered"]])
+            c.executemany("INSERT INTO recent_messages(digest) VALUES (?)", [(d,) for d in spec["digests"]])
+            c.execute("COMMIT")
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.close()
+            """, path, input: json)
+    }
+
+    /// user_version, the names in sqlite_master and `PRAGMA integrity_check`, as SQLite reads the file.
+    static func inspect(_ path: String) throws -> (version: Int, objects: [String], integrity: String) {
+        let out = try python("""
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1])
+            print(c.execute("PRAGMA user_version").fetchone()[0])
+            print(",".join(sorted(r[0] for r in c.execute("SELECT name FROM sqlite_master"))))
+            try: print(";".join(r[0] for r in c.execute("PRAGMA integrity_check")))
+            except sqlite3.DatabaseError as e: print("error: %s" % e)
+            """, path).split(separator: "\n").map(String.init)
+        return (Int(out[0]) ?? -1, out[1].split(separator: ",").map(String.init), out[2])
+    }
+}
+
+struct SchemaVersionTests {
+    func directory(_ name: String) -> String { TestEnvironment.temporaryDirectory(name) }
+
+    /// 20 rows over three machines, one of them a dead letter, stamped 10 ms apart.
+    func rows() -> [Version1Journal.Row] {
+        (0..<20).map { i in
+            let machine = i == 7 ? "" : "m\(i % 3)"
+            return Version1Journal.Row(kind: i == 7 ? .deadLetter : .reading, machine: machine, topic: "plant/s1/m\(i % 3)/telemetry",
+                                       receivedAt: 1_796_000_000_000 + Int64(i) * 10,
+                                       payload: i == 7 ? "not json \(i)" : #"{"machine":"m\#(i % 3)","i":\#(i)}"#,
+                                       reason: i == 7 ? "parse: no value" : nil)
+        }
+    }
+
+    @Test("a version-1 journal holding undelivered readings is migrated on open: every entry kept in order with its contents, the index gone, user_version 2, logged once; a second open does not migrate again")
+    func version1IsMigrated() throws {
+        let path = directory("v1-migrate") + "/journal.sqlite"
+        let first: Int64 = 5_000
+        let all = rows()
+        // Delivered: the first three, one in the middle, and the last (so only sqlite_sequence
+        // remembers seq 5,019: a migration that lost it would hand that seq out again).
+        let delivered: [Int64] = [5_000, 5_001, 5_002, 5_011, 5_019]
+        try Version1Journal.write(path, rows: all, firstSeq: first, delivered: delivered, digests: [42, 43, 44])
+        #expect(try Version1Journal.inspect(path).version == 1)
+        #expect(try Version1Journal.inspect(path).objects == ["entries", "entries_received", "recent_messages", "sqlite_sequence"])
+
+        let kept = (0..<20).filter { !delivered.contains(first + Int64($0)) }
+        let logs = LogRecords()
+        do {
+            let j = try Journal(options: JournalOptions(path: path, commitEvery: 1000, commitInterval: .seconds(60)), logger: logs.logger)
+            let migrations = logs.all.filter { $0.message.hasPrefix("journal migrated") }
+            #expect(migrations.count == 1)
+            #expect(migrations.first?.level == .info)
+            #expect(migrations.first?.message == "journal migrated to schema version 2: dropped the received_ms index")
+            #expect(migrations.first?.metadata["entries"] == "15" && migrations.first?.metadata["from_version"] == "1")
+            #expect(j.stats.entries == 15)
+            #expect(j.stats.bytes == kept.reduce(Int64(0)) { $0 + all[$1].size })
+            #expect(j.stats.committedSeq == 5_018)
+            #expect(j.stats.oldestReceivedAt == all[3].receivedAt)
+
+            let read = try j.readCommitted(after: 0, limit: 100)
+            #expect(read.map(\.seq) == kept.map { first + Int64($0) })
+            #expect(read.map(\.kind) == kept.map { all[$0].kind })
+            #expect(read.map(\.machine) == kept.map { all[$0].machine })
+            #expect(read.map(\.mqttTopic) == kept.map { all[$0].topic })
+            #expect(read.map(\.receivedAt) == kept.map { all[$0].receivedAt })
+            #expect(read.map(\.payload) == kept.map { Array(all[$0].payload.utf8) })
+            #expect(read.map(\.reason) == kept.map { all[$0].reason })
+
+            // The seqs go on after the highest ever used (5,019, delivered), and the fingerprints survive.
+            try j.append([NewJournalEntry(kind: .reading, machine: "m9", mqttTopic: "plant/s1/m9/telemetry", receivedAt: 1_796_000_001_000,
+                                          payload: Array(#"{"machine":"m9"}"#.utf8))])
+            try j.commit()
+            #expect(try j.readCommitted(after: 5_018, limit: 10).map(\.seq) == [5_020])
+            let redelivered = NewJournalEntry(kind: .reading, machine: "m9", mqttTopic: "t", receivedAt: 1, payload: [])
+            #expect(try j.append([redelivered], messageDigest: 43) == .duplicate)
+        }
+        let after = try Version1Journal.inspect(path)
+        #expect(after.version == 2)
+        #expect(after.objects == ["entries", "recent_messages", "sqlite_sequence"])
+        #expect(after.integrity == "ok")
+
+        let again = LogRecords()
+        let reopened = try Journal(options: JournalOptions(path: path), logger: again.logger)
+        #expect(!again.all.contains { $0.message.hasPrefix("journal migrated") }, "\(again.all.map(\.message))")
+        #expect(again.all.filter { $0.message == "journal opened" }.count == 1)
+        #expect(reopened.stats.entries == 16)
+        #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.seq) == kept.map { first + Int64($0) } + [5_020])
+    }
+
+    @Test("a version-1 journal with no entries is migrated too, and new entries get seqs after its last")
+    func emptyVersion1IsMigrated() throws {
+        let path = directory("v1-empty") + "/journal.sqlite"
+        try Version1Journal.write(path, rows: Array(rows().prefix(3)), firstSeq: 1, delivered: [1, 2, 3], digests: [])
+        let logs = LogRecords()
+        let j = try Journal(options: JournalOptions(path: path, commitEvery: 1), logger: logs.logger)
+        #expect(logs.all.filter { $0.message.hasPrefix("journal migrated") }.map { $0.metadata["entries"] } == ["0"])
+        #expect(j.stats.entries == 0 && j.stats.oldestReceivedAt == nil)
+        try j.append([NewJournalEntry(kind: .reading, machine: "m1", mqttTopic: "t", receivedAt: 5, payload: [1])])
+        #expect(try j.readCommitted(after: 0, limit: 10).map(\.seq) == [4])
+    }
+
+    @Test("a version-1 journal whose index has a damaged page is refused as damaged and left byte for byte: the migration's DROP INDEX reads every index page")
+    func damagedIndexPageFailsTheMigration() throws {
+        let dir = directory("v1-damaged-index")
+        let path = dir + "/journal.sqlite"
+        let many = (0..<2000).map { i in
+            Version1Journal.Row(kind: .reading, machine: "m\(i % 10)", topic: "plant/s1/m\(i % 10)/telemetry",
+                                receivedAt: 1_796_000_000_000 + Int64(i), payload: #"{"i":\#(i),"sensors":{"vibration":1.5}}"#)
+        }
+        try Version1Journal.write(path, rows: many, firstSeq: 1, delivered: [], digests: [])
+        // The index's root page (an interior page over its leaves), overwritten with garbage.
+        let root = try python("""
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1])
+            print(c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'entries_received'").fetchone()[0])
+            """, path).trimmingCharacters(in: .whitespacesAndNewlines)
+        let page = try #require(UInt64(root))
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: (page - 1) * 4096)
+        handle.write(Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }))
+        try handle.close()
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        do {
+            _ = try Journal(options: JournalOptions(path: path), logger: Logger(label: "test"))
+            Issue.record("a journal with a damaged index page must not open")
+        } catch {
+            #expect(error.kind == .corrupt && error.damage == .damagedPage, "\(error)")
+            #expect(error.description.contains("dropping its index entries_received (the migration to schema version 2) failed"), "\(error)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before, "the file is left as it was")
+        let left = try Version1Journal.inspect(path)
+        #expect(left.version == 1 && left.objects.contains("entries_received"))
+        #expect(left.integrity == "error: database disk image is malformed")
+    }
+
+    @Test("a journal of a newer schema version (3) is refused with the version named, whatever its tables, and left byte for byte",
+          arguments: [false, true])
+    func newerVersionIsRefused(extraTable: Bool) throws {
+        let dir = directory("v3-\(extraTable)")
+        let path = dir + "/journal.sqlite"
+        let v2Schema = Version1Journal.schema.replacingOccurrences(of: "CREATE INDEX entries_received ON entries(received_ms);", with: "")
+        try Version1Journal.write(path, rows: Array(rows().prefix(4)), firstSeq: 1, delivered: [], digests: [], userVersion: 3,
+                                  schema: v2Schema + (extraTable ? "CREATE TABLE acks(seq INTEGER PRIMARY KEY);" : ""))
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().map { ($0, try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))) }
+        do {
+            _ = try Journal(options: JournalOptions(path: path), logger: Logger(label: "test"))
+            Issue.record("a version-3 journal must not open")
+        } catch {
+            #expect(error.kind == .schema && error.damage == .newerSchema, "\(error)")
+            #expect(error.description == "journal \(path) is not one this forewarn can use: schema version 3 is newer than this forewarn understands (2); refusing to touch it. Forewarn never changes a file it does not recognise: point state-dir elsewhere or move the file aside.")
+        }
+        let after = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().map { ($0, try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))) }
+        #expect(after.map(\.0) == before.map(\.0) && after.map(\.1) == before.map(\.1))
+    }
+
+    @Test("a new journal is created at version 2, without the received_ms index")
+    func newJournalIsVersion2() throws {
+        let path = directory("v2-new") + "/journal.sqlite"
+        let logs = LogRecords()
+        do { _ = try Journal(options: JournalOptions(path: path), logger: logs.logger) }
+        #expect(!logs.all.contains { $0.message.hasPrefix("journal migrated") })
+        let v = try Version1Journal.inspect(path)
+        #expect(v.version == 2 && v.objects == ["entries", "recent_messages", "sqlite_sequence"])
+    }
+
+    // MARK: max-age from the lowest seq
+
+    func entry(_ machine: String, at ms: Int64) -> NewJournalEntry {
+        NewJournalEntry(kind: .reading, machine: machine, mqttTopic: "plant/s1/\(machine)/v", receivedAt: ms, payload: Array("{}".utf8))
+    }
+
+    @Test("max-age drops exactly the old entries from the lowest seq up and stops at the first that is not older: a later entry stamped older (the clock stepped back) waits")
+    func expiryWalksFromTheLowestSeq() throws {
+        let path = directory("expiry-order") + "/journal.sqlite"
+        let j = try Journal(options: JournalOptions(path: path, commitEvery: 1000, commitInterval: .seconds(60), maxAge: .seconds(10)),
+                            logger: Logger(label: "test"))
+        // seq:          1          2          3          4          5 (young)   6 (clock back)  7
+        try j.append([entry("m0", at: 1_000), entry("m1", at: 1_001), entry("m0", at: 1_002), entry("m2", at: 1_003),
+                      entry("m1", at: 5_000), entry("m0", at: 900), entry("m2", at: 1_004)])
+        try j.commit()
+        #expect(try j.expire(nowMillis: 10_999).isEmpty, "cutoff 999: the lowest seq (1,000) is not older")
+        #expect(j.stats.entries == 7 && j.drops.isEmpty)
+
+        let dropped = try j.expire(nowMillis: 12_000)   // cutoff 2,000: 1-4 go, 5 stops the walk; 6 and 7 are older but after it
+        #expect(dropped.map(\.machine) == ["m0", "m1", "m0", "m2"])
+        #expect(dropped.allSatisfy { $0.reason == "max-age" })
+        #expect(try j.readCommitted(after: 0, limit: 100).map(\.seq) == [5, 6, 7])
+        #expect(j.drops == [JournalDrop(machine: "m0", reason: "max-age"): 2, JournalDrop(machine: "m1", reason: "max-age"): 1,
+                            JournalDrop(machine: "m2", reason: "max-age"): 1])
+        #expect(j.stats.entries == 3)
+        #expect(j.stats.oldestReceivedAt == 5_000, "the lowest seq's stamp, not the smallest stamp")
+        #expect(try j.expire(nowMillis: 12_000).isEmpty, "nothing more until seq 5 expires")
+
+        let rest = try j.expire(nowMillis: 15_001)   // cutoff 5,001: 5, then 6 and 7
+        #expect(rest.map(\.machine) == ["m1", "m0", "m2"])
+        #expect(j.stats.entries == 0 && j.stats.oldestReceivedAt == nil)
+        #expect(j.drops == [JournalDrop(machine: "m0", reason: "max-age"): 3, JournalDrop(machine: "m1", reason: "max-age"): 2,
+                            JournalDrop(machine: "m2", reason: "max-age"): 2])
+        try j.commit()
+        let reopened = try Journal(options: JournalOptions(path: path), logger: Logger(label: "test"))
+        #expect(reopened.stats.entries == 0 && reopened.stats.bytes == 0)
+    }
+
+    @Test("max-age over more than one batch of 1,000 and around delivered gaps: every old entry goes in one call, counted per machine, the young stay")
+    func expiryOverBatchesAndGaps() throws {
+        let path = directory("expiry-batches") + "/journal.sqlite"
+        let j = try Journal(options: JournalOptions(path: path, commitEvery: 500, commitInterval: .seconds(60), maxAge: .seconds(60)),
+                            logger: Logger(label: "test"))
+        try j.append((0..<2_500).map { entry("m\($0 % 5)", at: 10_000 + Int64($0)) })     // seqs 1...2,500: old
+        try j.append((0..<30).map { entry("m\($0 % 5)", at: 100_000 + Int64($0)) })       // seqs 2,501...2,530: young
+        try j.commit()
+        try j.markDelivered(Array(100...199) + [1_500, 2_000])   // gaps inside the old ones
+        try j.commit()
+        #expect(j.stats.entries == 2_530 - 102)
+
+        let dropped = try j.expire(nowMillis: 100_000 + 59_000)   // cutoff 41,000
+        #expect(dropped.count == 2_500 - 102)
+        let oldSeqs = (1...2_500).filter { !(100...199).contains($0) && $0 != 1_500 && $0 != 2_000 }
+        #expect(dropped.map(\.machine) == oldSeqs.map { "m\(($0 - 1) % 5)" }, "in seq order")
+        #expect(try j.readCommitted(after: 0, limit: 100).map(\.seq) == Array(2_501...2_530))
+        var perMachine: [JournalDrop: Int] = [:]
+        for s in oldSeqs { perMachine[JournalDrop(machine: "m\((s - 1) % 5)", reason: "max-age"), default: 0] += 1 }
+        #expect(j.drops == perMachine)
+        #expect(j.stats.entries == 30)
+        try j.commit()
+        let reopened = try Journal(options: JournalOptions(path: path), logger: Logger(label: "test"))
+        #expect(reopened.stats.entries == 30)
+        #expect(try reopened.readCommitted(after: 0, limit: 100).map(\.seq) == Array(2_501...2_530))
+    }
+}
