@@ -196,9 +196,6 @@ int main(int argc, char **argv) {
     mosquitto_disconnect_callback_set(mosq, on_disconnect);
     mosquitto_publish_callback_set(mosq, on_publish);
     mosquitto_max_inflight_messages_set(mosq, (unsigned)window);
-    /* Nagle off: `ts` is taken at send, so a PUBLISH must not wait in the socket for the ACK of
-     * the previous segment (docs/benchmarks.md, session 16). */
-    mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_reconnect_delay_set(mosq, 1, 2, false);
 
     double t0 = mono_s();
