@@ -20,6 +20,10 @@
  *   -m M         machines, m001..mM, round-robin (10)
  *   -s SITE      site segment of the topic (s1)
  *   -S SENSOR    sensor segment of the topic (vib_rms)
+ *   -P K         after the N readings, K more on sensor segment "pad", paced like the others: the
+ *                stream goes on past the last counted reading, as a live one does (0). A consumer
+ *                that counts SENSOR's readings then never measures the end of a stream (a path
+ *                that buffers its input would hold the last lines until more input comes)
  *   -w WINDOW    max messages published but not acknowledged (1000)
  *   -r RATE      messages per second, 0 = as fast as the window allows (0)
  *   -e K:CMD     before publishing message index K (0-based) run `/bin/sh -c CMD` and wait
@@ -120,7 +124,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
 }
 
 static void usage(const char *argv0) {
-    fprintf(stderr, "usage: %s [-h host] [-p port] [-n N] [-m machines] [-s site] [-S sensor] [-w window] "
+    fprintf(stderr, "usage: %s [-h host] [-p port] [-n N] [-m machines] [-s site] [-S sensor] [-P pad] [-w window] "
                     "[-r rate] [-e K:CMD]... [-T seconds] [-D seconds] [-i client-id] [-Q qos] [-q] [-c]\n", argv0);
     exit(2);
 }
@@ -137,6 +141,7 @@ int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *site = "s1", *sensor = "vib_rms";
     char client_id[64];
     snprintf(client_id, sizeof client_id, "forewarn-bench-pub-%d", (int)getpid());
+    long pad = 0;
     long port = 1883, n = 1000, machines = 10, window = 1000, rate = 0, timeout_s = 120;
     int quiet = 0;
     int qos = 1;
@@ -147,7 +152,7 @@ int main(int argc, char **argv) {
 
     long stop_after_s = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:w:r:e:T:D:i:qcQ:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:n:m:s:S:P:w:r:e:T:D:i:qcQ:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = parse_long(optarg, "port", 1); break;
@@ -155,6 +160,7 @@ int main(int argc, char **argv) {
         case 'm': machines = parse_long(optarg, "machines", 1); break;
         case 's': site = optarg; break;
         case 'S': sensor = optarg; break;
+        case 'P': pad = parse_long(optarg, "pad", 0); break;
         case 'w': window = parse_long(optarg, "window", 1); break;
         case 'r': rate = parse_long(optarg, "rate", 0); break;
         case 'T': timeout_s = parse_long(optarg, "timeout", 1); break;
@@ -222,7 +228,8 @@ int main(int argc, char **argv) {
     int failed = 0;
     double next_progress = pub_start + 1;
 
-    for (long i = 0; i < n && !failed; i++) {
+    long total = n + pad;
+    for (long i = 0; i < total && !failed; i++) {
         if (stop_after_s > 0 && mono_s() - pub_start >= (double)stop_after_s) break;
         for (int e = 0; e < nevents; e++) {
             if (events[e].index == i) {
@@ -254,7 +261,7 @@ int main(int argc, char **argv) {
         if (ts <= last_ts[m]) ts = last_ts[m] + 1;
         last_ts[m] = ts;
         double value = counter_values ? (double)(i / machines) : 1.0 + (double)m * 0.01 + (double)(i % 997) * 0.001;
-        snprintf(topic, sizeof topic, "factory/%s/m%03ld/%s", site, m + 1, sensor);
+        snprintf(topic, sizeof topic, "factory/%s/m%03ld/%s", site, m + 1, i < n ? sensor : "pad");
         int len = snprintf(payload, sizeof payload, "{\"ts\": %lld, \"value\": %.3f, \"unit\": \"mm/s\"}", (long long)ts, value);
 
         /* Hold the lock across publish so that a fast PUBACK cannot arrive before we mark the mid. */
@@ -324,8 +331,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "stats start_ms=%lld published_ms=%lld acked_ms=%lld elapsed_s=%.3f rate=%.0f unknown_acks=%ld\n",
             (long long)start_ms, (long long)published_ms, (long long)acked_ms, elapsed,
             elapsed > 0 ? (double)acked / elapsed : 0.0, unknown);
-    if (stop_after_s > 0 ? acked != published : (published != n || acked != n)) {
-        fprintf(stderr, "publisher: FAILED: %ld of %ld published, %ld acknowledged\n", published, n, acked);
+    if (stop_after_s > 0 ? acked != published : (published != total || acked != total)) {
+        fprintf(stderr, "publisher: FAILED: %ld of %ld published, %ld acknowledged\n", published, total, acked);
         return 1;
     }
     return 0;

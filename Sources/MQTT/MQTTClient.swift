@@ -157,6 +157,13 @@ public final class MQTTClient: @unchecked Sendable {
         _ = mosquitto_threaded_set(mosq, true)
         _ = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, options.version == .v5 ? Int32(MQTT_PROTOCOL_V5) : Int32(MQTT_PROTOCOL_V311))
         _ = mosquitto_max_inflight_messages_set(mosq, UInt32(options.maxInflight))
+        // Nagle's algorithm off on our socket: the PUBACKs this client writes are 4-byte
+        // segments, and with Nagle on, each waits until the broker has acknowledged the last one.
+        // A broker with Nagle on its side too (mosquitto's default, set_tcp_nodelay false) then
+        // holds its next PUBLISH for that same acknowledgement, and both wait for the kernel's
+        // delayed ACK: 40 ms stalls, several per 3 s at 10,000 readings/s (docs/benchmarks.md,
+        // session 16).
+        _ = mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1)
         if let user = options.username {
             let rc = mosquitto_username_pw_set(mosq, user, options.password)
             if rc != MOSQ_ERR_SUCCESS.rawValue { throw MQTTError(code: rc, context: "MQTT credentials") }
