@@ -19,7 +19,7 @@ final class CommittedReader {
         try conn.exec("PRAGMA query_only=1")
         try conn.exec("PRAGMA busy_timeout=5000")
         try conn.exec("PRAGMA cache_size=-\(Self.pageCacheKiB)")
-        selectAfter = try conn.prepare("SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?")
+        selectAfter = try conn.prepare(JournalBatch.selectAfter)
     }
 
     /// Appends the entries with `after < seq <= upTo`, at most `limit`, to `batch`. The statement
@@ -32,10 +32,7 @@ final class CommittedReader {
         q.bind(1, after)
         q.bind(2, upTo)
         q.bind(3, Int64(limit))
-        while try q.step() {
-            batch.append(seq: q.int64(0), kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading, machine: q.bytes(2),
-                         mqttTopic: q.bytes(3), receivedAt: q.int64(4), payload: q.bytes(5), reason: q.isNull(6) ? nil : q.bytes(6))
-        }
+        while try q.step() { batch.append(row: q) }
     }
 }
 

@@ -144,6 +144,15 @@ public struct JournalBatch: Sendable {
                         payload: copy(payload), reason: reason.map { copy($0) }))
     }
 
+    /// Committed entries with `?1 < seq <= ?2`, at most `?3`, in order: the rows `append(row:)` copies.
+    static let selectAfter = "SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+
+    /// Copies the `selectAfter` row that `q` is on.
+    mutating func append(row q: SQLiteStatement) {
+        append(seq: q.int64(0), kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading, machine: q.bytes(2),
+               mqttTopic: q.bytes(3), receivedAt: q.int64(4), payload: q.bytes(5), reason: q.isNull(6) ? nil : q.bytes(6))
+    }
+
     /// Calls `body` with every row in order, until it returns false.
     public func forEach(_ body: (RowView) -> Bool) {
         bytes.withUnsafeBytes { all in
@@ -243,8 +252,9 @@ public final class Journal: Sendable {
     /// for the journal lock while a group commit or a batch of deletes holds it (WAL lets a reader
     /// run beside the writer). Nil after `deinit` has closed it, before the writer.
     private let reader: Mutex<CommittedReader?>
-    /// `Inner.committedSeq`, for reads on the reader's connection.
-    private let committedSeqForReads = Atomic<Int64>(0)
+    /// The last committed seq: written under the lock by each commit, read without it by reads
+    /// on the reader's connection.
+    private let committedSeq = Atomic<Int64>(0)
     /// The highest seq ever deleted or dropped (kept deletes included), never lowered. A read
     /// after a seq at or above it cannot meet an entry whose delete is not committed yet, so it
     /// needs no look at `KeptWrites` and takes the reader's connection; any other read (after a
@@ -289,7 +299,6 @@ public final class Journal: Sendable {
         var lastCommit = ContinuousClock.now
         var uncommitted = 0
         var lastInsertedSeq: Int64 = 0
-        var committedSeq: Int64 = 0
         var entries = 0
         var bytes: Int64 = 0
         var drops: [JournalDrop: Int] = [:]
@@ -305,7 +314,7 @@ public final class Journal: Sendable {
             // No RETURNING: SQLite runs it through an ephemeral table opened and closed per
             // statement, which cost about half of the drain's delete time; `delete` reads the size first.
             deleteOne = try conn.prepare("DELETE FROM entries WHERE seq = ?")
-            selectAfter = try conn.prepare("SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?")
+            selectAfter = try conn.prepare(JournalBatch.selectAfter)
             selectOldest = try conn.prepare("SELECT seq, machine, received_ms FROM entries ORDER BY seq LIMIT ?")
             // The lowest seq's stamp: one rowid lookup (the first leaf of the table), which
             // `expire` asks twice a second before it reads any more.
@@ -393,9 +402,8 @@ public final class Journal: Sendable {
         identity = Self.fileIdentity(options.path)
         inner.entries = entries
         inner.bytes = bytes
-        inner.committedSeq = lastSeq
-        inner.lastInsertedSeq = inner.committedSeq
-        committedSeqForReads.store(lastSeq, ordering: .releasing)
+        inner.lastInsertedSeq = lastSeq
+        committedSeq.store(lastSeq, ordering: .releasing)
         reader = Mutex(try CommittedReader(path: options.path))
         logger.info("journal opened", metadata: ["path": "\(options.path)", "entries": "\(inner.entries)", "bytes": "\(inner.bytes)",
                                                  "checked_in_ms": "\((ContinuousClock.now - opened).milliseconds)"])
@@ -651,7 +659,7 @@ public final class Journal: Sendable {
         let route = CommittedReadRoute.choose(after: after, highestDeleted: highestDeletedSeq.load(ordering: .acquiring),
                                               walLength: walLength.load(ordering: .acquiring), autocheckpointFrames: autocheckpointFrames)
         if route == .reader {
-            let upTo = committedSeqForReads.load(ordering: .acquiring)
+            let upTo = committedSeq.load(ordering: .acquiring)
             if upTo <= after { return }
             let read = try reader.withLock { (r: inout CommittedReader?) throws(JournalError) -> Bool in
                 guard let r else { return false }
@@ -666,15 +674,14 @@ public final class Journal: Sendable {
             for _ in 0..<10_000 {
                 q.reset()
                 q.bind(1, from)
-                q.bind(2, s.committedSeq)
+                q.bind(2, committedSeq.load(ordering: .relaxed))
                 q.bind(3, Int64(limit))
                 var rows = 0
                 while try q.step() {
                     rows += 1
                     from = q.int64(0)
                     if s.kept.isDeleted(from) { continue }
-                    batch.append(seq: from, kind: JournalEntryKind(rawValue: q.int64(1)) ?? .reading, machine: q.bytes(2),
-                                 mqttTopic: q.bytes(3), receivedAt: q.int64(4), payload: q.bytes(5), reason: q.isNull(6) ? nil : q.bytes(6))
+                    batch.append(row: q)
                 }
                 if !batch.rows.isEmpty || rows < limit { break }
             }
@@ -692,8 +699,7 @@ public final class Journal: Sendable {
                 do throws(JournalError) {
                     for run in runs.runs {
                         try begin(&s)
-                        if run.count >= DeliveredRuns.rangeMin { try delete(&s, range: run) }
-                        else { for seq in run { _ = try delete(&s, seq: seq) } }
+                        try delete(&s, run: run)
                         // A large delete rewrites many pages into the WAL at once: commit in bounded
                         // steps, so draining a full journal never needs more than the reserve.
                         if s.kept.deleteCount >= deletesPerCommit { try commit(&s) }
@@ -735,10 +741,7 @@ public final class Journal: Sendable {
                     try begin(&s)
                     // Consecutive seqs as ranges, as delivered ones are (a range kept after a failed
                     // write is expanded seq by seq, so a range never spans a gap).
-                    for run in DeliveredRuns(victims.map(\.seq), maxRun: 1024).runs {
-                        if run.count >= DeliveredRuns.rangeMin { try delete(&s, range: run) }
-                        else { for seq in run { _ = try delete(&s, seq: seq) } }
-                    }
+                    for run in DeliveredRuns(victims.map(\.seq), maxRun: 1024).runs { try delete(&s, run: run) }
                     for v in victims {
                         let d = JournalDrop(machine: v.machine, reason: "max-age")
                         s.drops[d, default: 0] += 1
@@ -822,7 +825,7 @@ public final class Journal: Sendable {
             if s.entries > 0, let q = try? s.conn.prepare("SELECT received_ms FROM entries ORDER BY seq LIMIT 1"), (try? q.step()) == true {
                 oldest = q.int64(0)
             }
-            return JournalStats(entries: s.entries, bytes: s.bytes, oldestReceivedAt: oldest, committedSeq: s.committedSeq, uncommitted: s.uncommitted)
+            return JournalStats(entries: s.entries, bytes: s.bytes, oldestReceivedAt: oldest, committedSeq: committedSeq.load(ordering: .relaxed), uncommitted: s.uncommitted)
         }
     }
 
@@ -871,7 +874,7 @@ public final class Journal: Sendable {
         s.inTransaction = false
         s.lastCommit = .now
         // Before the observer wakes the forwarder: its read must see what this commit made durable.
-        committedSeqForReads.store(s.lastInsertedSeq, ordering: .releasing)
+        committedSeq.store(s.lastInsertedSeq, ordering: .releasing)
         walLength.store(s.conn.walFrames?.length ?? 0, ordering: .releasing)
         commitObserver.notify()
     }
@@ -886,7 +889,6 @@ public final class Journal: Sendable {
         guard s.inTransaction else { return }
         try commitTransaction(&s)
         s.uncommitted = 0
-        s.committedSeq = s.lastInsertedSeq
         s.kept.clear()
     }
 
@@ -896,7 +898,7 @@ public final class Journal: Sendable {
         if s.conn.isInTransaction { try? s.conn.exec("ROLLBACK") }
         s.kept.expandRanges()   // written again one by one, in chunks
         s.inTransaction = false
-        s.lastInsertedSeq = s.committedSeq
+        s.lastInsertedSeq = committedSeq.load(ordering: .relaxed)
         if s.failure == nil {
             logger.error("journal write failed; keeping \(s.kept.entryCount) accepted entries and \(s.kept.deletes.count) deletes in memory and retrying: \(error)")
         }
@@ -1040,6 +1042,12 @@ public final class Journal: Sendable {
         s.entries -= Int(count)
         s.bytes -= size
         s.kept.delete(range: range)
+    }
+
+    /// Deletes a run of consecutive seqs: with one range statement when it is long enough, else one by one.
+    private func delete(_ s: inout Inner, run: ClosedRange<Int64>) throws(JournalError) {
+        if run.count >= DeliveredRuns.rangeMin { try delete(&s, range: run) }
+        else { for seq in run { _ = try delete(&s, seq: seq) } }
     }
 
     /// Raises `highestDeletedSeq` before a delete, so reads after it go under the lock.
