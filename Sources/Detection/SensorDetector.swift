@@ -447,6 +447,27 @@ public struct SensorDetector: Codable, Sendable {
         }
     }
 
+    /// The resolution of a quantised sensor: the step of the lattice every reading of the warm-up
+    /// sits on, when they take at least three of its levels; nil for any other warm-up. Two levels
+    /// are a state (off/on, a spike train), whose every change is news, not rounding.
+    static func resolution(_ w: [Double]) -> Double? {
+        guard w.count >= 3 else { return nil }
+        var q = Double.infinity
+        for i in 1..<w.count {
+            let d = Swift.abs(w[i] - w[i - 1])
+            if d > 0 { q = Swift.min(q, d) }
+        }
+        guard q.isFinite else { return nil }
+        var levels = Set<Double>()
+        for v in w where levels.count < 3 { levels.insert((v / q).rounded()) }
+        guard levels.count >= 3 else { return nil }
+        for i in 1..<w.count {
+            let k = Swift.abs(w[i] - w[i - 1]) / q
+            if Swift.abs(k - k.rounded()) > 0.01 { return nil }
+        }
+        return q
+    }
+
     private mutating func finishWarmup(_ w: [Double]) {
         median = Stats.median(w)
         let mad = Stats.median(w.map { Swift.abs($0 - median) })
@@ -455,6 +476,11 @@ public struct SensorDetector: Codable, Sendable {
         // tiny scale relative to the level, so a later change still registers.
         let scaleFloor = Swift.max(1e-6 * Swift.max(Swift.abs(median), 1), 1e-12)
         sigmaFloor = Swift.max(s * 0.1, scaleFloor)
+        // A quantised sensor's readings carry its rounding error (uniform over one step, standard
+        // deviation q/sqrt(12)) however still the process is: without this floor the adaptive
+        // scale of a sensor sitting on one level decays until its next one-step move is a 20-sigma
+        // event ("Quantised sensors", docs/detection.md).
+        if let q = Self.resolution(w) { sigmaFloor = Swift.max(sigmaFloor, q / 12.0.squareRoot()) }
         robustSigma = mad > 0 ? 1.4826 * mad : Swift.max(s, scaleFloor)
         ewmaMean = m
         ewmaVar = Swift.max(s, sigmaFloor) * Swift.max(s, sigmaFloor)

@@ -1,7 +1,7 @@
 // Known-answer tests of the default univariate chain (MachineDetector with its default
 // configuration) on the stream shapes issue 8 names: a step, heavy-tailed noise, a
 // seasonal series with a level shift that settles, weekly seasonality, a count series with
-// zeros, irregular sampling with a gap, and a flat line.
+// zeros, irregular sampling with a gap, a flat line and a quantised sensor.
 // All randomness is seeded, so each result is exact.
 import Foundation
 import Testing
@@ -295,6 +295,42 @@ struct KnownAnswerTests {
         }
         #expect(ramp.settled == 0 && ramp.reference == 1)
         #expect(hold.settled == 0 && hold.relative(5) == 5)
+    }
+
+    /// A sensor that reports whole units (a thermometer read to 1 °C) sits on one level for long
+    /// runs; before the resolution floor its adaptive scale decayed on each run until the next
+    /// one-unit move was a 20-sigma surprise: 14 openings over these 14 days.
+    @Test("A quantised sensor (whole units, read every minute) gives no alert over 14 days; a step of 3 units is found within 10 readings")
+    func quantisedSensorIsQuietAndStepsAreFound() {
+        func openingRows(stepAt: Int?) -> [Int] {
+            var rng = SplitMix64(seed: 5)
+            var det = MachineDetector(config: DetectorConfiguration(machine: "m"))
+            var ar = 0.0, rows: [Int] = []
+            for i in 0..<(14 * 1_440) {
+                ar = 0.95 * ar + 0.4 * (1 - 0.95 * 0.95).squareRoot() * rng.nextGaussian()
+                let step = stepAt.map { i >= $0 ? 3.0 : 0 } ?? 0
+                let e = det.observe(ts: Int64(i) * 60_000, values: ["temp": (50 + ar + step).rounded()])
+                if e.contains(where: { $0.kind == .machine && $0.state == .open }) { rows.append(i) }
+            }
+            return rows
+        }
+        let quiet = openingRows(stepAt: nil)
+        #expect(quiet.isEmpty, "openings at readings \(quiet)")
+        // The step is found, and nothing opens before it. (With this seed the likelihood opens
+        // once more, at 0.502, when the step's surprise leaves its 1,000-reading history.)
+        let stepped = openingRows(stepAt: 15_000)
+        #expect(stepped.first.map { $0 >= 15_000 && $0 < 15_010 } == true, "openings at readings \(stepped)")
+    }
+
+    @Test("The resolution is the lattice step of a warm-up on three or more levels, and nil otherwise")
+    func resolutionOfAWarmup() {
+        #expect(SensorDetector.resolution([50, 51, 50, 49, 50, 52]) == 1)
+        let tenths = try! #require(SensorDetector.resolution([20.1, 20.2, 20.2, 20.4, 20.1]))
+        #expect(abs(tenths - 0.1) < 1e-9)
+        #expect(SensorDetector.resolution([0, 20, 0, 0, 20, 0]) == nil, "two levels are a state, not rounding")
+        #expect(SensorDetector.resolution([1.0, 1.37, 0.52, 1.91]) == nil, "continuous readings sit on no lattice")
+        #expect(SensorDetector.resolution([7, 7, 7]) == nil)
+        #expect(SensorDetector.resolution([1, 2]) == nil)
     }
 
     @Test("A count series with zeros (Poisson, mean 0.7) gives no false alert over 30 days at 5 minutes")
