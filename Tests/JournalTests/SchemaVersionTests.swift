@@ -558,6 +558,17 @@ struct SchemaMigrationFaultTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before, "the file is left as it was")
         #expect(try look(path) == "2 4000 1 4000 ok")
 
+        // The gateway says the same and exits 1, as for any journal disk-full error at start-up.
+        let gateway = try ChildProcess(executable: TestEnvironment.forewarnBinary,
+                                       arguments: ["gateway", "--state-dir", disk.path, "--http", "off", "--mqtt", "mqtt://127.0.0.1:1",
+                                                   "--kafka", "127.0.0.1:1", "--set", "journal.ballast-bytes=0"],
+                                       directory: TestEnvironment.temporaryDirectory("migrate-full-gateway"), name: "gateway")
+        let status = gateway.waitForExit(timeout: 30)
+        gateway.stop()
+        #expect(status == 1, "\(gateway.stderr)")
+        #expect(gateway.stderr.contains("cannot start the gateway: journal \(path): the disk is full (the migration to schema version 3 copies the entries table"), "\(gateway.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before, "the file is left as it was")
+
         try FileManager.default.removeItem(atPath: filler)
         let logs = LogRecords()
         let j = try Journal(options: JournalOptions(path: path), logger: logs.logger)
