@@ -29,6 +29,8 @@ public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible 
     public var kind: Kind
     public var path: String
     public var detail: String
+    /// What the operator should do, when it is not the kind's usual advice.
+    public var remedy: String?
 
     public init(_ kind: Kind, path: String, _ detail: String) {
         self.kind = kind
@@ -52,7 +54,7 @@ public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible 
         case .corrupt:
             return "journal \(path) is corrupt: \(detail). Forewarn never truncates a journal: move the file aside (it may hold undelivered readings; sqlite3's .recover can salvage them) and start again."
         case .diskFull:
-            return "journal \(path): the disk is full (\(detail)). Free space or lower journal.max-bytes."
+            return "journal \(path): the disk is full (\(detail)). \(remedy ?? "Free space or lower journal.max-bytes.")"
         case .readOnly:
             return "journal \(path): the file system is read-only (\(detail)). The state directory must be writable."
         default:
@@ -584,7 +586,9 @@ public final class Journal: Sendable {
             // The rolled-back frames keep their blocks in the WAL file: give them back.
             try? conn.checkpoint(truncate: true)
             if error.kind == .diskFull {
-                throw JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) ran out of room copying the entries table (\(error.detail)); it was rolled back, the file is still schema version \(version)")
+                var e = JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) ran out of room copying the entries table (\(error.detail)); it was rolled back, the file is still schema version \(version)")
+                e.remedy = migrationRemedy
+                throw e
             }
             guard error.kind == .corrupt || error.kind == .other else { throw error }
             throw JournalError(JournalDamage(.damagedPage, "a page of it is damaged: copying its entries (the migration to schema version \(schemaVersion)) failed with \(error.detail)"), path: conn.path)
@@ -597,6 +601,9 @@ public final class Journal: Sendable {
             "path": "\(conn.path)", "from_version": "\(version)", "entries": "\(entries)",
             "migrated_in_ms": "\((ContinuousClock.now - started).milliseconds)"])
     }
+
+    /// journal.max-bytes does not shrink a journal that is already written, so it is no advice here.
+    static let migrationRemedy = "Free space on the state directory's file system and start again (or run the previous forewarn until the backlog is delivered)."
 
     /// The migration's copy needs the table's pages twice: in the WAL, then in the file when the
     /// checkpoint copies them (less the file's free pages, which the copy reuses). Short of that,
@@ -621,7 +628,9 @@ public final class Journal: Sendable {
                 "released_bytes": "\(held)", "needed_bytes": "\(needed)", "free_bytes": "\(available)"])
             return
         }
-        throw JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) copies the entries table (\(entries) entries, \(table) bytes) and needs about \(needed) bytes free on the file system, which has \(available); nothing was changed, the file is still schema version \(version): free space and start again")
+        var e = JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) copies the entries table (\(entries) entries, \(table) bytes) and needs about \(needed) bytes free on the file system, which has \(available); nothing was changed, the file is still schema version \(version)")
+        e.remedy = migrationRemedy
+        throw e
     }
 
     static func fileSize(_ path: String) -> Int64? {

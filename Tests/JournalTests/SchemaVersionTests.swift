@@ -553,6 +553,7 @@ struct SchemaMigrationFaultTests {
         } catch {
             #expect(error.kind == .diskFull, "\(error)")
             #expect(error.description.contains("the migration to schema version 3 copies the entries table (4000 entries"), "\(error)")
+            #expect(error.description.hasSuffix("Free space on the state directory's file system and start again (or run the previous forewarn until the backlog is delivered)."), "\(error)")
             #expect(error.description.contains("nothing was changed, the file is still schema version 2"), "\(error)")
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before, "the file is left as it was")
