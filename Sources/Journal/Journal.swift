@@ -3,10 +3,14 @@
 // group-commit transaction, committed when `CommitPolicy` says so (N entries, T ms, or no more
 // input queued); the forwarder reads committed entries
 // in sequence order and deletes each one only when Kafka has acknowledged it. Sequence
-// numbers never repeat (AUTOINCREMENT), so (gateway, seq) identifies a record forever.
+// numbers never repeat, so (gateway, seq) identifies a record forever: the journal numbers each
+// entry itself (one above the last it handed out) and every commit that handed out new ones also
+// writes the highest into the one-row table `seq_high_water`, so a journal emptied by deliveries
+// and reopened goes on above it (not AUTOINCREMENT, which read and rewrote `sqlite_sequence` on
+// every insert: ~0.9 µs of each reading, docs/benchmarks.md, session 17).
 // The journal is bounded by bytes and by age; what it drops it counts per machine and reason.
 // Seq order is receive order, so both bounds drop from the lowest seq up; the table has no other
-// index (schema version 2; a version-1 journal is migrated on open by dropping its received_ms index).
+// index (schema version 3; a version-1 or -2 journal is migrated on open, `migrate`).
 // A write that fails (disk full, read-only, I/O error) loses nothing: SQLite is rolled back to
 // the last commit, what the transaction held stays in memory (`KeptWrites`) and is written
 // again, in order, with backoff (`WriteRetry`) until the disk takes it.
@@ -25,6 +29,8 @@ public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible 
     public var kind: Kind
     public var path: String
     public var detail: String
+    /// What the operator should do, when it is not the kind's usual advice.
+    public var remedy: String?
 
     public init(_ kind: Kind, path: String, _ detail: String) {
         self.kind = kind
@@ -48,7 +54,7 @@ public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible 
         case .corrupt:
             return "journal \(path) is corrupt: \(detail). Forewarn never truncates a journal: move the file aside (it may hold undelivered readings; sqlite3's .recover can salvage them) and start again."
         case .diskFull:
-            return "journal \(path): the disk is full (\(detail)). Free space or lower journal.max-bytes."
+            return "journal \(path): the disk is full (\(detail)). \(remedy ?? "Free space or lower journal.max-bytes.")"
         case .readOnly:
             return "journal \(path): the file system is read-only (\(detail)). The state directory must be writable."
         default:
@@ -272,6 +278,9 @@ public final class Journal: Sendable {
     final class Inner {
         let conn: SQLiteConnection
         let insert: SQLiteStatement
+        let updateHighWater: SQLiteStatement
+        /// `seq_high_water` as committed: a commit that handed out seqs above it writes the new one.
+        var storedHighWater: Int64 = 0
         let deleteOne: SQLiteStatement
         let selectAfter: SQLiteStatement
         let selectOldest: SQLiteStatement
@@ -298,6 +307,7 @@ public final class Journal: Sendable {
         var transactionStarted = ContinuousClock.now
         var lastCommit = ContinuousClock.now
         var uncommitted = 0
+        /// The last seq handed out, committed or in the open transaction; the next entry gets one more.
         var lastInsertedSeq: Int64 = 0
         var entries = 0
         var bytes: Int64 = 0
@@ -310,7 +320,10 @@ public final class Journal: Sendable {
 
         init(conn: SQLiteConnection) throws(JournalError) {
             self.conn = conn
-            insert = try conn.prepare("INSERT INTO entries(kind, machine, mqtt_topic, received_ms, payload, reason, size) VALUES (?,?,?,?,?,?,?)")
+            // An explicit seq: an implicit rowid is MAX(seq) + 1, which repeats a delivered seq
+            // whenever the table has been emptied (or its highest entries deleted).
+            insert = try conn.prepare("INSERT INTO entries(seq, kind, machine, mqtt_topic, received_ms, payload, reason, size) VALUES (?,?,?,?,?,?,?,?)")
+            updateHighWater = try conn.prepare("UPDATE seq_high_water SET seq = ? WHERE id = 1")
             // No RETURNING: SQLite runs it through an ephemeral table opened and closed per
             // statement, which cost about half of the drain's delete time; `delete` reads the size first.
             deleteOne = try conn.prepare("DELETE FROM entries WHERE seq = ?")
@@ -335,9 +348,10 @@ public final class Journal: Sendable {
         }
     }
 
-    /// 2: no index on `received_ms` (1 had `entries_received`; `migrate` drops it). One-way:
-    /// a binary before version 2 refuses a version-2 file (docs/durability.md).
-    static let schemaVersion: Int64 = 2
+    /// 3: `entries.seq` without AUTOINCREMENT, the highest seq handed out in `seq_high_water`.
+    /// 2: no index on `received_ms` (1 had `entries_received`). `migrate` brings 1 and 2 to 3.
+    /// One-way: an older binary refuses a newer file (docs/durability.md).
+    static let schemaVersion: Int64 = 3
     /// SQLite's page cache for the one connection, in KiB (`PRAGMA cache_size`; SQLite's default is
     /// 2,000). The journal is read and deleted in seq order, so the cache holds the two b-trees'
     /// interior pages and the leaves in use; at the 1,000,000-entry drain's peak it is part of
@@ -394,9 +408,13 @@ public final class Journal: Sendable {
         }
         // Reads every page of the entries table: a damaged page fails here, before any migration
         // changes the file.
-        let (entries, bytes, lastSeq) = try Self.countEntries(conn)
+        let (entries, bytes, maxSeq) = try Self.countEntries(conn)
         try Self.migrate(conn, from: version, entries: entries, logger: logger)
+        let highWater = try Self.readHighWater(conn)
+        // Both, so a high-water mark behind the table (edited by hand) cannot hand out a seq twice.
+        let lastSeq = max(highWater, maxSeq)
         let inner = try Inner(conn: conn)
+        inner.storedHighWater = highWater
         let pageSize = try conn.prepare("PRAGMA page_size")
         if try pageSize.step() { inner.pageSize = pageSize.int64(0) }
         identity = Self.fileIdentity(options.path)
@@ -426,19 +444,12 @@ public final class Journal: Sendable {
             try conn.exec("PRAGMA journal_mode=WAL")
             try conn.exec("""
                 BEGIN;
-                CREATE TABLE entries(
-                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                  kind INTEGER NOT NULL,
-                  machine TEXT NOT NULL,
-                  mqtt_topic TEXT NOT NULL,
-                  received_ms INTEGER NOT NULL,
-                  payload BLOB NOT NULL,
-                  reason TEXT,
-                  size INTEGER NOT NULL);
+                \(entriesTable("entries"));
                 CREATE TABLE recent_messages(
                   id INTEGER PRIMARY KEY AUTOINCREMENT,
                   digest INTEGER NOT NULL);
-                INSERT INTO sqlite_sequence(name, seq) VALUES ('entries', \(options.firstSeq - 1));
+                \(highWaterTable);
+                INSERT INTO seq_high_water(id, seq) VALUES (1, \(options.firstSeq - 1));
                 PRAGMA user_version=\(schemaVersion);
                 COMMIT;
                 """)
@@ -473,7 +484,7 @@ public final class Journal: Sendable {
         if let damage = walReport.damage { throw JournalError(damage, path: path) }
     }
 
-    /// Schema and version check before first use. Returns the file's schema version (1 or 2).
+    /// Schema and version check before first use. Returns the file's schema version (0 to 3).
     private static func checkSchema(_ conn: SQLiteConnection) throws(JournalError) -> Int64 {
         let version = try conn.prepare("PRAGMA user_version")
         _ = try version.step()
@@ -510,23 +521,116 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Brings a journal of schema version 1 (or 0, the same tables) to version 2: drops the
-    /// received_ms index and sets `user_version`, in one transaction, so a crash leaves the file
-    /// as it was or migrated. The entries, their seqs and `sqlite_sequence` are not touched; the
-    /// index's pages go to the free list, which later inserts reuse (the file does not shrink).
+    /// The entries table of schema version 3, named `name` (the migration builds it beside the old one).
+    static func entriesTable(_ name: String) -> String {
+        """
+        CREATE TABLE \(name)(
+          seq INTEGER PRIMARY KEY,
+          kind INTEGER NOT NULL,
+          machine TEXT NOT NULL,
+          mqtt_topic TEXT NOT NULL,
+          received_ms INTEGER NOT NULL,
+          payload BLOB NOT NULL,
+          reason TEXT,
+          size INTEGER NOT NULL)
+        """
+    }
+
+    /// One row: the highest seq any commit handed out, deleted or not (what AUTOINCREMENT kept in sqlite_sequence).
+    static let highWaterTable = "CREATE TABLE seq_high_water(id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)"
+
+    private static func readHighWater(_ conn: SQLiteConnection) throws(JournalError) -> Int64 {
+        let q = try conn.prepare("SELECT seq FROM seq_high_water WHERE id = 1")
+        guard try q.step() else {
+            throw JournalError(JournalDamage(.foreign, "its table seq_high_water has no row, which forewarn never leaves behind"), path: conn.path)
+        }
+        return q.int64(0)
+    }
+
+    /// Brings a journal of schema version 0, 1 or 2 to version 3 in one transaction, so a crash
+    /// leaves the file as it was or migrated: version 1's received_ms index is dropped (version
+    /// 2), then `entries` is rebuilt without AUTOINCREMENT (a copy of every row, seqs kept) and
+    /// sqlite_sequence's value for it goes to `seq_high_water`. The copy needs room for the table
+    /// twice (its pages in the WAL, then in the file at the checkpoint): without it the open
+    /// fails with `.diskFull` naming what is needed, and the file is left at its version.
     private static func migrate(_ conn: SQLiteConnection, from version: Int64, entries: Int, logger: Logger) throws(JournalError) {
         guard version < schemaVersion else { return }
         let started = ContinuousClock.now
+        try ensureRoomToMigrate(conn, from: version, entries: entries, logger: logger)
         do throws(JournalError) {
-            try conn.exec("BEGIN IMMEDIATE; DROP INDEX entries_received; PRAGMA user_version=\(schemaVersion); COMMIT")
+            try conn.exec("BEGIN IMMEDIATE")
+            if version < 2 {
+                do throws(JournalError) { try conn.exec("DROP INDEX entries_received") } catch {
+                    guard error.kind == .corrupt || error.kind == .other else { throw error }
+                    throw JournalError(JournalDamage(.damagedPage, "a page of it is damaged: dropping its index entries_received (the migration to schema version \(schemaVersion)) failed with \(error.detail)"), path: conn.path)
+                }
+            }
+            // `INSERT ... SELECT *` between tables of the same columns copies each record as it is
+            // (SQLite's transfer optimisation), in seq order; DROP TABLE also removes the table's
+            // sqlite_sequence row, so its value is taken first.
+            try conn.exec("""
+                \(entriesTable("entries_v3"));
+                INSERT INTO entries_v3 SELECT * FROM entries;
+                \(highWaterTable);
+                INSERT INTO seq_high_water(id, seq) VALUES (1, MAX(
+                  COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),
+                  COALESCE((SELECT MAX(seq) FROM entries), 0)));
+                DROP TABLE entries;
+                ALTER TABLE entries_v3 RENAME TO entries;
+                PRAGMA user_version=\(schemaVersion);
+                COMMIT
+                """)
         } catch {
             if conn.isInTransaction { try? conn.exec("ROLLBACK") }
+            if error.damage != nil { throw error }
+            // The rolled-back frames keep their blocks in the WAL file: give them back.
+            try? conn.checkpoint(truncate: true)
+            if error.kind == .diskFull {
+                var e = JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) ran out of room copying the entries table (\(error.detail)); it was rolled back, the file is still schema version \(version)")
+                e.remedy = migrationRemedy
+                throw e
+            }
             guard error.kind == .corrupt || error.kind == .other else { throw error }
-            throw JournalError(JournalDamage(.damagedPage, "a page of it is damaged: dropping its index entries_received (the migration to schema version \(schemaVersion)) failed with \(error.detail)"), path: conn.path)
+            throw JournalError(JournalDamage(.damagedPage, "a page of it is damaged: copying its entries (the migration to schema version \(schemaVersion)) failed with \(error.detail)"), path: conn.path)
         }
-        logger.info("journal migrated to schema version \(schemaVersion): dropped the received_ms index", metadata: [
+        // Fold the copy into the file now and give the WAL's room back (it held the whole table).
+        do { try conn.checkpoint(truncate: true) } catch {
+            logger.warning("journal WAL checkpoint after the migration failed: \(error)")
+        }
+        logger.info("journal migrated to schema version \(schemaVersion): \(version < 2 ? "dropped the received_ms index, " : "")rebuilt entries without AUTOINCREMENT", metadata: [
             "path": "\(conn.path)", "from_version": "\(version)", "entries": "\(entries)",
             "migrated_in_ms": "\((ContinuousClock.now - started).milliseconds)"])
+    }
+
+    /// journal.max-bytes does not shrink a journal that is already written, so it is no advice here.
+    static let migrationRemedy = "Free space on the state directory's file system and start again (or run the previous forewarn until the backlog is delivered)."
+
+    /// The migration's copy needs the table's pages twice: in the WAL, then in the file when the
+    /// checkpoint copies them (less the file's free pages, which the copy reuses). Short of that,
+    /// the ballast (`journal.ballast`, kept for a full disk) is deleted if that is enough (the
+    /// gateway makes it again when there is room); else the open fails with `.diskFull`.
+    private static func ensureRoomToMigrate(_ conn: SQLiteConnection, from version: Int64, entries: Int, logger: Logger) throws(JournalError) {
+        func pragma(_ name: String) throws(JournalError) -> Int64 {
+            let q = try conn.prepare("PRAGMA \(name)")
+            return try q.step() ? q.int64(0) : 0
+        }
+        let pageSize = try pragma("page_size"), pages = try pragma("page_count"), free = try pragma("freelist_count")
+        let table = (pages - free) * pageSize
+        let needed = table * (pageSize + 24) / pageSize + max(0, table - free * pageSize) + (1 << 20)
+        var fs = statvfs()
+        guard statvfs(directory(of: conn.path), &fs) == 0 else { return }
+        let available = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+        if available >= needed { return }
+        let ballast = BallastFile.path(besideJournal: conn.path)
+        if let held = fileSize(ballast), available + held >= needed {
+            BallastFile(path: ballast, bytes: held).release()
+            logger.warning("deleted the ballast file \(ballast) to make room for the journal's migration to schema version \(schemaVersion)", metadata: [
+                "released_bytes": "\(held)", "needed_bytes": "\(needed)", "free_bytes": "\(available)"])
+            return
+        }
+        var e = JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) copies the entries table (\(entries) entries, \(table) bytes) and needs about \(needed) bytes free on the file system, which has \(available); nothing was changed, the file is still schema version \(version)")
+        e.remedy = migrationRemedy
+        throw e
     }
 
     static func fileSize(_ path: String) -> Int64? {
@@ -870,7 +974,15 @@ public final class Journal: Sendable {
             s.inTransaction = false
             throw fault
         }
+        // Once per commit, not per row: the high-water mark that keeps seqs from repeating.
+        let handedOut = s.lastInsertedSeq
+        if handedOut > s.storedHighWater {
+            s.updateHighWater.reset()
+            s.updateHighWater.bind(1, handedOut)
+            _ = try s.updateHighWater.step()
+        }
         try s.conn.exec("COMMIT")
+        s.storedHighWater = max(s.storedHighWater, handedOut)
         s.inTransaction = false
         s.lastCommit = .now
         // Before the observer wakes the forwarder: its read must see what this commit made durable.
@@ -960,16 +1072,18 @@ public final class Journal: Sendable {
 
     private func insertRows(_ s: inout Inner, _ entries: [NewJournalEntry], digest: Int64?) throws(JournalError) {
         for e in entries {
+            let seq = s.lastInsertedSeq + 1
             s.insert.reset()
-            s.insert.bind(1, e.kind.rawValue)
-            s.insert.bind(2, e.machine)
-            s.insert.bind(3, e.mqttTopic)
-            s.insert.bind(4, e.receivedAt)
-            s.insert.bind(5, e.payload)
-            s.insert.bind(6, e.reason)
-            s.insert.bind(7, e.accountedSize)
+            s.insert.bind(1, seq)
+            s.insert.bind(2, e.kind.rawValue)
+            s.insert.bind(3, e.machine)
+            s.insert.bind(4, e.mqttTopic)
+            s.insert.bind(5, e.receivedAt)
+            s.insert.bind(6, e.payload)
+            s.insert.bind(7, e.reason)
+            s.insert.bind(8, e.accountedSize)
             _ = try s.insert.step()
-            s.lastInsertedSeq = s.conn.lastInsertRowID
+            s.lastInsertedSeq = seq
         }
         guard let d = digest else { return }
         s.insertDigest.reset()

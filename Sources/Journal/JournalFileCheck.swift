@@ -138,9 +138,14 @@ public enum JournalFileCheck {
 
     /// The tables and indexes of a journal of schema `version`. Version 1 (and 0, the same
     /// tables) had the index `entries_received` on `received_ms`, for `journal.max-age`; version
-    /// 2 dropped it (max-age walks from the lowest seq), and `Journal` migrates a version-1 file on open.
+    /// 2 dropped it (max-age walks from the lowest seq); version 3 numbers entries without
+    /// AUTOINCREMENT and keeps the highest seq in `seq_high_water`. `Journal` migrates 0-2 on open.
     public static func objects(version: Int64) -> Set<String> {
-        version <= 1 ? ["entries", "entries_received", "recent_messages"] : ["entries", "recent_messages"]
+        switch version {
+        case ...1: ["entries", "entries_received", "recent_messages"]
+        case 2: ["entries", "recent_messages"]
+        default: ["entries", "recent_messages", "seq_high_water"]
+        }
     }
 
     /// The schema: the names of the tables and indexes (sqlite_* excluded), the columns of
@@ -155,7 +160,7 @@ public enum JournalFileCheck {
         }
         if objects != expected || entriesColumns != columns || userVersion > understood {
             let holds = objects.isEmpty ? "no tables" : objects.sorted().joined(separator: ", ")
-            return .damage(JournalDamage(.foreign, "it is an SQLite database but not a forewarn journal: it holds \(holds)\(objects.contains("entries") && entriesColumns != columns ? " (entries has columns \(entriesColumns.joined(separator: ",")))" : ""), user_version \(userVersion); a journal holds entries and recent_messages (and the index entries_received up to version 1)"))
+            return .damage(JournalDamage(.foreign, "it is an SQLite database but not a forewarn journal: it holds \(holds)\(objects.contains("entries") && entriesColumns != columns ? " (entries has columns \(entriesColumns.joined(separator: ",")))" : ""), user_version \(userVersion); a journal holds entries and recent_messages (and the index entries_received up to version 1, the table seq_high_water from version 3)"))
         }
         return .journal
     }

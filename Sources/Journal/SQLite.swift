@@ -80,7 +80,6 @@ final class SQLiteConnection {
         return SQLiteStatement(stmt: stmt, connection: self)
     }
 
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(db) }
     /// SQLite's own view: a transaction is open (it may have rolled one back by itself after SQLITE_FULL).
     var isInTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
     var errorMessage: String { String(cString: sqlite3_errmsg(db)) }

@@ -1,8 +1,10 @@
 import Foundation
 
 /// SQLite's own cost for the journal's work, without the journal: the journal's table as schema
-/// version 2 has it (the same columns and values per row, no index but the rowid; until version 2
-/// both had one on received_ms) with its durability (WAL, `synchronous=FULL`), plain
+/// version 3 has it (the same columns and values per row, no index but the rowid; until version 2
+/// both had one on received_ms; until version 3 both numbered rows with AUTOINCREMENT), each row
+/// inserted with its seq and the high-water row updated once per commit, as the journal does,
+/// with its durability (WAL, `synchronous=FULL`), plain
 /// prepared statements and nothing else, rows inserted in transactions of
 /// `group`, read back in order `readBatch` at a time and deleted in ranges of 1,024 with a commit
 /// every `deleteBatch`. `forewarn bench journal` prints it beside the journal's figures, measured
@@ -29,10 +31,12 @@ public enum SQLiteFloor {
         try conn.exec("PRAGMA journal_mode=WAL")
         try conn.exec("PRAGMA synchronous=FULL")
         try conn.exec("""
-            CREATE TABLE entries(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, machine TEXT NOT NULL,
-              mqtt_topic TEXT NOT NULL, received_ms INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT, size INTEGER NOT NULL);
+            \(Journal.entriesTable("entries"));
+            \(Journal.highWaterTable);
+            INSERT INTO seq_high_water(id, seq) VALUES (1, 0);
             """)
-        let insert = try conn.prepare("INSERT INTO entries(kind, machine, mqtt_topic, received_ms, payload, reason, size) VALUES (0,?,?,?,?,NULL,?)")
+        let insert = try conn.prepare("INSERT INTO entries(seq, kind, machine, mqtt_topic, received_ms, payload, reason, size) VALUES (?,0,?,?,?,?,NULL,?)")
+        let highWater = try conn.prepare("UPDATE seq_high_water SET seq = ? WHERE id = 1")
         let select = try conn.prepare(
             "SELECT seq, kind, machine, mqtt_topic, received_ms, payload, reason FROM entries WHERE seq > ? ORDER BY seq LIMIT ?")
         let delete = try conn.prepare("DELETE FROM entries WHERE seq BETWEEN ? AND ?")
@@ -47,14 +51,19 @@ public enum SQLiteFloor {
             for _ in 0..<min(group, rows - Int(seq)) {
                 seq += 1
                 insert.reset()
-                insert.bind(1, machine)
-                insert.bind(2, topic)
-                insert.bind(3, receivedAt)
-                insert.bind(4, payload)
-                insert.bind(5, size)
+                insert.bind(1, seq)
+                insert.bind(2, machine)
+                insert.bind(3, topic)
+                insert.bind(4, receivedAt)
+                insert.bind(5, payload)
+                insert.bind(6, size)
                 _ = try insert.step()
             }
             let inserted = clock.now
+            // Timed with the commit, where the journal writes it.
+            highWater.reset()
+            highWater.bind(1, seq)
+            _ = try highWater.step()
             try conn.exec("COMMIT")
             t.insert += inserted - start
             t.commit += clock.now - inserted

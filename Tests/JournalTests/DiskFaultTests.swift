@@ -243,7 +243,7 @@ struct JournalWriteFailureTests {
         #expect(after < 100_000 && given >= before - after - 4096, "\(before) -> \(after) bytes, \(given) given back")
         _ = try j.append([entry("m0", 1)], messageDigest: nil)
         try j.commit()
-        #expect(try j.readCommitted(after: 0, limit: 10).map(\.seq) == [seqs.last! + 1], "AUTOINCREMENT survives the VACUUM")
+        #expect(try j.readCommitted(after: 0, limit: 10).map(\.seq) == [seqs.last! + 1], "the seqs go on above the old ones after the VACUUM")
         #expect(try j.integrityProblems().isEmpty)
     }
 

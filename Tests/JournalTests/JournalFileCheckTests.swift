@@ -90,6 +90,28 @@ struct JournalFileCheckTests {
         #expect(v2ForAnOldBuild.kind == .newerSchema)
     }
 
+    @Test("version 3 adds seq_high_water: accepted by this build, each older version's tables are accepted at their own version only, a version-2 build refuses it as newer, a version 4 is newer")
+    func theSchemaVerdictForVersion3() {
+        let v1: Set<String> = ["entries", "entries_received", "recent_messages"]
+        let v2: Set<String> = ["entries", "recent_messages"]
+        let v3: Set<String> = ["entries", "recent_messages", "seq_high_water"]
+        #expect(JournalFileCheck.objects(version: 3) == v3)
+        let columns = ["seq", "kind", "machine", "mqtt_topic", "received_ms", "payload", "reason", "size"]
+        #expect(JournalFileCheck.schema(objects: v3, entriesColumns: columns, userVersion: 3, understood: 3) == .journal)
+        #expect(JournalFileCheck.schema(objects: v2, entriesColumns: columns, userVersion: 2, understood: 3) == .journal, "migrated on open")
+        #expect(JournalFileCheck.schema(objects: v1, entriesColumns: columns, userVersion: 1, understood: 3) == .journal, "migrated on open")
+        guard case let .damage(v3WithoutHighWater) = JournalFileCheck.schema(objects: v2, entriesColumns: columns, userVersion: 3, understood: 3),
+              case let .damage(v2WithHighWater) = JournalFileCheck.schema(objects: v3, entriesColumns: columns, userVersion: 2, understood: 3),
+              case let .damage(v3ForAVersion2Build) = JournalFileCheck.schema(objects: v3, entriesColumns: columns, userVersion: 3, understood: 2),
+              case let .damage(newer) = JournalFileCheck.schema(objects: v3, entriesColumns: columns, userVersion: 4, understood: 3) else {
+            Issue.record("the wrong tables for a version, and a version newer than the build, must be refused"); return
+        }
+        #expect(v3WithoutHighWater.kind == .foreign && v3WithoutHighWater.detail.contains("the table seq_high_water from version 3"))
+        #expect(v2WithHighWater.kind == .foreign)
+        #expect(v3ForAVersion2Build.kind == .newerSchema && v3ForAVersion2Build.detail == "schema version 3 is newer than this forewarn understands (2); refusing to touch it")
+        #expect(newer.kind == .newerSchema && newer.detail == "schema version 4 is newer than this forewarn understands (3); refusing to touch it")
+    }
+
     @Test func walHeadersThatAreNotSQLitesAreDamage() {
         #expect(JournalFileCheck.wal([], databasePageSize: 4096) == WALReport())
         #expect(JournalFileCheck.wal([UInt8](repeating: 0, count: 20), databasePageSize: 4096).damage == nil, "a header never completed")
