@@ -32,10 +32,11 @@ public struct JournalError: Error, Sendable, Equatable, CustomStringConvertible 
     /// What the operator should do, when it is not the kind's usual advice.
     public var remedy: String?
 
-    public init(_ kind: Kind, path: String, _ detail: String) {
+    public init(_ kind: Kind, path: String, _ detail: String, remedy: String? = nil) {
         self.kind = kind
         self.path = path
         self.detail = detail
+        self.remedy = remedy
     }
 
     /// What kind of damage the start-up check found, when it found some.
@@ -586,9 +587,7 @@ public final class Journal: Sendable {
             // The rolled-back frames keep their blocks in the WAL file: give them back.
             try? conn.checkpoint(truncate: true)
             if error.kind == .diskFull {
-                var e = JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) ran out of room copying the entries table (\(error.detail)); it was rolled back, the file is still schema version \(version)")
-                e.remedy = migrationRemedy
-                throw e
+                throw JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) ran out of room copying the entries table (\(error.detail)); it was rolled back, the file is still schema version \(version)", remedy: migrationRemedy)
             }
             guard error.kind == .corrupt || error.kind == .other else { throw error }
             throw JournalError(JournalDamage(.damagedPage, "a page of it is damaged: copying its entries (the migration to schema version \(schemaVersion)) failed with \(error.detail)"), path: conn.path)
@@ -628,9 +627,7 @@ public final class Journal: Sendable {
                 "released_bytes": "\(held)", "needed_bytes": "\(needed)", "free_bytes": "\(available)"])
             return
         }
-        var e = JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) copies the entries table (\(entries) entries, \(table) bytes) and needs about \(needed) bytes free on the file system, which has \(available); nothing was changed, the file is still schema version \(version)")
-        e.remedy = migrationRemedy
-        throw e
+        throw JournalError(.diskFull, path: conn.path, "the migration to schema version \(schemaVersion) copies the entries table (\(entries) entries, \(table) bytes) and needs about \(needed) bytes free on the file system, which has \(available); nothing was changed, the file is still schema version \(version)", remedy: migrationRemedy)
     }
 
     static func fileSize(_ path: String) -> Int64? {
@@ -925,10 +922,7 @@ public final class Journal: Sendable {
 
     public var stats: JournalStats {
         inner.withLock { s in
-            var oldest: Int64?
-            if s.entries > 0, let q = try? s.conn.prepare("SELECT received_ms FROM entries ORDER BY seq LIMIT 1"), (try? q.step()) == true {
-                oldest = q.int64(0)
-            }
+            let oldest = s.entries > 0 ? try? oldestReceived(&s) : nil
             return JournalStats(entries: s.entries, bytes: s.bytes, oldestReceivedAt: oldest, committedSeq: committedSeq.load(ordering: .relaxed), uncommitted: s.uncommitted)
         }
     }
