@@ -162,11 +162,13 @@ public struct AlertLifecycle: Codable, Sendable, Equatable {
         return s
     }
 
-    /// Advance one step with the current score. Returns at most one event.
-    public mutating func step(ts: Int64, score: Double, context: @autoclosure () -> AlertContext) -> AlertEvent? {
+    /// Advance one step with the current score. Returns at most one event. `hold`: the source
+    /// says the condition behind an open episode persists, so this step does not count toward
+    /// resolving it (the close count starts again after it).
+    public mutating func step(ts: Int64, score: Double, hold: Bool = false, context: @autoclosure () -> AlertContext) -> AlertEvent? {
         let p = params
         if var ep = episode {
-            if score < p.closeThreshold {
+            if score < p.closeThreshold && !hold {
                 belowCount += 1
                 if belowSince == nil { belowSince = ts }
             } else {

@@ -221,6 +221,13 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     /// static limits and the PCA monitor (which has its own glitch gate) see the raw value.
     /// docs/detection.md, "Heavy tails".
     public var impulseFilterFastStreams: Bool = true
+    /// An open machine alert raised by one sensor (no PCA monitor fitted) is not resolved while
+    /// that sensor's mean of the last `gaussianShortWindow` readings is still more than this many
+    /// standard deviations of its `gaussianWindow` beyond that window's mean, in the direction it
+    /// departed (default 2; 0 = off). The adaptive tests get used to a level that keeps creeping,
+    /// so a degradation's alert used to close while the machine was still far from its normal and
+    /// reopen hours before the failure. docs/detection.md, "Runs to failure".
+    public var departureHoldZ: Double = 2
 
     public init() {}
 }

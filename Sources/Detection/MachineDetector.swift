@@ -30,6 +30,9 @@ public struct MachineDetector: Codable, Sendable {
     /// Model and sensors behind the latest score.
     public private(set) var topModel: String = ""
     public private(set) var topSensors: [String] = []
+    /// The sensor behind the open univariate alert, and the sign of its departure at the opening.
+    private var departedSensor: String? = nil
+    private var departureSign = 1.0
 
     public init(config: DetectorConfiguration = DetectorConfiguration()) {
         self.config = config
@@ -127,7 +130,31 @@ public struct MachineDetector: Codable, Sendable {
         // closure over `self` would overlap the mutation, and copying the lifecycle instead
         // copied its arrays on every step).
         let (outputs, pcaOut, s, model, sensors) = (slots, pcaOutput, score, topModel, topSensors)
-        return machineAlerts.step(ts: ts, score: s, context: Self.context(slots: outputs, pca: pcaOut, score: s, model: model, sensors: sensors))
+        let e = machineAlerts.step(ts: ts, score: s, hold: isStillDeparted(), context: Self.context(slots: outputs, pca: pcaOut, score: s, model: model, sensors: sensors))
+        if let e, e.state == .open { noteDeparture(sensors: sensors) }
+        return e
+    }
+
+    /// Whether the open machine alert's sensor is still away from its long-run normal, in the
+    /// direction it left: its recent mean more than `departureHoldZ` standard deviations of its
+    /// long window beyond that window's mean. While it is, the alert stays open whatever the
+    /// adaptive tests say: they get used to a level that keeps creeping (a bearing wearing out),
+    /// the long window only slowly. docs/detection.md, "Runs to failure".
+    private func isStillDeparted() -> Bool {
+        let k = config.univariate.departureHoldZ
+        guard k > 0, machineAlerts.isOpen, let name = departedSensor, let i = slotIndex[name],
+              let o = slots[i].lastOutput else { return false }
+        return o.departureZ * departureSign >= k
+    }
+
+    /// At an opening on a machine without a fitted PCA monitor, the sensor behind it and the
+    /// direction it left in. (A PCA machine's episodes close as before: SKAB's rig stays changed
+    /// after a labelled fault, and its settled excursions are meant to close.)
+    private mutating func noteDeparture(sensors: [String]) {
+        departedSensor = nil
+        guard !pcaOutput.fitted, let name = sensors.first, let i = slotIndex[name], let o = slots[i].lastOutput else { return }
+        departedSensor = name
+        departureSign = o.departureZ >= 0 ? 1 : -1
     }
 
     /// Starts the PCA monitor once enough sensors have a value: declared sensors first (in
@@ -238,6 +265,7 @@ extension MachineDetector {
     private enum CodingKeys: String, CodingKey {
         case config, sensors, lastValues, lastOutputs, pca, pcaOutput, machineAlerts, healthAlerts
         case trendResetPending, trendBeyondSince, pendingBucket, pendingTs, score, topModel, topSensors
+        case departedSensor, departureSign
     }
 
     public init(from decoder: any Decoder) throws {
@@ -275,6 +303,9 @@ extension MachineDetector {
         score = try c.decode(Double.self, forKey: .score)
         topModel = try c.decode(String.self, forKey: .topModel)
         topSensors = try c.decode([String].self, forKey: .topSensors)
+        // Absent from checkpoints written before the departure hold: an open alert then closes as it did.
+        departedSensor = try c.decodeIfPresent(String.self, forKey: .departedSensor)
+        departureSign = try c.decodeIfPresent(Double.self, forKey: .departureSign) ?? 1
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -294,6 +325,10 @@ extension MachineDetector {
         try c.encode(score, forKey: .score)
         try c.encode(topModel, forKey: .topModel)
         try c.encode(topSensors, forKey: .topSensors)
+        if let departedSensor {
+            try c.encode(departedSensor, forKey: .departedSensor)
+            try c.encode(departureSign, forKey: .departureSign)
+        }
     }
 }
 
@@ -321,6 +356,7 @@ struct SensorOutputSnapshot: Codable, Sendable {
     var ratios = [Double](repeating: 0, count: ModelKind.allCases.count)
     var robustZ = 0.0
     var ewmaZ = 0.0
+    var departureZ = 0.0
     var slopePerSecond = 0.0
     var timeToThresholdSeconds: Double? = nil
     var limitSeverity: Severity? = nil
@@ -335,6 +371,7 @@ struct SensorOutputSnapshot: Codable, Sendable {
         for m in ModelKind.allCases { ratios[m.index] = o.ratio(m) }
         robustZ = o.robustZ
         ewmaZ = o.ewmaZ
+        departureZ = o.departureZ
         slopePerSecond = o.slopePerSecond
         timeToThresholdSeconds = o.timeToThresholdSeconds
         limitSeverity = o.limitSeverity

@@ -42,6 +42,8 @@ public struct SensorOutput: Sendable, Equatable {
     public var pageHinkleyRatio = 0.0
     public var gaussianTailRatio = 0.0
     public var gaussianTailProbability = 1.0
+    /// The windowed Gaussian's signed z: short-window mean against the long window's mean and spread.
+    public var departureZ = 0.0
     public var trendRatio = 0.0
     public var likelihoodRatio = 0.0
     public var seasonalRatio = 0.0
@@ -277,6 +279,7 @@ public struct SensorDetector: Codable, Sendable {
         let gz = (shortWindow.mean - longWindow.mean) / lsd
         let tail = Swift.max(Stats.twoSidedTail(gz), 1e-300)
         out.gaussianTailProbability = tail
+        out.departureZ = gz
         out.gaussianTailRatio = log(tail) / log(p.gaussianTailLimit)
         longWindow.push(value)
 

@@ -136,6 +136,10 @@ public struct MachineModels: Sendable {
             case "fast-stream-filter":
                 guard let b = v.scalar.flatMap({ Bool($0.string) }) else { throw ConfigError(key: key(kk), "must be true or false (in \(path))") }
                 c.univariate.impulseFilterFastStreams = b
+            case "departure-hold":
+                let z = try number(v, kk)
+                guard z >= 0 else { throw ConfigError(key: key(kk), "must be ≥ 0 (standard deviations; 0 = off) (in \(path))") }
+                c.univariate.departureHoldZ = z
             case "trend-horizon":
                 c.univariate.rulHorizonSeconds = Double(try positiveMillis(v, kk)) / 1000
             case "trend-persistence":
@@ -243,7 +247,7 @@ public struct MachineModels: Sendable {
                     }
                 }
             default:
-                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, fast-stream-filter, trend-horizon, trend-persistence, drift-memory, operating-changes, models, sensors, lifecycle)")
+                throw ConfigError(key: key(kk), "unknown key in \(path) (allowed: type, description, machines, warmup-readings, bucket, impulse-filter, fast-stream-filter, departure-hold, trend-horizon, trend-persistence, drift-memory, operating-changes, models, sensors, lifecycle)")
             }
         }
         // After the loop: the rate depends on `bucket`, which may come later in the file.

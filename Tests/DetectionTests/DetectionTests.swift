@@ -100,6 +100,36 @@ private func gaussianSeries(_ n: Int, seed: UInt64, mean: Double = 0, sd: Double
     #expect(det.observe(ts: 201_000, value: 5.1).health.isHealthy)
 }
 
+/// A hold keeps an open episode from resolving however low the score; once it lifts, the close
+/// count starts again from zero.
+@Test func aHeldEpisodeResolvesOnlyAfterTheHoldLifts() {
+    var p = LifecycleParameters()
+    p.openThreshold = 0.5
+    p.openCount = 1
+    p.closeThreshold = 0.4
+    p.closeCount = 5
+    var life = AlertLifecycle(params: p, machine: "m", site: "s", kind: .machine)
+    var states: [AlertState] = []
+    var ts: Int64 = 0
+    func feed(_ score: Double, _ n: Int, hold: Bool) {
+        for _ in 0..<n {
+            ts += 1000
+            if let e = life.step(ts: ts, score: score, hold: hold, context: AlertContext(model: "likelihood")) { states.append(e.state) }
+        }
+    }
+    feed(0.9, 1, hold: false)
+    feed(0.1, 4, hold: false)   // four below the close line
+    feed(0.1, 100, hold: true)  // held: none of these counts
+    #expect(states == [.open] && life.isOpen)
+    feed(0.1, 4, hold: false)   // the count restarted after the hold: four is not enough
+    #expect(states == [.open])
+    feed(0.1, 1, hold: false)
+    #expect(states == [.open, .resolved] && !life.isOpen)
+    // A hold never opens anything.
+    feed(0.1, 10, hold: true)
+    #expect(states == [.open, .resolved])
+}
+
 @Test func lifecycleOpenUpdateResolveShareOneIdWithHysteresis() {
     var p = LifecycleParameters()
     p.openThreshold = 0.5

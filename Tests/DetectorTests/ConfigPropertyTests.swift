@@ -267,3 +267,16 @@ struct FastStreamFilterModelFileTests {
         #expect(e.map { "\($0)" }?.contains("must be true or false") == true, "\(String(describing: e))")
     }
 }
+
+struct DepartureHoldModelFileTests {
+    @Test("A model file's departure-hold sets the hold's standard deviations (default 2, 0 = off); a negative or non-number value is refused naming its key")
+    func departureHoldKey() throws {
+        #expect(try MachineModels.parse(text: "type: pump\n", path: "/models/pump.yaml").template.univariate.departureHoldZ == 2)
+        #expect(try MachineModels.parse(text: "departure-hold: 0\n", path: "/models/pump.yaml").template.univariate.departureHoldZ == 0)
+        #expect(try MachineModels.parse(text: "departure-hold: 3.5\n", path: "/models/pump.yaml").template.univariate.departureHoldZ == 3.5)
+        for bad in ["-1", "often"] {
+            let e = #expect(throws: ConfigError.self) { try MachineModels.parse(text: "departure-hold: \(bad)\n", path: "/models/pump.yaml") }
+            #expect(e?.key == "pump.departure-hold", "\(String(describing: e))")
+        }
+    }
+}
