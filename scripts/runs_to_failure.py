@@ -7,7 +7,8 @@ reading, in four ways (docs/detection.md, "Runs to failure"):
   exp     a rise that is slow at first and exponential at the end (wear);
   step    a defect's step of 30 % at the onset, a plateau, then an exponential rise;
   linear  a steady rise;
-  bump    a bump at the onset that subsides (a defect smoothed over), then an exponential rise.
+  bump    a bump at the onset that subsides (a defect smoothed over), then an exponential rise;
+  raised  the same bump, subsiding to a level a quarter above the healthy one.
 Each as one sensor ('solo') and as a 4-sensor rig where one bearing fails and three stay healthy
 ('rig'), for four run lengths (10-minute snapshots over 7, 30 and 35 days, 5-minute over 14 days,
 degrading over the last 2 to 5 days), seeds 1-3. Each file is replayed through
@@ -33,7 +34,7 @@ T0 = dt.datetime(2026, 1, 5)
 DAY = 86400
 # (snapshot interval in seconds, days of run, days of degradation before the failure)
 RUNS = [(600, 7, 2), (300, 14, 2), (600, 30, 3), (600, 35, 5)]
-KINDS = ['exp', 'step', 'linear', 'bump']
+KINDS = ['exp', 'step', 'linear', 'bump', 'raised']
 LEAD_H = 24
 
 
@@ -50,8 +51,10 @@ def degradation(kind, u):
         return 0.3 + (rise((u - 0.4) / 0.6, 5) if u >= 0.4 else 0)
     if kind == 'linear':
         return 1.5 * u
-    # bump: half again the level around u = 0.2, gone by u = 0.4, then the rise.
-    return 0.5 * math.exp(-((u - 0.2) / 0.08) ** 2) + (rise((u - 0.5) / 0.5, 5) if u >= 0.5 else 0)
+    # bump: half again the level around u = 0.2, gone by u = 0.4, then the rise; raised: the same
+    # over a level that rises by a quarter in the first 5 % and stays.
+    floor = 0.25 * min(1.0, u / 0.05) if kind == 'raised' else 0.0
+    return floor + 0.5 * math.exp(-((u - 0.2) / 0.08) ** 2) + (rise((u - 0.5) / 0.5, 5) if u >= 0.5 else 0)
 
 
 def bearing(rng, n, onset, kind):

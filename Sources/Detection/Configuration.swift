@@ -223,10 +223,11 @@ public struct UnivariateParameters: Codable, Sendable, Equatable {
     public var impulseFilterFastStreams: Bool = true
     /// An open machine alert raised by one sensor (no PCA monitor fitted) is not resolved while
     /// that sensor's mean of the last `gaussianShortWindow` readings is still more than this many
-    /// standard deviations of its `gaussianWindow` beyond that window's mean, in the direction it
-    /// departed (default 2; 0 = off). The adaptive tests get used to a level that keeps creeping,
-    /// so a degradation's alert used to close while the machine was still far from its normal and
-    /// reopen hours before the failure. docs/detection.md, "Runs to failure".
+    /// standard deviations of its `gaussianWindow`, as that window was at the opening, beyond the
+    /// window's mean then, in the direction it departed; for at most `gaussianWindow` readings
+    /// after the opening (default 2; 0 = off). The adaptive tests get used to a level that keeps
+    /// creeping, so a degradation's alert used to close while the machine was still far from its
+    /// normal and reopen hours before the failure. docs/detection.md, "Runs to failure".
     public var departureHoldZ: Double = 2
 
     public init() {}

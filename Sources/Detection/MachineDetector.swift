@@ -30,9 +30,8 @@ public struct MachineDetector: Codable, Sendable {
     /// Model and sensors behind the latest score.
     public private(set) var topModel: String = ""
     public private(set) var topSensors: [String] = []
-    /// The sensor behind the open univariate alert, and the sign of its departure at the opening.
-    private var departedSensor: String? = nil
-    private var departureSign = 1.0
+    /// The sensor behind the open univariate alert and its state at the opening (the departure hold).
+    private var departure: Departure? = nil
 
     public init(config: DetectorConfiguration = DetectorConfiguration()) {
         self.config = config
@@ -135,26 +134,28 @@ public struct MachineDetector: Codable, Sendable {
         return e
     }
 
-    /// Whether the open machine alert's sensor is still away from its long-run normal, in the
-    /// direction it left: its recent mean more than `departureHoldZ` standard deviations of its
-    /// long window beyond that window's mean. While it is, the alert stays open whatever the
-    /// adaptive tests say: they get used to a level that keeps creeping (a bearing wearing out),
-    /// the long window only slowly. docs/detection.md, "Runs to failure".
+    /// Whether the open machine alert's sensor is still away from where it was when the alert
+    /// opened, in the direction it left: its recent mean more than `departureHoldZ` standard
+    /// deviations of its long window *at the opening* beyond that window's mean. While it is,
+    /// the alert stays open whatever the adaptive tests say: they get used to a level that keeps
+    /// creeping (a bearing wearing out). The hold lasts at most one long window of readings after
+    /// the opening: by then that window holds only readings taken since, the sensor's new normal.
+    /// docs/detection.md, "Runs to failure".
     private func isStillDeparted() -> Bool {
         let k = config.univariate.departureHoldZ
-        guard k > 0, machineAlerts.isOpen, let name = departedSensor, let i = slotIndex[name],
-              let o = slots[i].lastOutput else { return false }
-        return o.departureZ * departureSign >= k
+        guard k > 0, machineAlerts.isOpen, let d = departure, let i = slotIndex[d.sensor], let o = slots[i].lastOutput,
+              slots[i].detector.count - d.readingCount < config.univariate.gaussianWindow else { return false }
+        return (o.shortMean - d.mean) / d.sd * d.sign >= k
     }
 
-    /// At an opening on a machine without a fitted PCA monitor, the sensor behind it and the
-    /// direction it left in. (A PCA machine's episodes close as before: SKAB's rig stays changed
-    /// after a labelled fault, and its settled excursions are meant to close.)
+    /// At an opening on a machine without a fitted PCA monitor, the sensor behind it, the
+    /// direction it left in and its long window then. (A PCA machine's episodes close as before:
+    /// SKAB's rig stays changed after a labelled fault, and its settled excursions are meant to close.)
     private mutating func noteDeparture(sensors: [String]) {
-        departedSensor = nil
-        guard !pcaOutput.fitted, let name = sensors.first, let i = slotIndex[name], let o = slots[i].lastOutput else { return }
-        departedSensor = name
-        departureSign = o.departureZ >= 0 ? 1 : -1
+        departure = nil
+        guard !pcaOutput.fitted, let name = sensors.first, let i = slotIndex[name], let o = slots[i].lastOutput, o.longSD > 0 else { return }
+        departure = Departure(sensor: name, sign: o.shortMean >= o.longMean ? 1 : -1, mean: o.longMean, sd: o.longSD,
+                              readingCount: slots[i].detector.count)
     }
 
     /// Starts the PCA monitor once enough sensors have a value: declared sensors first (in
@@ -265,7 +266,7 @@ extension MachineDetector {
     private enum CodingKeys: String, CodingKey {
         case config, sensors, lastValues, lastOutputs, pca, pcaOutput, machineAlerts, healthAlerts
         case trendResetPending, trendBeyondSince, pendingBucket, pendingTs, score, topModel, topSensors
-        case departedSensor, departureSign
+        case departure
     }
 
     public init(from decoder: any Decoder) throws {
@@ -303,9 +304,7 @@ extension MachineDetector {
         score = try c.decode(Double.self, forKey: .score)
         topModel = try c.decode(String.self, forKey: .topModel)
         topSensors = try c.decode([String].self, forKey: .topSensors)
-        // Absent from checkpoints written before the departure hold: an open alert then closes as it did.
-        departedSensor = try c.decodeIfPresent(String.self, forKey: .departedSensor)
-        departureSign = try c.decodeIfPresent(Double.self, forKey: .departureSign) ?? 1
+        departure = try c.decodeIfPresent(Departure.self, forKey: .departure)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -325,11 +324,18 @@ extension MachineDetector {
         try c.encode(score, forKey: .score)
         try c.encode(topModel, forKey: .topModel)
         try c.encode(topSensors, forKey: .topSensors)
-        if let departedSensor {
-            try c.encode(departedSensor, forKey: .departedSensor)
-            try c.encode(departureSign, forKey: .departureSign)
-        }
+        try c.encodeIfPresent(departure, forKey: .departure)
     }
+}
+
+/// What the departure hold remembers of an opening: the sensor, the direction it left in (+1 or
+/// -1), its long window's mean and standard deviation, and its reading count then.
+struct Departure: Codable, Sendable, Equatable {
+    var sensor: String
+    var sign: Double
+    var mean: Double
+    var sd: Double
+    var readingCount: Int
 }
 
 /// One sensor of a machine: its chain, what the fusion reads of its last output, and its
@@ -356,7 +362,9 @@ struct SensorOutputSnapshot: Codable, Sendable {
     var ratios = [Double](repeating: 0, count: ModelKind.allCases.count)
     var robustZ = 0.0
     var ewmaZ = 0.0
-    var departureZ = 0.0
+    var shortMean = 0.0
+    var longMean = 0.0
+    var longSD = 0.0
     var slopePerSecond = 0.0
     var timeToThresholdSeconds: Double? = nil
     var limitSeverity: Severity? = nil
@@ -371,7 +379,7 @@ struct SensorOutputSnapshot: Codable, Sendable {
         for m in ModelKind.allCases { ratios[m.index] = o.ratio(m) }
         robustZ = o.robustZ
         ewmaZ = o.ewmaZ
-        departureZ = o.departureZ
+        (shortMean, longMean, longSD) = (o.shortMean, o.longMean, o.longSD)
         slopePerSecond = o.slopePerSecond
         timeToThresholdSeconds = o.timeToThresholdSeconds
         limitSeverity = o.limitSeverity

@@ -42,8 +42,11 @@ public struct SensorOutput: Sendable, Equatable {
     public var pageHinkleyRatio = 0.0
     public var gaussianTailRatio = 0.0
     public var gaussianTailProbability = 1.0
-    /// The windowed Gaussian's signed z: short-window mean against the long window's mean and spread.
-    public var departureZ = 0.0
+    /// The windowed Gaussian's means and spread: the last `gaussianShortWindow` readings' mean, and
+    /// the mean and standard deviation (at least the scale floor) of the `gaussianWindow` before.
+    public var shortMean = 0.0
+    public var longMean = 0.0
+    public var longSD = 0.0
     public var trendRatio = 0.0
     public var likelihoodRatio = 0.0
     public var seasonalRatio = 0.0
@@ -279,7 +282,7 @@ public struct SensorDetector: Codable, Sendable {
         let gz = (shortWindow.mean - longWindow.mean) / lsd
         let tail = Swift.max(Stats.twoSidedTail(gz), 1e-300)
         out.gaussianTailProbability = tail
-        out.departureZ = gz
+        (out.shortMean, out.longMean, out.longSD) = (shortWindow.mean, longWindow.mean, lsd)
         out.gaussianTailRatio = log(tail) / log(p.gaussianTailLimit)
         longWindow.push(value)
 

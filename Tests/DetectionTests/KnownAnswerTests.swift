@@ -362,6 +362,36 @@ struct KnownAnswerTests {
         #expect(!off.openAtEnd && off.openings.count == 3, "without the hold: openings \(off.openings), open at the end \(off.openAtEnd)")
     }
 
+    /// A level that moves by 6 sd and stays there: the alert is held while the long window still
+    /// remembers the old level, and resolves within 2,000 readings of the opening (the window then
+    /// holds only the new level), where without the hold it resolved within hours.
+    @Test("A level that moves for good keeps its alert for at most one long window (2,000 readings), not for ever")
+    func levelThatMovesForGoodKeepsItsAlertOneLongWindow() {
+        func run(hold: Double) -> (opened: [Int], resolved: [Int]) {
+            var config = DetectorConfiguration(machine: "m")
+            config.univariate.departureHoldZ = hold
+            var det = MachineDetector(config: config)
+            var rng = SplitMix64(seed: 9)
+            var opened: [Int] = [], resolved: [Int] = []
+            for i in 0..<6000 {
+                let v = 50 + rng.nextGaussian() + (i >= 3000 ? 6 : 0)
+                for ev in det.observe(ts: Int64(i) * fiveMinutes, values: ["x": v]) where ev.kind == .machine {
+                    if ev.state == .open { opened.append(i) }
+                    if ev.state == .resolved { resolved.append(i) }
+                }
+            }
+            return (opened, resolved)
+        }
+        let held = run(hold: 2)
+        #expect(held.opened.count == 1 && held.opened.first.map { $0 >= 3000 && $0 < 3010 } == true, "opened at \(held.opened)")
+        #expect(held.resolved.count == 1, "resolved at \(held.resolved)")
+        if let o = held.opened.first, let r = held.resolved.first {
+            #expect(r - o > 1_900 && r - o <= 2_000 + 20, "resolved \(r - o) readings after opening")
+        }
+        let off = run(hold: 0)
+        #expect(off.resolved.first.map { $0 - 3000 < 100 } == true, "without the hold: opened \(off.opened), resolved \(off.resolved)")
+    }
+
     @Test("With the departure hold a lone spike's alert still resolves within 20 readings")
     func spikeAlertStillResolves() {
         var rng = SplitMix64(seed: 4)
